@@ -1,0 +1,1 @@
+"""The science: baselines, tasks, experiments, metrics, figures and the command line."""

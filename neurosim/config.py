@@ -1,0 +1,235 @@
+"""Typed, frozen configuration dataclasses with TOML in and out and clear validation errors.
+
+Every config in neurosim is a frozen, keyword-only dataclass deriving from :class:`Config`.
+Invariants are checked in ``__post_init__`` with :func:`check_range` / :func:`check_choice`,
+which raise :class:`ValueError` naming the field and the allowed range. Unknown keys in a
+dict or TOML file raise :class:`ValueError` naming the key and listing the allowed ones, so a
+typo in ``--config FILE.toml`` fails before any work starts.
+
+Nested configs are dataclass-typed fields; in TOML they are tables::
+
+    seed = 3
+    [model]
+    n_levels = 4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomli_w
+
+__all__ = [
+    "Config",
+    "check_range",
+    "check_choice",
+    "check_positive_int",
+]
+
+C = TypeVar("C", bound="Config")
+
+
+def check_range(
+    name: str,
+    value: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_inclusive: bool = True,
+    hi_inclusive: bool = True,
+) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` lies in the given interval.
+
+    ``None`` for a bound means unbounded on that side. NaN is always rejected.
+    """
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+    if not bad:
+        if lo is not None:
+            bad = value < lo if lo_inclusive else value <= lo
+        if hi is not None and not bad:
+            bad = value > hi if hi_inclusive else value >= hi
+    if bad:
+        left = "(-inf" if lo is None else ("[" if lo_inclusive else "(") + f"{lo:g}"
+        right = "inf)" if hi is None else f"{hi:g}" + ("]" if hi_inclusive else ")")
+        raise ValueError(f"{name} must be in {left}, {right}; got {value!r}")
+
+
+def check_positive_int(name: str, value: int, hi: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int >= 1 (and <= ``hi`` if given)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    check_range(name, value, 1, hi)
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``allowed``."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}; got {value!r}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_config_type(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Config)
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """Convert a TOML/dict value to the annotated type (tuples from lists, floats from ints)."""
+    if _is_config_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{name} must be a table of {tp.__name__} fields; got {value!r}")
+        return tp.from_dict(value, _prefix=f"{name}.")
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(name, arg, value)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(errors[0] if errors else f"{name}: cannot convert {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list; got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(f"{name}[{i}]", args[0], v) for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise ValueError(f"{name} must have {len(args)} entries; got {len(value)}")
+        return tuple(
+            _coerce(f"{name}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+    if origin is typing.Literal:
+        check_choice(name, value, args)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number; got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer; got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false; got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string; got {value!r}")
+        return value
+    return value
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, Config):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Base of all neurosim configs: frozen, keyword-only, validated, TOML round-trippable."""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any], *, _prefix: str = "") -> C:
+        """Build from a (possibly nested) mapping; unknown keys raise ``ValueError``."""
+        names = cls.field_names()
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise ValueError(
+                f"unknown config key {_prefix}{unknown[0]!s} for {cls.__name__}; "
+                f"allowed keys: {', '.join(names)}"
+            )
+        hints = _field_types(cls)
+        kwargs = {k: _coerce(f"{_prefix}{k}", hints[k], v) for k, v in data.items()}
+        try:
+            return cls(**kwargs)
+        except ValueError as err:
+            if _prefix and not str(err).startswith(_prefix):
+                raise ValueError(f"{_prefix}{err}") from None
+            raise
+
+    @classmethod
+    def from_toml(cls: type[C], text: str) -> C:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config is not valid TOML: {err}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls: type[C], path: str | Path) -> C:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        return cls.from_toml(path.read_text())
+
+    def updated(self: C, overrides: Mapping[str, Any], *, _prefix: str = "") -> C:
+        """Return a copy with ``overrides`` applied (nested tables update nested configs).
+
+        Unknown keys and invalid values raise ``ValueError`` naming the key.
+        """
+        names = self.field_names()
+        hints = _field_types(type(self))
+        changes: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if key not in names:
+                raise ValueError(
+                    f"unknown config key {_prefix}{key} for {type(self).__name__}; "
+                    f"allowed keys: {', '.join(names)}"
+                )
+            current = getattr(self, key)
+            if isinstance(current, Config) and isinstance(value, Mapping):
+                changes[key] = current.updated(value, _prefix=f"{_prefix}{key}.")
+            else:
+                changes[key] = _coerce(f"{_prefix}{key}", hints[key], value)
+        try:
+            return dataclasses.replace(self, **changes)
+        except ValueError as err:
+            if _prefix and not str(err).startswith(_prefix):
+                raise ValueError(f"{_prefix}{err}") from None
+            raise
+
+    def updated_from_toml(self: C, text: str) -> C:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config is not valid TOML: {err}") from None
+        return self.updated(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists, ``None`` fields are dropped for TOML)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = _to_plain(value)
+        return out
+
+    def to_toml(self) -> str:
+        """TOML text that :meth:`from_toml` reads back to an equal config."""
+        return tomli_w.dumps(self.to_dict())

@@ -1,0 +1,1 @@
+"""The eye: retinal lattices, receptive fields and the sparse sampling operator."""

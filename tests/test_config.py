@@ -1,0 +1,56 @@
+import dataclasses
+
+import pytest
+
+from neurosim.config import Config, check_choice, check_positive_int, check_range
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Inner(Config):
+    tau_ms: float = 10.0
+    dt_ms: float = 1.0
+
+    def __post_init__(self):
+        check_range("tau_ms", self.tau_ms, 0, None, lo_inclusive=False)
+        check_range("dt_ms", self.dt_ms, 0, self.tau_ms, lo_inclusive=False, hi_inclusive=False)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outer(Config):
+    seed: int = 0
+    name: str = "a"
+    sizes: tuple[int, ...] = (1, 2)
+    inner: Inner = Inner()
+
+    def __post_init__(self):
+        check_choice("name", self.name, ["a", "b"])
+
+
+def test_toml_round_trip():
+    cfg = Outer(seed=3, sizes=(4, 5, 6), inner=Inner(tau_ms=20.0, dt_ms=2.0))
+    assert Outer.from_toml(cfg.to_toml()) == cfg
+
+
+def test_unknown_key_names_the_key_and_allowed():
+    with pytest.raises(ValueError, match=r"unknown config key inner\.tua_ms.*allowed keys: tau_ms"):
+        Outer().updated_from_toml("[inner]\ntua_ms = 3\n")
+    with pytest.raises(ValueError, match="unknown config key bogus"):
+        Outer.from_dict({"bogus": 1})
+
+
+def test_out_of_range_names_field_and_range():
+    with pytest.raises(ValueError, match=r"inner\.dt_ms must be in \(0, 10\); got 12"):
+        Outer().updated({"inner": {"dt_ms": 12.0}})
+    with pytest.raises(ValueError, match=r"name must be one of \['a', 'b'\]"):
+        Outer(name="c")
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        Outer.from_dict({"seed": "x"})
+
+
+def test_nan_and_bool_rejected():
+    with pytest.raises(ValueError, match="x must be in"):
+        check_range("x", float("nan"), 0, 1)
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        check_positive_int("n", True)
+    with pytest.raises(ValueError, match=r"n must be in \[1, 4\]"):
+        check_positive_int("n", 5, hi=4)
