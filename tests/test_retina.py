@@ -1,0 +1,377 @@
+"""Tests of the retina: lattices, receptive fields, the sparse operator, render, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import retina
+from retina.lattice import _arc_in_square
+
+H = W = 64
+PPD = 2.0
+FOV = 32.0  # 64 px / 2 px per deg
+
+
+def _expected_counts(edges, n_sites, fov_deg):
+    """Expected sites per annulus: the target density integrated over annulus ∩ square."""
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        r = np.linspace(lo, hi, 400)
+        dens = retina.foveated_site_density(r, n_sites, fov_deg)
+        out.append(np.trapezoid(dens * _arc_in_square(r, fov_deg / 2), r))
+    return np.array(out)
+
+
+def _annulus_ratio(pos, n_sites, fov_deg, edges):
+    counts, _ = np.histogram(np.hypot(pos[:, 0], pos[:, 1]), edges)
+    return counts / _expected_counts(edges, n_sites, fov_deg), counts
+
+
+@pytest.fixture(scope="module")
+def small_pair():
+    kw = dict(n_cells=512, fov_deg=FOV, image_shape=(H, W), pixels_per_deg=PPD, seed=3)
+    return retina.Retina.uniform(**kw), retina.Retina.foveated(**kw)
+
+
+def _noise_image(shape, seed, slope=1.0):
+    """Zero-mean, unit-variance 1/f^slope noise (broadband, like natural images)."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.fftfreq(shape[1])[None, :]
+    f = np.maximum(np.hypot(fy, fx), 1.0 / max(shape))
+    spec = (rng.normal(size=shape) + 1j * rng.normal(size=shape)) / f**slope
+    img = np.real(np.fft.ifft2(spec))
+    return (img - img.mean()) / img.std()
+
+
+# ----------------------------------------------------------------------------- Watson density
+
+
+def test_watson_density_formula_values():
+    # Watson (2014): d_gf(0) = 33163.2 deg^-2, midget fraction 1/1.12 at the centre
+    assert retina.watson_density(0.0) == pytest.approx(33163.2 / 1.12, rel=1e-12)
+    a, r2, re = retina.WATSON_MERIDIANS["temporal"]
+    r = 10.0
+    expected = (
+        33163.2
+        * (a * (1 + r / r2) ** -2 + (1 - a) * math.exp(-r / re))
+        * (1 / 1.12)
+        / (1 + r / 41.03)
+    )
+    assert retina.watson_density(r) == pytest.approx(expected, rel=1e-12)
+    ecc = np.linspace(0, 40, 200)
+    assert np.all(np.diff(retina.watson_density(ecc)) < 0)
+    mean = retina.watson_density(5.0, meridian="mean")
+    each = [retina.watson_density(5.0, meridian=m) for m in retina.WATSON_MERIDIANS]
+    assert mean == pytest.approx(np.mean(each))
+    with pytest.raises(ValueError, match="meridian"):
+        retina.watson_density(1.0, meridian="upper")
+
+
+def test_foveated_density_matches_watson_in_annuli():
+    n_sites, fov = 2048, 40.0  # annuli out to 20 deg lie inside the 40 deg square
+    pos = retina.foveated_lattice(n_sites, fov, seed=0)
+    edges = np.geomspace(1.0, 20.0, 8)
+    ratio, counts = _annulus_ratio(pos, n_sites, fov, edges)
+    assert counts.min() >= 80  # enough sites per annulus for a 10 % test to mean something
+    assert np.all(np.abs(ratio - 1) < 0.10), ratio
+
+
+def test_log_polar_density_matches_watson_in_annuli():
+    n_sites, fov = 2048, 40.0
+    pos = retina.foveated_lattice(n_sites, fov, seed=0, log_polar=True)
+    assert pos.shape == (n_sites, 2)
+    # whole rings fall on one side or the other of an annulus edge, so this arrangement is
+    # checked on wider annuli and with a looser bound than the default (CVT) lattice
+    edges = np.geomspace(1.0, 20.0, 5)
+    ratio, _ = _annulus_ratio(pos, n_sites, fov, edges)
+    assert np.all(np.abs(ratio - 1) < 0.15), ratio
+
+
+@pytest.mark.slow
+def test_foveated_density_matches_watson_large():
+    n_sites, fov = 8192, 44.0
+    pos = retina.foveated_lattice(n_sites, fov, seed=1)
+    edges = np.geomspace(1.0, 20.0, 13)
+    ratio, _ = _annulus_ratio(pos, n_sites, fov, edges)
+    assert np.all(np.abs(ratio - 1) < 0.10), ratio
+
+
+# ----------------------------------------------------------------------------- lattices
+
+
+@pytest.mark.parametrize("kind", ["square", "hex"])
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1000, 2048])
+def test_uniform_lattice_exact_count_and_inside(kind, n):
+    pos = retina.uniform_lattice(n, 10.0, kind=kind)
+    assert pos.shape == (n, 2)
+    assert np.abs(pos).max() <= 5.0
+    assert len(np.unique(pos.round(9), axis=0)) == n
+
+
+def test_uniform_lattice_spacing_is_uniform():
+    pos = retina.uniform_lattice(2048, 40.0, kind="hex")
+    nn = retina.nearest_neighbour_distance_deg(pos)
+    expected = math.sqrt(2 / math.sqrt(3) * 40.0**2 / 2048)  # hexagonal cell area
+    assert np.median(nn) == pytest.approx(expected, rel=0.1)
+    assert nn.std() / nn.mean() < 0.1
+
+
+@pytest.mark.parametrize("log_polar", [False, True])
+def test_foveated_lattice_count_bounds_min_distance_off_grid(log_polar):
+    n, fov = 700, 30.0
+    pos = retina.foveated_lattice(n, fov, seed=5, log_polar=log_polar)
+    assert pos.shape == (n, 2)
+    assert np.abs(pos).max() <= fov / 2
+    ecc = np.hypot(pos[:, 0], pos[:, 1])
+    spacing = retina.foveated_spacing_deg(ecc, n, fov)
+    nn = retina.nearest_neighbour_distance_deg(pos)
+    # no two sites closer than 0.4 of the local target spacing (the default fraction)
+    assert np.all(nn >= 0.4 * spacing * 0.999)
+    # off grid: neither the x nor the y coordinates repeat
+    assert len(np.unique(pos[:, 0].round(9))) == n
+    assert len(np.unique(pos[:, 1].round(9))) == n
+    # denser near fixation than in the periphery
+    assert np.median(nn[ecc < 2]) < 0.5 * np.median(nn[ecc > 10])
+
+
+def test_foveated_lattice_seed_determinism():
+    a = retina.foveated_lattice(300, 20.0, seed=11)
+    b = retina.foveated_lattice(300, 20.0, seed=11)
+    c = retina.foveated_lattice(300, 20.0, seed=12)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        (dict(n_sites=0, fov_deg=10.0), "n_sites"),
+        (dict(n_sites=2.5, fov_deg=10.0), "n_sites"),
+        (dict(n_sites=10, fov_deg=0.0), "fov_deg"),
+        (dict(n_sites=10, fov_deg=float("nan")), "fov_deg"),
+        (dict(n_sites=10, fov_deg=10.0, min_distance_frac=0.9), "min_distance_frac"),
+        (dict(n_sites=10, fov_deg=10.0, meridian="up"), "meridian"),
+    ],
+)
+def test_lattice_bad_input(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        retina.foveated_lattice(**kwargs)
+
+
+def test_uniform_lattice_bad_kind():
+    with pytest.raises(ValueError, match="kind"):
+        retina.uniform_lattice(10, 5.0, kind="triangle")
+
+
+# ----------------------------------------------------------------------------- Retina
+
+
+def test_equal_cell_counts_and_cells_dataset(small_pair):
+    uni, fov = small_pair
+    assert uni.n_cells == fov.n_cells == 512
+    assert uni.kind == "uniform" and fov.kind == "foveated"
+    for r in small_pair:
+        assert r.positions_deg.shape == (512, 2)
+        assert r.operator.shape == (512, H * W)
+        ds = r.cells
+        assert ds.sizes["cell"] == 512
+        for name in ("x_deg", "y_deg", "ecc_deg", "polarity", "sigma_center_deg"):
+            assert name in ds.coords
+        assert (ds.polarity == "on").sum() == (ds.polarity == "off").sum() == 256
+        on = ds.where(ds.polarity == "on", drop=True)
+        off = ds.where(ds.polarity == "off", drop=True)
+        np.testing.assert_array_equal(on.x_deg.values, off.x_deg.values)
+        np.testing.assert_allclose(ds.ecc_deg.values, np.hypot(ds.x_deg.values, ds.y_deg.values))
+        # centre sigma is proportional to the local spacing, surround by Croner & Kaplan
+        np.testing.assert_allclose(ds.sigma_center_deg / ds.spacing_deg, 0.5)
+        np.testing.assert_allclose(
+            ds.sigma_surround_deg / ds.sigma_center_deg, retina.CK95_SURROUND_RADIUS_RATIO
+        )
+
+
+def test_receptive_fields_grow_with_eccentricity(small_pair):
+    uni, fov = small_pair
+    s = fov.cells.sigma_center_deg.values
+    ecc = fov.cells.ecc_deg.values
+    assert np.corrcoef(ecc, s)[0, 1] > 0.8
+    assert np.median(s[ecc > 10]) > 4 * np.median(s[ecc < 2])
+    su = uni.cells.sigma_center_deg.values
+    assert su.std() / su.mean() < 0.05
+
+
+def test_operator_linearity_and_consistency(small_pair):
+    rng = np.random.default_rng(0)
+    x = rng.random((3, H, W))
+    y = rng.random((3, H, W))
+    for r in small_pair:
+        a, b = 1.7, -0.4
+        np.testing.assert_allclose(r(a * x + b * y), a * r(x) + b * r(y), atol=1e-10)
+        # the applied multi-scale sum equals the materialised CSR operator
+        np.testing.assert_allclose(r(x), (r.operator @ x.reshape(3, -1).T).T, atol=1e-10)
+        # one image in, one response vector out; OFF cells are the negated ON cells
+        single = r(x[0])
+        assert single.shape == (r.n_cells,)
+        np.testing.assert_allclose(single, r(x)[0])
+        np.testing.assert_allclose(single[: r.n_sites], -single[r.n_sites :])
+
+
+def test_torch_in_torch_out(small_pair):
+    rng = np.random.default_rng(1)
+    x = rng.random((2, H, W))
+    for r in small_pair:
+        expected = r(x)
+        for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+            xt = torch.tensor(x, dtype=dtype)
+            out = r(xt)
+            assert isinstance(out, torch.Tensor)
+            assert out.dtype == dtype and out.device == xt.device
+            assert out.shape == (2, r.n_cells)
+            np.testing.assert_allclose(out.numpy(), expected, atol=tol)
+        # built once and cached per device and dtype
+        assert r.torch_levels("cpu", torch.float32) is r.torch_levels("cpu", torch.float32)
+        assert r(torch.tensor(x[0])).shape == (r.n_cells,)
+        img = r.render(r(torch.tensor(x)))
+        assert isinstance(img, torch.Tensor) and img.shape == (2, H, W)
+
+
+def test_numpy_float32_and_uint8(small_pair):
+    r = small_pair[0]
+    x = np.random.default_rng(2).random((2, H, W))
+    assert r(x.astype(np.float32)).dtype == np.float32
+    u8 = (x * 255).astype(np.uint8)
+    np.testing.assert_allclose(r(u8), r(u8.astype(float)))
+
+
+@pytest.mark.parametrize("surround_weight", [1.0, retina.CK95_SURROUND_WEIGHT_RATIO, 0.0])
+def test_dog_balance_uniform_field(surround_weight):
+    # a field of view smaller than the image and a fixation off centre, so that some
+    # receptive fields are cut by the image border: the normalisation must still hold
+    r = retina.Retina.foveated(
+        n_cells=400,
+        fov_deg=20.0,
+        image_shape=(48, 64),
+        pixels_per_deg=2.0,
+        fixation_px=(24.0, 22.0),
+        surround_weight=surround_weight,
+    )
+    value = 0.73
+    resp = r(np.full((48, 64), value))
+    expected = (1 - surround_weight) * value
+    np.testing.assert_allclose(resp[: r.n_sites], expected, atol=1e-12)
+    np.testing.assert_allclose(resp[r.n_sites :], -expected, atol=1e-12)
+    if surround_weight == 1.0:
+        assert np.abs(resp).max() < 1e-12  # a balanced cell ignores a uniform field
+    # ON cells: positive centre, negative surround
+    row = r.site_operator[0].toarray().ravel()
+    assert row.max() > 0 and (surround_weight == 0.0 or row.min() < 0)
+
+
+def test_retina_seed_determinism():
+    kw = dict(n_cells=300, fov_deg=FOV, image_shape=(H, W), pixels_per_deg=PPD)
+    a = retina.Retina.foveated(seed=4, **kw)
+    b = retina.Retina.foveated(seed=4, **kw)
+    c = retina.Retina.foveated(seed=5, **kw)
+    np.testing.assert_array_equal(a.positions_deg, b.positions_deg)
+    assert (a.operator != b.operator).nnz == 0
+    assert not np.allclose(a.positions_deg, c.positions_deg)
+
+
+def test_color_only_explicit(small_pair):
+    r = small_pair[0]
+    rgb = np.random.default_rng(3).random((2, H, W, 3))
+    with pytest.raises(ValueError, match="color=True"):
+        r(rgb)
+    gray = rgb @ np.array(retina.LUMA_WEIGHTS)
+    np.testing.assert_allclose(r(rgb, color=True), r(gray))
+    np.testing.assert_allclose(r(torch.tensor(rgb), color=True).numpy(), r(gray))
+    with pytest.raises(ValueError, match="images"):
+        r(rgb[..., :2], color=True)
+
+
+def test_render_foveated_better_near_fixation_worse_in_periphery():
+    shape, ppd, fov = (128, 128), 4.0, 32.0
+    kw = dict(n_cells=2048, fov_deg=fov, image_shape=shape, pixels_per_deg=ppd, seed=0)
+    uni = retina.Retina.uniform(**kw)
+    fov_r = retina.Retina.foveated(**kw)
+    img = _noise_image(shape, seed=1)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    ecc = np.hypot(xx - (shape[1] - 1) / 2, yy - (shape[0] - 1) / 2) / ppd
+    centre, periphery = ecc < 2.0, (ecc > 10.0) & (ecc < 15.0)
+
+    def rmse(r, mask):
+        rec = r.render(r(img))
+        return float(np.sqrt(((rec - img)[mask] ** 2).mean()))
+
+    c_uni, c_fov = rmse(uni, centre), rmse(fov_r, centre)
+    p_uni, p_fov = rmse(uni, periphery), rmse(fov_r, periphery)
+    # measured (seeds 0/1): centre 0.546 (uniform) vs 0.257 (foveated); periphery 0.598 vs 0.659
+    assert c_fov < 0.7 * c_uni, (c_fov, c_uni)
+    assert p_fov > 1.05 * p_uni, (p_fov, p_uni)
+
+
+def test_render_shapes_and_bad_responses(small_pair):
+    r = small_pair[1]
+    x = np.random.default_rng(4).random((2, H, W))
+    assert r.render(r(x)).shape == (2, H, W)
+    assert r.render(r(x[0])).shape == (H, W)
+    with pytest.raises(ValueError, match="responses"):
+        r.render(np.zeros((2, r.n_cells + 1)))
+    with pytest.raises(ValueError, match="responses"):
+        r.render(np.full(r.n_cells, np.nan))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+GOOD = dict(n_cells=200, fov_deg=20.0, image_shape=(40, 50), pixels_per_deg=2.0)
+
+
+@pytest.mark.parametrize("ctor", ["uniform", "foveated"])
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [
+        (dict(pixels_per_deg=0.0), "pixels_per_deg"),
+        (dict(pixels_per_deg=-2.0), "pixels_per_deg"),
+        (dict(pixels_per_deg=float("nan")), "pixels_per_deg"),
+        (dict(fov_deg=25.0), "fov_deg"),  # 50 px > 40 px image height
+        (dict(fov_deg=-1.0), "fov_deg"),
+        (dict(n_cells=4), "n_cells"),  # too few
+        (dict(n_cells=2 * 40 * 40 + 2), "n_cells"),  # more sites than pixels in the field
+        (dict(n_cells=201), "n_cells"),  # odd: one ON and one OFF per site
+        (dict(n_cells=200.0), "n_cells"),
+        (dict(fixation_px=(60.0, 10.0)), "fixation_px"),  # outside the image
+        (dict(fixation_px=(10.0, -3.0)), "fixation_px"),
+        (dict(fixation_px=(10.0,)), "fixation_px"),
+        (dict(fixation_px=(5.0, 20.0)), "fov_deg"),  # inside, but the field does not fit
+        (dict(image_shape=(40,)), "image_shape"),
+        (dict(surround_weight=1.5), "surround_weight"),
+    ],
+)
+def test_retina_bad_geometry(ctor, override, name):
+    with pytest.raises(ValueError, match=name):
+        getattr(retina.Retina, ctor)(**{**GOOD, **override})
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (np.zeros(40 * 50), "images must be"),  # rank 1
+        (np.zeros((2, 3, 40, 50)), "images must be"),  # rank 4 without color
+        (np.zeros((2, 40, 51)), "images must be"),  # wrong W
+        (np.zeros((2, 41, 50)), "images must be"),  # wrong H
+        (np.full((2, 40, 50), np.nan), "NaN or inf"),
+        (np.where(np.eye(40, 50) > 0, np.inf, 0.0), "NaN or inf"),
+        (np.where(np.eye(40, 50) > 0, -np.inf, 0.0)[None], "NaN or inf"),
+    ],
+)
+def test_retina_bad_images(as_torch, images, match):
+    r = retina.Retina.uniform(**GOOD)
+    if as_torch:
+        images = torch.tensor(images)
+    with pytest.raises(ValueError, match=match):
+        r(images)
