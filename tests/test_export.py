@@ -42,3 +42,14 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         open_results(tmp_path / "nope.nc")
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    path = tmp_path / "a.txt"
+    with atomic_path(path) as tmp:
+        tmp.write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
