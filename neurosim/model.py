@@ -1,0 +1,539 @@
+"""The GLOM-like model: retina front end + unshared columns + lateral attention + rate dynamics.
+
+A sheet of ``n_columns`` columns sits above the visual field. Each column
+
+- reads the responses of its ``k_cells`` nearest retina cells (a fixed index; on a foveated retina
+  peripheral columns therefore cover more degrees: different columns preprocess the image
+  differently, the case weight sharing cannot handle — seed 001, 00:31:30-00:33:30),
+- holds ``n_levels`` embeddings of size ``dim`` (state ``[batch, column, level, dim]``),
+- owns its networks (:class:`~neurosim.columns.ColumnMLP`, never shared unless ``shared=True``):
+  a level-0 encoder (cells -> level 0), bottom-up nets (level l-1 -> l) and top-down nets
+  (level l+1 -> l) that also receive the column's position, a neural field (seed 003; GLOM,
+  Hinton 2021, arXiv:2102.12627, sec. 2),
+- and relaxes by ``tau dx/dt = -x + consensus`` (:mod:`neurosim.dynamics`), the consensus mixing
+  bottom-up, top-down, lateral attention over neighbours (:mod:`neurosim.attention`) and the
+  previous state.
+
+A static image is a boring video: ``settle(responses [B, n_cells])`` holds it for ``n_steps``;
+``settle(frames [T_in, B, n_cells])`` feeds frame t at step t (the last frame is held).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from torch import nn
+
+from neurosim.attention import lateral_attention
+from neurosim.columns import ACTIVATIONS, ColumnMLP
+from neurosim.config import Config, check_choice, check_positive_int, check_range
+from neurosim.dynamics import DynamicsConfig, consensus, drift, euler
+from neurosim.neighbours import Neighbours, level_neighbours, widened_k
+
+__all__ = ["ModelConfig", "Model", "Settled", "StepTerms"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig(Config):
+    """Architecture of the column sheet.
+
+    Attributes:
+        n_columns: number of columns (>= 2); must equal the number of column positions.
+        n_levels: levels per column (>= 1).
+        dim: embedding size of every level (>= 1); all levels share it, so the state is one
+            tensor ``[batch, n_columns, n_levels, dim]``.
+        hidden: hidden layer sizes of every column MLP (each >= 1; may be empty).
+        activation: hidden nonlinearity: gelu | relu | tanh | silu.
+        k_cells: retina cells read by each column (its k nearest cells; <= n_cells).
+        neighbour_k: lateral neighbours per column at level 0, in [1, n_columns - 1].
+        neighbour_growth: widening factor of the neighbourhood per level (>= 1); level l has
+            ``min(round(neighbour_k * growth**l), n_columns - 1)`` neighbours.
+        neighbour_radius_deg: > 0 switches to radius neighbourhoods (radius at level 0, widened
+            by neighbour_growth); 0 = k nearest.
+        long_range_k: sparse random long-range neighbours per column at high levels (>= 0).
+        long_range_from_level: first level with long-range neighbours.
+        shared: one set of weights for all columns (weight-sharing baseline only).
+        position_encoding: input of the top-down neural field: ``"xy"`` = (x, y) scaled to
+            [-1, 1]; ``"fourier"`` = that plus sin/cos(2^i pi x), i < n_frequencies.
+        n_frequencies: number of Fourier octaves (>= 1) for ``"fourier"``.
+        column_lattice: where columns sit: ``"auto"`` follows the retina (foveated retina ->
+            foveated_lattice, else uniform_lattice), or force ``"uniform"`` / ``"foveated"``.
+        init: initial state: ``"bottom_up"`` (one bottom-up pass) or ``"zeros"``.
+        seed: seed of the weight initialisation and of the long-range neighbours.
+        dynamics: :class:`~neurosim.dynamics.DynamicsConfig`.
+    """
+
+    n_columns: int = 256
+    n_levels: int = 4
+    dim: int = 32
+    hidden: tuple[int, ...] = (64,)
+    activation: Literal["gelu", "relu", "tanh", "silu"] = "gelu"
+    k_cells: int = 16
+    neighbour_k: int = 8
+    neighbour_growth: float = 1.5
+    neighbour_radius_deg: float = 0.0
+    long_range_k: int = 0
+    long_range_from_level: int = 2
+    shared: bool = False
+    position_encoding: Literal["xy", "fourier"] = "fourier"
+    n_frequencies: int = 3
+    column_lattice: Literal["auto", "uniform", "foveated"] = "auto"
+    init: Literal["bottom_up", "zeros"] = "bottom_up"
+    seed: int = 0
+    dynamics: DynamicsConfig = dataclasses.field(default_factory=DynamicsConfig)
+
+    def __post_init__(self) -> None:
+        check_positive_int("n_columns", self.n_columns)
+        if self.n_columns < 2:
+            raise ValueError(f"n_columns must be an integer >= 2; got {self.n_columns!r}")
+        check_positive_int("n_levels", self.n_levels)
+        check_positive_int("dim", self.dim)
+        for i, h in enumerate(self.hidden):
+            check_positive_int(f"hidden[{i}]", h)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_positive_int("k_cells", self.k_cells)
+        check_positive_int("neighbour_k", self.neighbour_k, self.n_columns - 1)
+        check_range("neighbour_growth", self.neighbour_growth, 1, 1e6)
+        check_range("neighbour_radius_deg", self.neighbour_radius_deg, 0, 1e6)
+        if isinstance(self.long_range_k, bool) or not isinstance(self.long_range_k, int):
+            raise ValueError(f"long_range_k must be an integer >= 0; got {self.long_range_k!r}")
+        k_top = widened_k(self.neighbour_k, self.neighbour_growth, self.n_levels, self.n_columns)
+        check_range("long_range_k", self.long_range_k, 0, self.n_columns - 1 - k_top[-1])
+        if isinstance(self.long_range_from_level, bool) or not isinstance(
+            self.long_range_from_level, int
+        ):
+            raise ValueError(
+                f"long_range_from_level must be an integer >= 0; got {self.long_range_from_level!r}"
+            )
+        check_range("long_range_from_level", self.long_range_from_level, 0, None)
+        check_choice("position_encoding", self.position_encoding, ("xy", "fourier"))
+        check_positive_int("n_frequencies", self.n_frequencies)
+        check_choice("column_lattice", self.column_lattice, ("auto", "uniform", "foveated"))
+        check_choice("init", self.init, ("bottom_up", "zeros"))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}")
+        if not isinstance(self.dynamics, DynamicsConfig):
+            raise ValueError(f"dynamics must be a DynamicsConfig; got {self.dynamics!r}")
+        d = self.dynamics
+        if self.n_levels > 1 and d.w_bottom_up + d.w_lateral + d.w_previous <= 0:
+            raise ValueError(
+                "dynamics.w_bottom_up + w_lateral + w_previous must be > 0: the top level has "
+                "no top-down term"
+            )
+
+    @property
+    def position_dim(self) -> int:
+        """Size of the position encoding fed to the top-down nets."""
+        return 2 if self.position_encoding == "xy" else 2 + 4 * self.n_frequencies
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTerms:
+    """The terms of one Euler step, each ``[B, C, L, D]``.
+
+    ``bottom_up[:, :, 0]`` is the level-0 encoder's reading of the retina; ``top_down[:, :, -1]``
+    is zero (the top level has no level above: see ``Model.has_top_down``). In local mode
+    (``detach_inputs=True``) ``lateral`` carries no gradient and ``bottom_up``/``top_down`` depend
+    only on the column's own parameters.
+    """
+
+    bottom_up: torch.Tensor
+    top_down: torch.Tensor
+    lateral: torch.Tensor
+    consensus: torch.Tensor
+    beta: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Settled:
+    """Result of :meth:`Model.settle`.
+
+    Attributes:
+        state: final state ``[B, C, L, D]``.
+        trajectory: ``[n_steps + 1, B, C, L, D]`` (initial state first) when
+            ``return_trajectory=True``, else None.
+        bottom_up, top_down, lateral, consensus: the per-step terms, time first:
+            ``[n_steps, B, C, L, D]`` when ``return_trajectory=True``, else ``[1, B, C, L, D]``
+            (the last step only). ``top_down[..., -1, :]`` is zero (no level above the top).
+        betas: the inverse temperature used at each step.
+    """
+
+    state: torch.Tensor
+    trajectory: torch.Tensor | None
+    bottom_up: torch.Tensor
+    top_down: torch.Tensor
+    lateral: torch.Tensor
+    consensus: torch.Tensor
+    betas: tuple[float, ...]
+
+
+def _position_features(pos: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """``[C, P]`` position encoding: xy scaled to [-1, 1] (+ Fourier features)."""
+    scale = float(np.abs(pos).max()) or 1.0
+    u = pos / scale
+    feats = [u]
+    if config.position_encoding == "fourier":
+        for i in range(config.n_frequencies):
+            feats += [np.sin(2.0**i * math.pi * u), np.cos(2.0**i * math.pi * u)]
+    return np.concatenate(feats, axis=1)
+
+
+class Model(nn.Module):
+    """Column sheet with unshared per-column networks and GLOM-style settling.
+
+    Args:
+        config: :class:`ModelConfig`.
+        cell_positions_deg: ``[n_cells, 2]`` positions of the retina cells whose responses the
+            model reads (ON and OFF cells may share positions).
+        column_positions_deg: ``[n_columns, 2]``; default: a lattice from the ``retina``
+            package (``uniform_lattice`` or ``foveated_lattice``, see ``config.column_lattice``)
+            over ``fov_deg``.
+        fov_deg: field of view for the column lattice; default ``2 * max |cell coordinate|``.
+        retina_kind: ``"uniform"`` or ``"foveated"``, used when ``column_lattice="auto"``.
+        device: where to put parameters and buffers.
+
+    Modules: ``encoder`` (cells -> level 0), ``bottom_up[l - 1]`` (level l-1 -> l, l >= 1),
+    ``top_down[l]`` (level l+1 + position -> l, l < L-1), each a
+    :class:`~neurosim.columns.ColumnMLP`.
+
+    Buffers: ``positions_deg [C, 2]``, ``cell_index [C, k_cells]``, ``position_features
+    [C, P]``, ``nb_index_{l} [C, k_l]`` (+ ``nb_mask_{l}`` for radius neighbourhoods),
+    ``has_top_down [L]`` (bool), ``term_weights [4, L]``.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        cell_positions_deg: np.ndarray | torch.Tensor,
+        *,
+        column_positions_deg: np.ndarray | torch.Tensor | None = None,
+        fov_deg: float | None = None,
+        retina_kind: str = "uniform",
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise ValueError(f"config must be a ModelConfig; got {type(config).__name__}")
+        self.config = config
+        cells = _as_positions("cell_positions_deg", cell_positions_deg)
+        n_cells = cells.shape[0]
+        if config.k_cells > n_cells:
+            raise ValueError(
+                f"k_cells must be in [1, {n_cells}] (the number of retina cells); "
+                f"got {config.k_cells}"
+            )
+        if fov_deg is None:
+            fov_deg = 2.0 * float(np.abs(cells).max()) or 1.0
+        if column_positions_deg is None:
+            columns = _column_lattice(config, fov_deg, retina_kind)
+        else:
+            columns = _as_positions("column_positions_deg", column_positions_deg)
+        if columns.shape[0] != config.n_columns:
+            raise ValueError(
+                f"n_columns={config.n_columns} does not match the {columns.shape[0]} column "
+                "positions"
+            )
+        self.n_cells = n_cells
+        self.n_columns = config.n_columns
+        self.n_levels = config.n_levels
+        self.dim = config.dim
+
+        _, cell_index = cKDTree(cells).query(columns, k=config.k_cells)
+        cell_index = np.asarray(cell_index, dtype=np.int64).reshape(columns.shape[0], -1)
+        self.register_buffer("positions_deg", torch.as_tensor(columns, dtype=torch.float32))
+        self.register_buffer("cell_index", torch.from_numpy(cell_index))
+        self.register_buffer(
+            "position_features",
+            torch.as_tensor(_position_features(columns, config), dtype=torch.float32),
+        )
+        nbs = level_neighbours(
+            columns,
+            config.n_levels,
+            k=None if config.neighbour_radius_deg > 0 else config.neighbour_k,
+            growth=config.neighbour_growth,
+            radius_deg=config.neighbour_radius_deg or None,
+            n_long_range=config.long_range_k,
+            long_range_from_level=config.long_range_from_level,
+            seed=config.seed,
+        )
+        for level, nb in enumerate(nbs):
+            self.register_buffer(f"nb_index_{level}", nb.index)
+            self.register_buffer(f"nb_mask_{level}", nb.mask)
+        has_td = torch.ones(config.n_levels, dtype=torch.bool)
+        has_td[-1] = False
+        self.register_buffer("has_top_down", has_td)
+        w = torch.tensor(config.dynamics.term_weights(), dtype=torch.float32)
+        term_weights = w[:, None].repeat(1, config.n_levels)
+        term_weights[1, -1] = 0.0
+        self.register_buffer("term_weights", term_weights)
+
+        gen = torch.Generator().manual_seed(config.seed)
+        mlp = dict(activation=config.activation, shared=config.shared, generator=gen)
+        c, d, h = config.n_columns, config.dim, config.hidden
+        self.encoder = ColumnMLP(c, config.k_cells, h, d, **mlp)
+        self.bottom_up = nn.ModuleList(
+            ColumnMLP(c, d, h, d, **mlp) for _ in range(config.n_levels - 1)
+        )
+        self.top_down = nn.ModuleList(
+            ColumnMLP(c, d + config.position_dim, h, d, **mlp) for _ in range(config.n_levels - 1)
+        )
+        if device is not None:
+            self.to(device)
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_retina(
+        cls,
+        retina: Any,
+        config: ModelConfig | None = None,
+        *,
+        column_positions_deg: np.ndarray | torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> Model:
+        """Build a model that reads ``retina(images)``: cell positions from
+        ``retina.positions_deg``, column lattice following ``retina.kind``."""
+        config = ModelConfig() if config is None else config
+        fov = getattr(retina, "fov_deg", None)
+        return cls(
+            config,
+            retina.positions_deg,
+            column_positions_deg=column_positions_deg,
+            fov_deg=None if fov is None else float(np.max(fov)),
+            retina_kind=str(getattr(retina, "kind", "uniform")),
+            device=device,
+        )
+
+    @property
+    def neighbours(self) -> list[Neighbours]:
+        """Neighbour sets per level."""
+        return [
+            Neighbours(getattr(self, f"nb_index_{lv}"), getattr(self, f"nb_mask_{lv}"))
+            for lv in range(self.n_levels)
+        ]
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions_deg.device
+
+    # ------------------------------------------------------------------ pieces of a step
+    def column_inputs(self, responses: torch.Tensor) -> torch.Tensor:
+        """What each column reads: ``responses [B, n_cells] -> [B, C, k_cells]``."""
+        if responses.dim() != 2 or responses.shape[1] != self.n_cells:
+            raise ValueError(
+                f"responses must have shape [batch, {self.n_cells}]; got {tuple(responses.shape)}"
+            )
+        return responses[:, self.cell_index]
+
+    def _encode(self, responses: torch.Tensor, input_mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.column_inputs(responses)
+        if input_mask is not None:
+            x = x * input_mask[..., None].to(x.dtype)
+        return self.encoder(x)
+
+    def initial_state(
+        self, responses: torch.Tensor, input_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Initial state ``[B, C, L, D]``: zeros or one bottom-up pass (``config.init``)."""
+        b = responses.shape[0]
+        if self.config.init == "zeros":
+            return responses.new_zeros(b, self.n_columns, self.n_levels, self.dim)
+        levels = [self._encode(responses, input_mask)]
+        for net in self.bottom_up:
+            levels.append(net(levels[-1]))
+        return torch.stack(levels, dim=2)
+
+    def _weights(self, input_mask: torch.Tensor | None) -> torch.Tensor:
+        if input_mask is None:
+            return self.term_weights
+        w = self.term_weights.expand(*input_mask.shape, *self.term_weights.shape).clone()
+        w[..., 0, 0] = w[..., 0, 0] * input_mask.to(w.dtype)
+        return w
+
+    def step(
+        self,
+        state: torch.Tensor,
+        responses: torch.Tensor,
+        t: int = 0,
+        *,
+        n_steps: int | None = None,
+        detach_inputs: bool = False,
+        input_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, StepTerms]:
+        """One Euler step of every level of every column.
+
+        Args:
+            state: ``[B, C, L, D]``.
+            responses: the drive, retina responses ``[B, n_cells]`` at this step.
+            t: step index (selects beta from the schedule).
+            n_steps: length of the run, for the beta schedule (default ``dynamics.n_steps``).
+            detach_inputs: local mode: the nets read a detached copy of ``state`` and the
+                update starts from it, so the new state and the terms depend on parameters only
+                through the column's own nets at this step (no gradient crosses columns or time).
+            input_mask: optional ``BoolTensor [B, C]``; False hides a column's input (its cells
+                read as zero and its level-0 bottom-up term gets weight 0).
+
+        Returns:
+            ``(new_state [B, C, L, D], StepTerms)``.
+        """
+        if state.dim() != 4 or tuple(state.shape[1:]) != (self.n_columns, self.n_levels, self.dim):
+            raise ValueError(
+                f"state must have shape [batch, {self.n_columns}, {self.n_levels}, {self.dim}]; "
+                f"got {tuple(state.shape)}"
+            )
+        dyn = self.config.dynamics
+        src = state.detach() if detach_inputs else state
+        beta = dyn.beta_at(t, n_steps)
+        bu = [self._encode(responses, input_mask)]
+        bu += [net(src[:, :, lv]) for lv, net in enumerate(self.bottom_up)]
+        # The position enters the top-down nets as if concatenated to their input (neural field).
+        td = [
+            net(src[:, :, lv + 1], self.position_features) for lv, net in enumerate(self.top_down)
+        ]
+        td.append(torch.zeros_like(bu[0]))
+        lat = [
+            lateral_attention(src[:, :, lv], nb.index, beta, mask=nb.mask)
+            for lv, nb in enumerate(self.neighbours)
+        ]
+        terms = {
+            "bottom_up": torch.stack(bu, dim=2),
+            "top_down": torch.stack(td, dim=2),
+            "lateral": torch.stack(lat, dim=2),
+            "previous": src,
+        }
+        cons = consensus(terms, self._weights(input_mask))
+        new_state = euler(src, drift(src, cons, dyn.tau_ms), dyn.dt_ms)
+        return new_state, StepTerms(
+            bottom_up=terms["bottom_up"],
+            top_down=terms["top_down"],
+            lateral=terms["lateral"],
+            consensus=cons,
+            beta=beta,
+        )
+
+    # ------------------------------------------------------------------ the forward API
+    def settle(
+        self,
+        inputs: torch.Tensor,
+        *,
+        n_steps: int | None = None,
+        return_trajectory: bool = False,
+        detach_inputs: bool = False,
+        input_mask: torch.Tensor | None = None,
+        initial_state: torch.Tensor | None = None,
+    ) -> Settled:
+        """Run the rate dynamics on a static input or a sequence of frames.
+
+        Args:
+            inputs: retina responses ``[B, n_cells]`` (held for every step: a boring video) or
+                frames ``[T_in, B, n_cells]`` (frame t drives step t; the last one is held;
+                ``T_in <= n_steps``).
+            n_steps: Euler steps (default ``config.dynamics.n_steps``).
+            return_trajectory: keep every state and every step's terms (see :class:`Settled`).
+            detach_inputs: local mode of the learning rules (see :meth:`step`).
+            input_mask: ``BoolTensor [B, C]``, False hides the column's input (fill-in).
+            initial_state: ``[B, C, L, D]``; default :meth:`initial_state` of the first frame
+                (computed without gradient in local mode).
+
+        Returns:
+            :class:`Settled`.
+        """
+        n = self.config.dynamics.n_steps if n_steps is None else n_steps
+        check_positive_int("n_steps", n)
+        if inputs.dim() == 2:
+            frames = inputs.unsqueeze(0)
+        elif inputs.dim() == 3:
+            frames = inputs
+            if frames.shape[0] > n:
+                raise ValueError(
+                    f"the number of frames must be in [1, n_steps={n}]; got {frames.shape[0]}"
+                )
+        else:
+            raise ValueError(
+                "inputs must be responses [batch, n_cells] or frames [time, batch, n_cells]; "
+                f"got shape {tuple(inputs.shape)}"
+            )
+        if input_mask is not None and tuple(input_mask.shape) != (
+            frames.shape[1],
+            self.n_columns,
+        ):
+            raise ValueError(
+                f"input_mask must have shape [batch, {self.n_columns}]; "
+                f"got {tuple(input_mask.shape)}"
+            )
+        if initial_state is None:
+            if detach_inputs:
+                with torch.no_grad():
+                    state = self.initial_state(frames[0], input_mask)
+            else:
+                state = self.initial_state(frames[0], input_mask)
+        else:
+            state = initial_state
+        trajectory = [state] if return_trajectory else None
+        kept: list[StepTerms] = []
+        betas = []
+        for t in range(n):
+            frame = frames[min(t, frames.shape[0] - 1)]
+            state, terms = self.step(
+                state,
+                frame,
+                t,
+                n_steps=n,
+                detach_inputs=detach_inputs,
+                input_mask=input_mask,
+            )
+            betas.append(terms.beta)
+            if return_trajectory:
+                trajectory.append(state)
+                kept.append(terms)
+            else:
+                kept = [terms]
+
+        def stack(name: str) -> torch.Tensor:
+            return torch.stack([getattr(k, name) for k in kept], dim=0)
+
+        return Settled(
+            state=state,
+            trajectory=torch.stack(trajectory, dim=0) if return_trajectory else None,
+            bottom_up=stack("bottom_up"),
+            top_down=stack("top_down"),
+            lateral=stack("lateral"),
+            consensus=stack("consensus"),
+            betas=tuple(betas),
+        )
+
+    def forward(self, inputs: torch.Tensor, **kwargs: Any) -> Settled:
+        """Same as :meth:`settle`."""
+        return self.settle(inputs, **kwargs)
+
+
+def _as_positions(name: str, pos: np.ndarray | torch.Tensor) -> np.ndarray:
+    arr = np.asarray(pos.detach().cpu() if torch.is_tensor(pos) else pos, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1:
+        raise ValueError(f"{name} must have shape [n, 2] (x_deg, y_deg); got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite")
+    return arr
+
+
+def _column_lattice(config: ModelConfig, fov_deg: float, retina_kind: str) -> np.ndarray:
+    """Column positions from the retina package's lattices (imported lazily)."""
+    kind = config.column_lattice
+    if kind == "auto":
+        kind = "foveated" if "fove" in retina_kind.lower() else "uniform"
+    try:
+        from retina import foveated_lattice, uniform_lattice
+    except ImportError as err:
+        raise ValueError(
+            "column positions need retina.uniform_lattice/foveated_lattice, which could not be "
+            f"imported ({err}); pass column_positions_deg explicitly"
+        ) from None
+    if kind == "foveated":
+        pos = foveated_lattice(config.n_columns, fov_deg, seed=config.seed)
+    else:
+        pos = uniform_lattice(config.n_columns, fov_deg)
+    return _as_positions("column lattice", pos)
