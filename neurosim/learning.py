@@ -1,0 +1,507 @@
+"""Local learning rules for columns: co-distillation, fill-in, anti-collapse, soft targets.
+
+Every rule is a pure function of tensors (no parameters, no global state); the model owns the
+networks, the rules only say what each network should predict. Shapes follow the package's axis
+order ``(batch, column, level, dim)``, time first when present.
+
+Sources
+-------
+* Soft targets at temperature ``T`` and the ``T**2`` gradient scale: Hinton, Vinyals & Dean (2015),
+  "Distilling the knowledge in a neural network", section 2; seed talk 001, 00:19-00:27.
+* Co-distillation ("peer pressure" between nets after a warm-up): Anil et al. (2018), "Large scale
+  distributed neural network training through online distillation"; seed 001, 00:27-00:29.
+* Consensus co-distillation between columns: seed 001, 00:29-00:34 (each column's bottom-up and
+  top-down nets are trained to agree with the consensus of their level, which already holds the
+  neighbours' opinions); Hinton (2021), "How to represent part-whole hierarchies in a neural
+  network" (GLOM), sections 3 and 9.
+* Fill-in (denoising) training and contrastive anti-collapse: GLOM (2021) sections 3.3 and 9.3;
+  InfoNCE: van den Oord, Li & Vinyals (2018); Chen et al. (2020, SimCLR) eq. 1.
+
+Locality
+--------
+``locality="local"`` (default) means: the model is settled with ``detach_inputs=True`` so every
+column's nets read *detached* inputs (its own lower/upper level, its neighbours, its previous
+state), and every target below is detached. Then the gradient of column ``c``'s loss reaches only
+column ``c``'s own parameters, through the current time step only: the rule is local in space and
+time. ``locality="bptt"`` settles with ``detach_inputs=False`` and trains end to end through time
+(as in the GLOM paper) for comparison. :func:`detach_inputs_for` maps one onto the other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LOCALITIES",
+    "detach_inputs_for",
+    "distillation_kl",
+    "soft_target_loss",
+    "consensus_codistillation_loss",
+    "draw_fill_in_mask",
+    "hide_column_inputs",
+    "fill_in_loss",
+    "contrastive_loss",
+    "collapse_report",
+    "neighbour_soft_targets",
+    "neighbour_codistillation_loss",
+    "codistillation_weight",
+]
+
+#: allowed values of the ``locality`` option
+LOCALITIES = ("local", "bptt")
+
+
+def detach_inputs_for(locality: str) -> bool:
+    """The model's ``detach_inputs`` flag for a learning ``locality``.
+
+    ``"local"`` -> ``True`` (no gradient across columns or time steps); ``"bptt"`` -> ``False``
+    (end-to-end backpropagation through the settling).
+    """
+    if locality not in LOCALITIES:
+        raise ValueError(f"locality must be one of {list(LOCALITIES)}; got {locality!r}")
+    return locality == "local"
+
+
+def _check_temperature(temperature: float) -> float:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or temperature <= 0
+    ):
+        raise ValueError(f"temperature must be in (0, inf); got {temperature!r}")
+    return float(temperature)
+
+
+def distillation_kl(
+    student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """``T**2 * KL(teacher_probs || softmax(student_logits / T))``, averaged over leading dims.
+
+    Args:
+        student_logits: ``[..., K]`` logits of the student (gradient flows into them).
+        teacher_probs: ``[..., K]`` target distribution (already softened; used as given, and
+            detached here so no gradient reaches the teacher).
+        temperature: ``T > 0``; the ``T**2`` factor keeps gradient magnitudes comparable across
+            temperatures (Hinton, Vinyals & Dean 2015, section 2).
+
+    Returns:
+        Scalar tensor: the mean over all leading positions of the per-position KL divergence
+        (nats), times ``T**2``. Terms with zero teacher probability contribute zero.
+    """
+    t = _check_temperature(temperature)
+    if student_logits.shape != teacher_probs.shape:
+        raise ValueError(
+            "teacher_probs must have the shape of student_logits "
+            f"{tuple(student_logits.shape)}; got {tuple(teacher_probs.shape)}"
+        )
+    if student_logits.ndim < 1 or student_logits.shape[-1] < 2:
+        raise ValueError(
+            "student_logits must be [..., K] with K >= 2 classes; "
+            f"got {tuple(student_logits.shape)}"
+        )
+    p = teacher_probs.detach()
+    log_q = F.log_softmax(student_logits / t, dim=-1)
+    # xlogy gives 0 * log 0 = 0 for classes the teacher rules out exactly.
+    kl = (torch.xlogy(p, p) - p * log_q).sum(dim=-1)
+    return kl.mean() * (t * t)
+
+
+def soft_target_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Hinton's soft-target loss: ``T**2 * KL(softmax(z_t / T) || softmax(z_s / T))``.
+
+    Args:
+        student_logits: ``[..., K]``.
+        teacher_logits: ``[..., K]``; detached (the teacher is not trained by this loss).
+        temperature: ``T > 0``.
+
+    Returns:
+        Scalar: mean over leading positions of the KL (nats) times ``T**2`` (Hinton, Vinyals &
+        Dean 2015, eq. 2 and the remark on ``T**2`` that follows it).
+    """
+    t = _check_temperature(temperature)
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            "teacher_logits must have the shape of student_logits "
+            f"{tuple(student_logits.shape)}; got {tuple(teacher_logits.shape)}"
+        )
+    teacher_probs = F.softmax(teacher_logits.detach() / t, dim=-1)
+    return distillation_kl(student_logits, teacher_probs, t)
+
+
+def _masked_mean(sq: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``sq`` ``[..., C, L, D]`` with per-(column, level) weights broadcast over D."""
+    if weight is None:
+        return sq.mean()
+    w = weight.to(sq.dtype).unsqueeze(-1).expand_as(sq)
+    total = w.sum()
+    if total <= 0:
+        return sq.sum() * 0.0
+    return (sq * w).sum() / total
+
+
+def consensus_codistillation_loss(
+    bottom_up: torch.Tensor,
+    top_down: torch.Tensor | None,
+    consensus: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    top_down_levels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Each column's bottom-up and top-down predictions regressed on its level's consensus.
+
+    The consensus of level ``l`` in column ``c`` (the mix of the column's bottom-up and top-down
+    predictions, the attention-weighted same-level embeddings of its neighbours, and its previous
+    state) is the *detached* target of both nets that predict level ``l`` in column ``c``
+    (seed 001, 00:31-00:33; GLOM section 3). Because the target holds the neighbours' opinions,
+    minimising this transfers knowledge between columns without sharing weights: local
+    co-distillation.
+
+    Args:
+        bottom_up: ``[..., C, L, D]`` bottom-up predictions (level ``l-1`` -> ``l``; level 0 is
+            predicted from the column's input). Leading dims are typically ``[B]`` or ``[T, B]``.
+        top_down: ``[..., C, L, D]`` top-down predictions (level ``l+1`` -> ``l``), or ``None``
+            (no top-down term).
+        consensus: ``[..., C, L, D]``; detached here.
+        mask: optional ``[..., C]`` (or broadcastable to it) weights or booleans selecting the
+            (time, image, column) entries that are trained, e.g. only visible columns.
+        top_down_levels: optional ``[L]`` booleans: which levels *have* a top-down net. Default:
+            every level but the top one (``L-1``), which has nothing above it; the top-down
+            prediction there (whatever the model stores, zeros or a copy) is ignored.
+
+    Returns:
+        Scalar: mean squared error of the bottom-up predictions over all trained entries plus the
+        mean squared error of the top-down predictions over the trained entries of the levels
+        that have a top-down net (each term a mean over its own entries, so the two nets carry
+        equal weight regardless of the number of levels). With a single level there is no
+        top-down term.
+    """
+    if bottom_up.shape != consensus.shape:
+        raise ValueError(
+            f"bottom_up must have the shape of consensus {tuple(consensus.shape)}; "
+            f"got {tuple(bottom_up.shape)}"
+        )
+    if consensus.ndim < 3:
+        raise ValueError(f"consensus must be [..., C, L, D]; got {tuple(consensus.shape)}")
+    target = consensus.detach()
+    lead_cols = consensus.shape[:-2]
+    n_levels = consensus.shape[-2]
+    weight = None
+    if mask is not None:
+        try:
+            m = torch.broadcast_to(mask.to(consensus.dtype), lead_cols)
+        except RuntimeError:
+            raise ValueError(
+                f"mask must broadcast to [..., C] = {tuple(lead_cols)}; got {tuple(mask.shape)}"
+            ) from None
+        weight = m.unsqueeze(-1).expand(*lead_cols, n_levels)
+    loss = _masked_mean((bottom_up - target) ** 2, weight)
+    if top_down is None:
+        return loss
+    if top_down.shape != consensus.shape:
+        raise ValueError(
+            f"top_down must have the shape of consensus {tuple(consensus.shape)}; "
+            f"got {tuple(top_down.shape)}"
+        )
+    if top_down_levels is None:
+        levels = torch.ones(n_levels, dtype=torch.bool, device=consensus.device)
+        levels[-1] = False
+    else:
+        levels = top_down_levels.to(device=consensus.device, dtype=torch.bool)
+        if levels.shape != (n_levels,):
+            raise ValueError(
+                f"top_down_levels must have shape [L] = ({n_levels},); got {tuple(levels.shape)}"
+            )
+    if not bool(levels.any()):
+        return loss
+    td_weight = levels.to(consensus.dtype).expand(*lead_cols, n_levels)
+    if weight is not None:
+        td_weight = td_weight * weight
+    return loss + _masked_mean((top_down - target) ** 2, td_weight)
+
+
+def draw_fill_in_mask(
+    batch: int,
+    n_columns: int,
+    fraction: float,
+    *,
+    generator: torch.Generator,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Which columns have their input hidden, independently per image.
+
+    Exactly ``round(fraction * n_columns)`` columns are hidden in every image (at least one, at
+    most ``n_columns - 1`` so that something stays visible), chosen uniformly without
+    replacement with ``generator``.
+
+    Returns:
+        ``[batch, n_columns]`` bool, ``True`` = hidden.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1; got {batch!r}")
+    if isinstance(n_columns, bool) or not isinstance(n_columns, int) or n_columns < 2:
+        raise ValueError(f"n_columns must be an integer >= 2; got {n_columns!r}")
+    if not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"fraction must be in (0, 1); got {fraction!r}")
+    n_hidden = min(max(int(round(fraction * n_columns)), 1), n_columns - 1)
+    gen_device = generator.device
+    scores = torch.rand(batch, n_columns, generator=generator, device=gen_device)
+    order = scores.argsort(dim=1)
+    hidden = torch.zeros(batch, n_columns, dtype=torch.bool, device=gen_device)
+    hidden.scatter_(1, order[:, :n_hidden], True)
+    return hidden if device is None else hidden.to(device)
+
+
+def hide_column_inputs(
+    column_input: torch.Tensor, hidden: torch.Tensor, *, fill: float = 0.0
+) -> torch.Tensor:
+    """Replace the inputs of hidden columns by ``fill``.
+
+    Args:
+        column_input: ``[B, C, d_in]`` what each column reads (e.g. its retina cells).
+        hidden: ``[B, C]`` bool from :func:`draw_fill_in_mask`.
+
+    Returns:
+        ``[B, C, d_in]``, a new tensor (the input is not modified).
+    """
+    if column_input.ndim != 3 or hidden.shape != column_input.shape[:2]:
+        raise ValueError(
+            f"hidden must be [B, C] = {tuple(column_input.shape[:2])} for column_input "
+            f"[B, C, d_in]; got hidden {tuple(hidden.shape)}, input {tuple(column_input.shape)}"
+        )
+    return column_input.masked_fill(hidden.unsqueeze(-1), fill)
+
+
+def fill_in_loss(
+    predicted_input: torch.Tensor, column_input: torch.Tensor, hidden: torch.Tensor
+) -> torch.Tensor:
+    """Fill-in: the settled state must predict the input that a hidden column did not receive.
+
+    Design choice: the prediction comes from each column's *own* level-0 embedding after
+    settling, through a per-column unshared decoder that the model owns (for example
+    ``neurosim.columns.ColumnLinear(n_columns, dim, d_in)``); the target is the true input the
+    column would have read. A hidden column can only predict its input from what reached it
+    laterally and top-down during settling, so the loss trains exactly the pathways that carry
+    neighbours' knowledge (GLOM section 3.3, "fill-in" denoising). The raw input is the target
+    (not the consensus) so the rule cannot be satisfied by collapse.
+
+    Args:
+        predicted_input: ``[B, C, d_in]`` decoder output from the settled level-0 embeddings.
+        column_input: ``[B, C, d_in]`` the unhidden input (detached here: it is data).
+        hidden: ``[B, C]`` bool, ``True`` where the input was hidden.
+
+    Returns:
+        Scalar: mean squared error over the hidden columns' input entries (0 if none hidden).
+    """
+    if predicted_input.shape != column_input.shape:
+        raise ValueError(
+            f"predicted_input must have the shape of column_input {tuple(column_input.shape)}; "
+            f"got {tuple(predicted_input.shape)}"
+        )
+    if column_input.ndim != 3 or hidden.shape != column_input.shape[:2]:
+        raise ValueError(
+            f"hidden must be [B, C] = {tuple(column_input.shape[:2])}; got {tuple(hidden.shape)}"
+        )
+    sq = (predicted_input - column_input.detach()) ** 2
+    w = hidden.to(sq.dtype).unsqueeze(-1).expand_as(sq)
+    total = w.sum()
+    if total <= 0:
+        return sq.sum() * 0.0
+    return (sq * w).sum() / total
+
+
+def contrastive_loss(
+    embeddings: torch.Tensor,
+    temperature: float,
+    *,
+    positives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """InfoNCE anti-collapse term: other images in the batch are the negatives.
+
+    Cosine similarities are divided by ``temperature`` and each anchor must pick its positive out
+    of the batch (van den Oord et al. 2018; SimCLR eq. 1). Collapse (all images giving the same
+    embedding) makes every candidate equally likely and costs ``log B``.
+
+    Args:
+        embeddings: ``[B, D]`` (one vector per image) or ``[B, C, D]`` (one per column).
+        temperature: ``> 0``.
+        positives: same shape as ``embeddings``: a second view of each image (e.g. another
+            crop, or the consensus). If ``None``:
+
+            * ``[B, C, D]``: the positive of column ``c`` of image ``b`` is the mean embedding of
+              the *other* columns of image ``b`` (leave-one-out), and the negatives are that mean
+              for the other images: columns of one image should agree more with each other than
+              with any other image (the whole-image level of GLOM);
+            * ``[B, D]``: the positive is the anchor itself (similarity 1, no gradient), so the
+              loss reduces to the uniformity term that pushes different images apart
+              (Wang & Isola 2020).
+
+    Returns:
+        Scalar: the mean cross-entropy over anchors (and columns), in nats; about ``log B`` when
+        the embeddings have collapsed, towards 0 when each anchor singles out its positive.
+    """
+    t = _check_temperature(temperature)
+    if embeddings.ndim not in (2, 3):
+        raise ValueError(f"embeddings must be [B, D] or [B, C, D]; got {tuple(embeddings.shape)}")
+    batch = embeddings.shape[0]
+    if batch < 2:
+        raise ValueError(f"embeddings need a batch of at least 2 images; got {batch}")
+    if positives is not None and positives.shape != embeddings.shape:
+        raise ValueError(
+            f"positives must have the shape of embeddings {tuple(embeddings.shape)}; "
+            f"got {tuple(positives.shape)}"
+        )
+    if embeddings.ndim == 2:
+        anchors = embeddings.unsqueeze(1)  # [B, 1, D]
+        pos = anchors if positives is None else positives.unsqueeze(1)
+    else:
+        anchors = embeddings
+        if positives is None:
+            n_col = embeddings.shape[1]
+            if n_col < 2:
+                raise ValueError("embeddings [B, C, D] need C >= 2 columns without positives")
+            total = embeddings.sum(dim=1, keepdim=True)
+            pos = (total - embeddings) / (n_col - 1)
+        else:
+            pos = positives
+    a = F.normalize(anchors, dim=-1)
+    p = F.normalize(pos, dim=-1)
+    # logits[c, b, b'] = cos(anchor[b, c], positive[b', c]) / T
+    logits = torch.einsum("bcd,ecd->cbe", a, p) / t
+    target = torch.arange(batch, device=embeddings.device).expand(logits.shape[0], batch)
+    return F.cross_entropy(logits.reshape(-1, batch), target.reshape(-1))
+
+
+def collapse_report(state: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+    """Variance of the embeddings across images, per level: collapse shows as ~0.
+
+    Args:
+        state: ``[B, C, L, D]``.
+        relative: if ``True`` divide each level's variance by its mean squared embedding (so a
+            shrinking scale is not mistaken for collapse): 1 means the embeddings of different
+            images are as different as the vectors are long, 0 means total collapse.
+
+    Returns:
+        ``[L]``: for each level, the variance across the batch (unbiased=False) averaged over
+        columns and embedding dims; computed without gradient.
+    """
+    if state.ndim != 4:
+        raise ValueError(f"state must be [B, C, L, D]; got {tuple(state.shape)}")
+    if state.shape[0] < 2:
+        raise ValueError(f"state needs a batch of at least 2 images; got {state.shape[0]}")
+    with torch.no_grad():
+        var = state.var(dim=0, unbiased=False).mean(dim=(0, 2))
+        if relative:
+            scale = (state**2).mean(dim=(0, 1, 3)).clamp_min(torch.finfo(state.dtype).tiny)
+            var = var / scale
+    return var
+
+
+def _check_neighbours(
+    n_columns: int, neighbour_index: torch.Tensor, attention_weights: torch.Tensor | None, batch
+) -> None:
+    if neighbour_index.ndim != 2 or neighbour_index.shape[0] != n_columns:
+        raise ValueError(
+            f"neighbour_index must be [C, k] with C = {n_columns}; "
+            f"got {tuple(neighbour_index.shape)}"
+        )
+    if neighbour_index.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"neighbour_index must be an integer tensor; got {neighbour_index.dtype}")
+    if neighbour_index.numel() and (
+        int(neighbour_index.min()) < 0 or int(neighbour_index.max()) >= n_columns
+    ):
+        raise ValueError(f"neighbour_index entries must be in [0, {n_columns - 1}]")
+    if attention_weights is not None:
+        want = (batch, n_columns, neighbour_index.shape[1])
+        if tuple(attention_weights.shape) != want:
+            raise ValueError(
+                f"attention_weights must be [B, C, k] = {want}; "
+                f"got {tuple(attention_weights.shape)}"
+            )
+
+
+def neighbour_soft_targets(
+    logits: torch.Tensor,
+    neighbour_index: torch.Tensor,
+    attention_weights: torch.Tensor | None,
+    temperature: float,
+) -> torch.Tensor:
+    """The detached attention-weighted average of the neighbours' soft predictions.
+
+    Args:
+        logits: ``[B, C, K]`` per-column class logits.
+        neighbour_index: ``[C, k]`` int, column ``c``'s neighbours (exclude ``c`` itself, or it
+            partly teaches itself).
+        attention_weights: ``[B, C, k]`` weights of those neighbours (rows summing to one, e.g.
+            the lateral attention of the model), or ``None`` for the plain average.
+        temperature: ``T > 0``.
+
+    Returns:
+        ``[B, C, K]`` probabilities ``sum_j w[b, c, j] softmax(logits[b, n[c, j]] / T)``
+        (renormalised over the weights), detached.
+    """
+    t = _check_temperature(temperature)
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be [B, C, K]; got {tuple(logits.shape)}")
+    batch, n_columns, _ = logits.shape
+    _check_neighbours(n_columns, neighbour_index, attention_weights, batch)
+    with torch.no_grad():
+        probs = F.softmax(logits.detach() / t, dim=-1)
+        gathered = probs[:, neighbour_index.to(logits.device).long()]  # [B, C, k, K]
+        if attention_weights is None:
+            return gathered.mean(dim=2)
+        w = attention_weights.detach().to(probs.dtype)
+        if bool((w < 0).any()):
+            raise ValueError("attention_weights must be non-negative")
+        w = w / w.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+        return torch.einsum("bck,bckz->bcz", w, gathered)
+
+
+def neighbour_codistillation_loss(
+    logits: torch.Tensor,
+    neighbour_index: torch.Tensor,
+    attention_weights: torch.Tensor | None,
+    temperature: float,
+) -> torch.Tensor:
+    """Output co-distillation between columns: agree with the neighbours' softened opinion.
+
+    Every column has its own (unshared) readout of class logits. Column ``c`` is trained towards
+    the detached attention-weighted average of its neighbours' soft predictions at temperature
+    ``T`` (:func:`neighbour_soft_targets`) with the ``T**2``-scaled KL of Hinton et al. (2015) —
+    the co-distillation of seed 001 (00:27-00:29) with the columns as the peer group. Add the
+    label cross-entropy separately and scale this term with :func:`codistillation_weight` so the
+    columns "learn separately for a while first".
+
+    Args:
+        logits: ``[B, C, K]``.
+        neighbour_index: ``[C, k]``.
+        attention_weights: ``[B, C, k]`` or ``None`` (uniform).
+        temperature: ``T > 0``.
+
+    Returns:
+        Scalar: ``T**2 * mean_{b, c} KL(target[b, c] || softmax(logits[b, c] / T))``.
+    """
+    target = neighbour_soft_targets(logits, neighbour_index, attention_weights, temperature)
+    return distillation_kl(logits, target, temperature)
+
+
+def codistillation_weight(step: int, warmup_steps: int, ramp_steps: int = 0) -> float:
+    """Weight of the peer-agreement term: 0 during warm-up, then a linear ramp to 1.
+
+    "You have to start off by letting them learn a bit separately, so they don't become too
+    similar immediately" (seed 001, 00:28). ``step < warmup_steps`` -> 0; then rises linearly
+    over ``ramp_steps`` steps (a step to 1 if ``ramp_steps == 0``) and stays at 1.
+    """
+    for name, value in (("step", step), ("warmup_steps", warmup_steps), ("ramp_steps", ramp_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+    if step < warmup_steps:
+        return 0.0
+    if ramp_steps == 0:
+        return 1.0
+    return min(1.0, (step - warmup_steps + 1) / ramp_steps)

@@ -1,0 +1,141 @@
+"""The seed's distillation experiments in their --quick form: structure, labels, ranges, files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analyses.cli import main
+from neurosim.export import check_variable_attrs, open_results
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to a crowded CPU (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def codistill_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("codistill")
+    assert main(["run", "codistill-nets", "--quick", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def distill_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("distill")
+    assert main(["run", "distill", "--quick", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def test_codistill_nets_quick_results(codistill_run, capsys):
+    from analyses.experiments import codistill_nets as exp
+
+    ds = open_results(codistill_run / exp.RESULT_FILE)
+    cfg = exp.Config.quick()
+    assert ds["condition"].values.tolist() == [
+        "independent",
+        "ensemble",
+        "codistilled",
+        "codistilled-subsets",
+    ]
+    assert ds["test_errors"].dims == ("condition", "seed", "net")
+    assert ds.sizes["net"] == cfg.n_nets and ds.sizes["seed"] == cfg.n_seeds
+    assert check_variable_attrs(ds) == []
+    assert ds["test_errors"].attrs["units"] == "count"
+    n_test = int(ds.attrs["n_test"])
+    assert n_test > 100
+    for cond in ("independent", "codistilled", "codistilled-subsets"):
+        v = ds["test_errors"].sel(condition=cond).values
+        assert np.all(np.isfinite(v)) and np.all((v >= 0) & (v <= n_test))
+        assert np.all(v == np.round(v))
+    # the ensemble: one classifier per seed, stored at net 0, NaN elsewhere
+    ens = ds["test_errors"].sel(condition="ensemble").values
+    assert np.all(np.isfinite(ens[:, 0])) and np.all(np.isnan(ens[:, 1:]))
+    np.testing.assert_array_equal(
+        ens[:, 0], ds["ensemble_errors"].sel(condition="independent").values
+    )
+    rate = ds["test_error_rate"].sel(condition="independent").values
+    assert np.all((rate >= 0) & (rate <= 1))
+    # even the quick run learns something: well below chance (90 % errors)
+    assert ds["test_errors"].sel(condition="independent").mean() < 0.8 * n_test
+    assert ds.attrs["experiment"] == "codistill-nets"
+    assert (codistill_run / "config.toml").is_file()
+    assert (codistill_run / "codistill_nets.png").is_file()
+    text = exp.summary(ds)
+    for cond in ds["condition"].values:
+        assert cond in text
+    assert "158" in text
+
+
+def test_distill_quick_results(distill_run):
+    from analyses.experiments import distill as exp
+
+    ds = open_results(distill_run / exp.RESULT_FILE)
+    assert ds["model"].values.tolist() == list(exp.MODELS)
+    assert ds["test_errors"].dims == ("model", "seed")
+    assert check_variable_attrs(ds) == []
+    n_test = int(ds.attrs["n_test"])
+    errors = ds["test_errors"].values
+    assert np.all((errors >= 0) & (errors <= n_test))
+    np.testing.assert_allclose(ds["test_error_rate"].values, errors / n_test)
+    acc = ds["class3_accuracy"].values
+    assert np.all((acc >= 0) & (acc <= 1))
+    assert ds.sizes["shift"] > 10 and ds["shift"].values[0] == 0.0
+    # the sweep at zero shift is the un-raised no-3 net
+    np.testing.assert_array_equal(
+        ds["sweep_test_errors"].isel(shift=0).values,
+        ds["test_errors"].sel(model="small-soft-no3").values,
+    )
+    prior = ds["learned_prior"].values
+    np.testing.assert_allclose(prior.sum(-1), 1.0, rtol=1e-5)
+    assert (distill_run / "distill.png").is_file() and (distill_run / "distill.pdf").is_file()
+    text = exp.summary(ds)
+    assert "small-soft-no3-bias" in text and "146" in text
+
+
+def test_bias_raise_rule():
+    from analyses.experiments.distill import bias_raise
+
+    prior = np.full(10, 0.1)
+    assert bias_raise(prior, 3) == pytest.approx(0.0)
+    prior = np.array([0.11] * 10)
+    prior[3] = 0.11 / np.e**2
+    assert bias_raise(prior, 3) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="omitted_class"):
+        bias_raise(prior, 10)
+
+
+@pytest.mark.parametrize(
+    ("module", "field", "value"),
+    [
+        ("codistill_nets", "n_nets", 1),
+        ("codistill_nets", "temperature", 0.0),
+        ("codistill_nets", "subset_fraction", 0.0),
+        ("codistill_nets", "test_fraction", 1.0),
+        ("distill", "omitted_class", 10),
+        ("distill", "dropout_hidden", 1.0),
+        ("distill", "temperature", -1.0),
+        ("distill", "epochs_big", 0),
+    ],
+)
+def test_bad_config_names_field(module, field, value):
+    import importlib
+
+    exp = importlib.import_module(f"analyses.experiments.{module}")
+    with pytest.raises(ValueError, match=field):
+        exp.Config().updated({field: value})
+
+
+def test_bad_config_from_cli_fails_before_running(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("n_nets = 0\n")
+    out = tmp_path / "never"
+    assert main(["run", "codistill-nets", "--config", str(cfg), "--out", str(out)]) == 2
+    assert "n_nets" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,202 @@
+"""Tests of neurosim.train: config validation, schedules, history, checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neurosim.train import TrainConfig, Trainer, lr_factor
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to a crowded CPU (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _data(n: int = 50):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 5, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return x, y
+
+
+def _model(seed: int = 0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(16, 2)
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model
+
+
+def _loss(model, batch, step):
+    x, y = batch
+    # uses the default generator (dropout, noise) on purpose: the trainer must make it exact
+    noisy = x + 0.01 * torch.randn_like(x)
+    ce = F.cross_entropy(model(noisy), y)
+    return {"loss": ce, "ce": ce.detach(), "step_seen": torch.tensor(float(step))}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 0),
+        ("batch_size", -1),
+        ("lr", 0.0),
+        ("schedule", "linear"),
+        ("gamma", 1.5),
+        ("min_lr_fraction", 2.0),
+        ("checkpoint_every", -1),
+        ("grad_clip", 0.0),
+        ("warmup_steps", -2),
+        ("seed", -1),
+    ],
+)
+def test_bad_config_names_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_config_unknown_key_and_toml_round_trip():
+    with pytest.raises(ValueError, match="epoch"):
+        TrainConfig.from_dict({"epoch": 3})
+    cfg = TrainConfig(epochs=3, schedule="step", grad_clip=1.0)
+    assert TrainConfig.from_toml(cfg.to_toml()) == cfg
+
+
+def test_lr_schedules():
+    cos = TrainConfig(epochs=2, schedule="cosine", min_lr_fraction=0.1)
+    assert lr_factor(cos, 0, 10) == pytest.approx(1.0)
+    assert lr_factor(cos, 10, 10) == pytest.approx(0.55)
+    assert lr_factor(cos, 20, 10) == pytest.approx(0.1)
+    step = TrainConfig(epochs=6, schedule="step", step_epochs=2, gamma=0.5)
+    assert [lr_factor(step, s, 3) for s in (0, 5, 6, 12)] == [1.0, 1.0, 0.5, 0.25]
+    warm = TrainConfig(schedule="constant", warmup_steps=4)
+    assert lr_factor(warm, 0, 10) == pytest.approx(0.25)
+    assert lr_factor(warm, 4, 10) == 1.0
+
+
+def test_fit_history_dataset_and_learning():
+    x, y = _data()
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=0.03, schedule="cosine")
+    evals = []
+
+    def eval_fn(model):
+        acc = (model(x).argmax(-1) == y).float().mean().item()
+        evals.append(model.training)
+        return {"accuracy": acc}
+
+    trainer = Trainer(_model(), _loss, (x, y), cfg, quiet=True, eval_fn=eval_fn)
+    hist = trainer.fit()
+    assert trainer.steps_per_epoch == 4 and trainer.step == 16
+    assert hist.sizes == {"step": 16, "epoch": 4}
+    for name in ("loss", "ce", "lr", "epoch_loss", "eval_accuracy"):
+        assert name in hist and "units" in hist[name].attrs and "long_name" in hist[name].attrs
+    assert hist["step_seen"].values.tolist() == list(range(16))
+    assert hist["lr"].values[0] == pytest.approx(0.03)
+    assert hist["lr"].values[-1] < 0.003
+    assert evals == [False] * 4  # eval_fn runs in eval mode
+    assert hist["eval_accuracy"].values[-1] > 0.8
+    assert hist["epoch_loss"].values[-1] < hist["epoch_loss"].values[0]
+
+
+def test_fit_is_reproducible_and_leaves_global_rng_alone():
+    x, y = _data()
+    cfg = TrainConfig(epochs=2, batch_size=8, seed=3)
+    model = _model()  # (nn.Linear's default init draws from the global generator)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = Trainer(model, _loss, (x, y), cfg, quiet=True)
+    a.fit()
+    assert torch.equal(torch.get_rng_state(), before)
+    b = Trainer(_model(), _loss, (x, y), cfg, quiet=True)
+    b.fit()
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    c = Trainer(_model(), _loss, (x, y), cfg.updated({"seed": 4}), quiet=True)
+    c.fit()
+    assert not all(
+        torch.equal(pa, pc)
+        for pa, pc in zip(a.model.parameters(), c.model.parameters(), strict=True)
+    )
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_resume_equals_uninterrupted_bitwise(tmp_path, schedule):
+    x, y = _data(45)  # 45 examples, batch 8: 6 steps per epoch, the last one short
+    cfg = TrainConfig(
+        epochs=3, batch_size=8, lr=0.02, schedule=schedule, step_epochs=1, checkpoint_every=4
+    )
+    full = Trainer(_model(), _loss, (x, y), cfg, quiet=True, checkpoint_path=tmp_path / "a.pt")
+    full_hist = full.fit()
+
+    ckpt = tmp_path / "b.pt"
+    first = Trainer(_model(), _loss, (x, y), cfg, quiet=True, checkpoint_path=ckpt)
+    first.fit(max_steps=10)  # "killed" at step 10; the last checkpoint is from step 8
+    assert first.step == 10
+    # a fresh process: different initial weights, which the checkpoint must overwrite
+    second = Trainer(_model(seed=9), _loss, (x, y), cfg, quiet=True, checkpoint_path=ckpt)
+    second.load_checkpoint(ckpt)
+    assert second.step == 8
+    hist = second.resume(ckpt)
+    assert second.step == full.step == 18
+    for pa, pb in zip(full.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    for name in full_hist.data_vars:
+        assert full_hist[name].values.tolist() == hist[name].values.tolist()
+    # optimiser moments identical too
+    sa, sb = full.optimizer.state_dict()["state"], second.optimizer.state_dict()["state"]
+    for k in sa:
+        assert torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+
+
+def test_checkpoint_written_atomically_and_validated(tmp_path):
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, batch_size=16, checkpoint_every=2)
+    trainer = Trainer(_model(), _loss, (x, y), cfg, quiet=True, checkpoint_path=tmp_path / "c.pt")
+    trainer.fit()
+    assert (tmp_path / "c.pt").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+    other = Trainer(
+        _model(),
+        _loss,
+        (x, y),
+        cfg.updated({"lr": 0.5}),
+        quiet=True,
+        checkpoint_path=tmp_path / "c.pt",
+    )
+    with pytest.raises(ValueError, match="different TrainConfig"):
+        other.load_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="does not exist"):
+        trainer.load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        Trainer(_model(), _loss, (x, y), cfg, quiet=True)
+
+
+def test_bad_data_and_loss():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, batch_size=16)
+    with pytest.raises(ValueError, match="first dimension"):
+        Trainer(_model(), _loss, (x, y[:-1]), cfg)
+    with pytest.raises(ValueError, match="'loss'"):
+        Trainer(_model(), lambda m, b, s: {"ce": m(b[0]).sum()}, (x, y), cfg, quiet=True).fit()
+    with pytest.raises(ValueError, match="batch_size"):
+        Trainer(_model(), _loss, (x, y), cfg.updated({"batch_size": 100, "drop_last": True}))
+
+
+def test_drop_last_and_steps():
+    x, y = _data(50)
+    cfg = TrainConfig(epochs=2, batch_size=16, drop_last=True, schedule="constant")
+    trainer = Trainer(_model(), _loss, (x, y), cfg, quiet=True)
+    trainer.fit()
+    assert trainer.steps_per_epoch == 3 and trainer.step == 6
+    assert math.isfinite(trainer.history_dataset()["loss"].values[-1])
