@@ -1,0 +1,225 @@
+"""Tests of analyses.baselines: parameter budgets, unshared weights, tied columns, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analyses.baselines import (
+    MODEL_KINDS,
+    BaselineConfig,
+    ColumnClassifier,
+    ConvClassifier,
+    build_model,
+    build_retina,
+    column_positions,
+    count_parameters,
+    image_logits,
+    make_loss_fn,
+    retina_inputs,
+    train_and_evaluate,
+)
+from neurosim.columns import ColumnLinear, WeightSharingError, assert_unshared, tie_columns_
+
+CFG = BaselineConfig(
+    n_columns=16,
+    n_levels=2,
+    dim=8,
+    hidden=(8,),
+    k_cells=8,
+    neighbour_k=4,
+    n_steps=2,
+    steps=30,
+    batch_size=16,
+    lr=1e-2,
+    warmup_fraction=0.2,
+    ramp_fraction=0.2,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread avoids thread spin-waiting on a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", params=["uniform", "foveated"])
+def retina(request):
+    return build_retina(request.param, n_cells=128, canvas_px=16, pixels_per_deg=2.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def data(retina):
+    from analyses.tasks import canvas_split, digits_split
+
+    split = digits_split(seed=0)
+    canv = canvas_split(split, canvas_px=16, digit_px=8, n_train=32, n_test=32, seed=0)
+    train = retina_inputs(retina, canv.train.images, canv.train.labels)
+    test = retina_inputs(
+        retina, canv.test.images, canv.test.labels, scale=(train.scale, train.image_scale)
+    )
+    return train, test
+
+
+def test_inputs_shapes_and_scale(retina, data):
+    train, test = data
+    assert train.responses.shape == (32, retina.n_cells)
+    assert train.images.shape == (32, 16, 16)
+    assert train.labels.dtype == torch.long
+    assert float(train.responses.std()) == pytest.approx(1.0, rel=1e-3)
+    assert test.scale == train.scale and test.image_scale == train.image_scale
+    sub = train.subset(np.array([3, 1]))
+    assert len(sub) == 2 and torch.equal(sub.labels, train.labels[[3, 1]])
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_every_kind_builds_and_unshared_ones_are_unshared(kind, retina, data):
+    model = build_model(kind, retina, CFG, seed=0)
+    x = data[0].images if kind == "cnn" else data[0].responses
+    logits = model(x[:5])
+    n_places = logits.shape[1]
+    assert logits.shape == (5, n_places, 10)
+    assert image_logits(model, x[:5]).shape == (5, 10)
+    if kind == "cnn":
+        assert isinstance(model, ConvClassifier)
+        assert abs(n_places - CFG.n_columns) <= CFG.n_columns // 2
+    else:
+        assert isinstance(model, ColumnClassifier)
+        assert n_places == CFG.n_columns
+    if kind in ("cnn", "shared-columns"):
+        with pytest.raises(WeightSharingError):
+            assert_unshared(model)
+    else:
+        assert_unshared(model, check_values=True)
+
+
+def test_parameter_counts_same_budget_per_column(retina):
+    counts = {k: count_parameters(build_model(k, retina, CFG, seed=0)) for k in MODEL_KINDS}
+    shared_total, shared_per = counts["shared-columns"]
+    assert shared_total == shared_per
+    for kind in ("lc-backprop", "codistill", "lc-backprop+codistill"):
+        total, per = counts[kind]
+        # every unshared column owns exactly the shared model's parameter set
+        assert per == shared_total
+        assert total == shared_total * CFG.n_columns
+    cnn_total, cnn_per = counts["cnn"]
+    assert cnn_total == cnn_per
+    # the CNN's per-place budget is of the same order (a pixel patch in place of the cells,
+    # a 3x3 kernel in place of lateral attention, no top-down nets)
+    assert 0.25 < cnn_per / shared_total < 4.0
+
+
+def test_tied_columns_reproduce_the_shared_model(retina, data):
+    shared = build_model("shared-columns", retina, CFG, seed=3)
+    unshared = build_model("lc-backprop", retina, CFG, seed=5)
+    x = data[0].responses[:6]
+    assert not torch.allclose(shared(x), unshared(x))
+    shared_layers = [m for m in shared.modules() if isinstance(m, ColumnLinear)]
+    unshared_layers = [m for m in unshared.modules() if isinstance(m, ColumnLinear)]
+    assert len(shared_layers) == len(unshared_layers)
+    with torch.no_grad():
+        for s, u in zip(shared_layers, unshared_layers, strict=True):
+            assert s.shared and not u.shared
+            u.weight[0].copy_(s.weight[0])
+            u.bias[0].copy_(s.bias[0])
+    tie_columns_(unshared, source_column=0)
+    assert_unshared(unshared)  # tied values, separate storage
+    torch.testing.assert_close(unshared(x), shared(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_each_kind_learns_a_tiny_batch(kind, retina, data):
+    """Loss on a fixed batch of 16 images falls over 30 steps (training works for every kind)."""
+    train = data[0].subset(np.arange(16))
+    model = build_model(kind, retina, CFG, seed=1)
+    loss_fn = make_loss_fn(kind, CFG)
+    x = train.images if kind == "cnn" else train.responses
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for step in range(30):
+        terms = loss_fn(model, (x, train.labels), step)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+        losses.append(float(terms["label"]))
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
+    if kind == "codistill":
+        assert {"consensus", "neighbour", "contrastive", "neighbour_weight"} <= set(terms)
+        assert float(terms["neighbour_weight"]) == 1.0  # past warm-up and ramp
+
+
+def test_codistill_loss_is_local(retina, data):
+    """Column c's part of the codistill loss has zero gradient in every other column."""
+    from neurosim.learning import consensus_codistillation_loss
+
+    model = build_model("codistill", retina, CFG, seed=2)
+    x, y = data[0].responses[:4], data[0].labels[:4]
+    logits, settled = model.column_logits(x, detach_inputs=True, return_trajectory=True)
+    c = 5
+    label = torch.nn.functional.cross_entropy(logits[:, c], y)
+    cons = consensus_codistillation_loss(
+        settled.bottom_up[:, :, c : c + 1],
+        settled.top_down[:, :, c : c + 1],
+        settled.consensus[:, :, c : c + 1],
+    )
+    (label + cons).backward()
+    for name, p in model.named_parameters():
+        g = p.grad
+        assert g is not None, name
+        others = torch.cat([g[:c], g[c + 1 :]])
+        assert float(others.abs().max()) == 0.0, name
+        assert float(g[c].abs().max()) > 0.0 or "top_down" in name or "readout.bias" in name
+
+
+def test_train_and_evaluate_returns_scores(retina, data):
+    train, test = data
+    cfg = CFG.updated({"steps": 5})
+    res = train_and_evaluate("codistill", retina, train, {"a": test, "b": test}, cfg, seed=0)
+    assert 0.0 <= res.accuracy <= 1.0
+    assert res.accuracies["a"] == res.accuracies["b"] == res.accuracy
+    assert res.history.sizes["step"] == 5
+    assert res.n_parameters == count_parameters(res.model)[0]
+    assert np.isfinite(res.final_loss) and res.train_seconds > 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("steps", 0), ("batch_size", 1), ("dt_ms", 25.0), ("lateral_kernel", 2), ("readout", "x")],
+)
+def test_bad_config_names_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        BaselineConfig(**{field: value})
+
+
+def test_bad_kind_names_argument(retina):
+    with pytest.raises(ValueError, match="kind"):
+        build_model("mlp", retina, CFG, seed=0)
+
+
+def test_shared_columns_see_one_relative_layout_on_a_uniform_retina():
+    """The canonical cell order makes a shared filter mean the same thing in every interior
+    column of the uniform retina (Model's own order is by distance, ties arbitrary)."""
+    from collections import Counter
+
+    from neurosim.model import Model
+
+    retina = build_retina("uniform", n_cells=288, canvas_px=24, pixels_per_deg=2.0)
+    cfg = BaselineConfig()  # 36 columns on a 6x6 grid, 64 cells (32 sites) each
+    model = build_model("shared-columns", retina, cfg, seed=0)
+    idx = model.sheet.cell_index.numpy()
+    raw = Model.from_retina(
+        retina,
+        cfg.model_config(shared=True, seed=0),
+        column_positions_deg=column_positions(retina, cfg),
+    ).cell_index.numpy()
+    np.testing.assert_array_equal(np.sort(idx, axis=1), np.sort(raw, axis=1))  # a permutation
+    rel = retina.positions_deg[idx] - model.sheet.positions_deg.numpy()[:, None, :]
+    on = idx < retina.n_sites
+    layouts = Counter(
+        tuple(np.round(rel[c], 4).ravel()) + tuple(on[c]) for c in range(cfg.n_columns)
+    )
+    assert layouts.most_common(1)[0][1] >= 16  # the 4x4 interior columns agree slot by slot

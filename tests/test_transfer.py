@@ -1,0 +1,134 @@
+"""The flagship experiment end to end at its --quick size: structure, ranges, NetCDF round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from analyses.baselines import MODEL_KINDS
+from analyses.cli import main
+from analyses.experiments import transfer
+from neurosim.export import check_variable_attrs, open_results
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("transfer")
+    previous = torch.get_num_threads()
+    assert main(["run", "transfer", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert torch.get_num_threads() == previous  # the run restores the thread setting
+    return out, open_results(out / transfer.RESULT_FILE)
+
+
+def test_files_written(quick_run):
+    out, _ = quick_run
+    assert (out / "config.toml").is_file()
+    for stem in ("transfer_accuracy", "transfer_location"):
+        assert (out / f"{stem}.png").is_file() and (out / f"{stem}.pdf").is_file()
+    cfg = transfer.Config.from_toml((out / "config.toml").read_text())
+    assert cfg == transfer.Config.quick()
+
+
+def test_dims_coords_and_attrs(quick_run):
+    _, ds = quick_run
+    cfg = transfer.Config.quick()
+    assert ds["accuracy"].dims == ("model", "retina", "n_train", "seed")
+    assert list(ds["model"].values) == list(MODEL_KINDS)
+    assert list(ds["retina"].values) == ["uniform", "foveated"]
+    assert list(ds["n_train"].values) == sorted(cfg.n_train)
+    assert list(ds["seed"].values) == [cfg.seed + i for i in range(cfg.n_seeds)]
+    assert ds["gap_closed"].dims == ("retina", "n_train")
+    assert ds["accuracy_heldout_location"].dims == ("model", "retina", "seed")
+    assert ds["accuracy_train_region"].dims == ("model", "retina", "seed")
+    assert ds["n_parameters"].dims == ("model", "retina")
+    for name in ("accuracy_mean", "accuracy_ci_low", "accuracy_ci_high"):
+        assert ds[name].dims == ("model", "retina", "n_train")
+    assert check_variable_attrs(ds) == []
+    for key in ("experiment", "git_commit", "config_toml", "seed", "torch_version", "created_utc"):
+        assert key in ds.attrs
+    assert ds.attrs["experiment"] == "transfer"
+    assert transfer.Config.from_toml(ds.attrs["config_toml"]) == cfg
+
+
+def test_value_ranges(quick_run):
+    _, ds = quick_run
+    for name in ("accuracy", "accuracy_heldout_location", "accuracy_train_region"):
+        v = ds[name].values
+        assert np.all(np.isfinite(v)) and v.min() >= 0.0 and v.max() <= 1.0
+    mean = ds["accuracy"].mean("seed")
+    np.testing.assert_allclose(ds["accuracy_mean"].values, mean.values, atol=1e-12)
+    lo, hi = ds["accuracy_ci_low"].values, ds["accuracy_ci_high"].values
+    assert np.all(lo <= ds["accuracy_mean"].values + 1e-12)
+    assert np.all(hi >= ds["accuracy_mean"].values - 1e-12)
+    # the gap closed is the documented function of the seed means (NaN where no gap)
+    m = ds["accuracy_mean"]
+    want = transfer.gap_closed(
+        m.sel(model="codistill").values,
+        m.sel(model="lc-backprop").values,
+        m.sel(model="cnn").values,
+        transfer.Config.quick().gap_min_denominator,
+    )
+    np.testing.assert_array_equal(np.isnan(ds["gap_closed"].values), np.isnan(want))
+    np.testing.assert_allclose(ds["gap_closed"].values, want, equal_nan=True)
+    n_par = ds["n_parameters"]
+    per = ds["n_parameters_per_column"]
+    assert np.all(n_par.values > 0)
+    assert float(per.sel(model="lc-backprop", retina="uniform")) == float(
+        n_par.sel(model="shared-columns", retina="uniform")
+    )
+    assert np.all(ds["train_seconds"].values > 0)
+
+
+def test_netcdf_round_trip(quick_run, tmp_path):
+    from neurosim.export import to_netcdf
+
+    _, ds = quick_run
+    path = to_netcdf(ds, tmp_path / "again.nc")
+    back = open_results(path)
+    xr.testing.assert_equal(back, ds)
+    for name in ds.variables:
+        assert back[name].attrs == ds[name].attrs, name
+    assert back.attrs["config_toml"] == ds.attrs["config_toml"]
+
+
+def test_summary_table(quick_run):
+    _, ds = quick_run
+    text = transfer.summary(ds)
+    for word in ("Gap closed", "uniform", "foveated", "Location-restricted", *MODEL_KINDS):
+        assert word in text
+
+
+def test_gap_closed_is_nan_safe():
+    g = transfer.gap_closed(
+        np.array([0.5, 0.5, 0.7, np.nan]),
+        np.array([0.3, 0.3, 0.3, 0.3]),
+        np.array([0.7, 0.305, 0.5, 0.7]),
+        0.02,
+    )
+    np.testing.assert_allclose(g, [0.5, np.nan, 2.0, np.nan], equal_nan=True)
+
+
+def test_unknown_config_key_fails_before_writing(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("n_seeds = 2\n[baseline]\nno_such_field = 1\n")
+    out = tmp_path / "out"
+    assert main(["run", "transfer", "--quick", "--config", str(bad), "--out", str(out)]) == 2
+    assert "baseline.no_such_field" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"models": ["cnn", "mlp"]}, "models[1]"),
+        ({"retinas": ["uniform", "uniform"]}, "retinas"),
+        ({"n_train": [-1]}, "n_train[0]"),
+        ({"heldout_overlap": 0.0, "digit_px": 14}, "heldout_overlap"),
+        ({"baseline": {"steps": 0}}, "baseline.steps"),
+    ],
+)
+def test_bad_config_names_field(overrides, field):
+    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        transfer.Config.quick().updated(overrides)
