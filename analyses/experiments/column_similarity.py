@@ -1,0 +1,533 @@
+"""Column similarity: after training, how alike have the unshared columns become?
+
+Seed 001 (00:29-00:34): co-distillation should make columns that share no weights compute
+similar functions, because each learns to agree with what its neighbours say -- the benefit of
+weight sharing without the sharing. This experiment measures how alike the columns of each
+model are, as functions and as weights.
+
+Models (per seed and retina; trained as in :mod:`analyses.baselines`, on single-digit
+canvases, same :class:`BaselineConfig` and budget as the flagship):
+
+``untrained``       the unshared column model at its initialisation (the floor);
+``shared-columns``  one set of weights for every column (the ceiling of weight similarity, 1 by
+                    construction; its functional similarity is the ceiling the retina allows:
+                    even tied columns read different cells, and on the foveated retina a
+                    column's cells cover more degrees in the periphery);
+``lc-backprop``     unshared columns, end-to-end backprop, no co-distillation;
+``codistill``       unshared columns, local co-distillation.
+
+**As functions** (:func:`analyses.metrics.functional_similarity`): ``n_stimuli`` held-out digits
+(class-balanced) are each pasted *centred on every column's position* (the column's place in
+canvas pixels, :func:`analyses.experiments.islands.column_positions_px`; digits that reach past
+the canvas edge are cropped), so column ``c`` sees stimulus ``s`` at its own place. The model
+settles on each of these ``C x S`` canvases and column ``c``'s own outputs are kept, giving
+``[C, S, D]`` per output:
+
+``encoder``     the level-0 bottom-up encoder alone (cells -> level 0, no settling): the
+                column's own network, untouched by its neighbours;
+``level_l``     the settled embedding of level ``l``;
+``logits``      the column's own readout of the settled state (class logits).
+
+Two measures: ``cosine`` -- the mean pairwise cosine of the columns' flattened responses
+(as in :func:`~analyses.metrics.functional_similarity`); ``centred`` -- the same after
+subtracting each column's mean response over the stimuli, so that only the stimulus-driven part
+counts (a constant offset shared by all columns, e.g. a bias, or a collapsed output, would make
+``cosine`` high for any stimulus). Also ``class_agreement``: the probability that two columns
+predict the same class for the same stimulus, and ``centred_accuracy``: how often a column's own
+readout names the digit centred on it.
+
+**As weights** (:func:`analyses.metrics.weight_similarity`): the mean pairwise cosine of the
+columns' flattened weights, for every :class:`~neurosim.columns.ColumnLinear` layer (the shared
+model's one weight counts once per column, so 1). Hidden units may be permuted between columns
+without changing the function, so weights can stay dissimilar while functions converge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from analyses.baselines import BaselineConfig
+from analyses.experiments.islands import _check_labels, _quick_baseline
+from neurosim.config import Config, check_positive_int, check_range
+
+__all__ = [
+    "Config",
+    "run",
+    "figures",
+    "summary",
+    "RESULT_FILE",
+    "MODELS",
+    "MEASURES",
+    "centred_canvases",
+    "column_outputs",
+    "layer_weight_similarity",
+]
+
+RESULT_FILE = "results.nc"
+
+#: models this experiment can compare
+MODELS = ("untrained", "shared-columns", "lc-backprop", "codistill", "lc-backprop+codistill")
+#: labels of the ``measure`` dimension
+MEASURES = ("cosine", "centred")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(Config):
+    """Settings of the column-similarity experiment (defaults: the full run).
+
+    Attributes:
+        seed: first seed; seeds ``seed .. seed + n_seeds - 1``.
+        n_seeds: repetitions (>= 1).
+        models: labels among :data:`MODELS`.
+        retinas: ``uniform`` and/or ``foveated``.
+        canvas_px: side of the square canvas (px).
+        digit_px: side of a scaled digit (px).
+        n_cells: retina cells (ON + OFF), the same for both retinas.
+        pixels_per_deg: image scale handed to the retina.
+        n_train: single-digit training canvases (<= 1258).
+        n_accuracy: single-digit test canvases for the models' accuracy (<= 539).
+        n_stimuli: held-out digits presented at every column's place (class-balanced, <= 539).
+        baseline: the models' architecture and training budget (TOML table ``[baseline]``).
+    """
+
+    seed: int = 0
+    n_seeds: int = 3
+    models: tuple[str, ...] = ("untrained", "shared-columns", "lc-backprop", "codistill")
+    retinas: tuple[str, ...] = ("uniform", "foveated")
+    canvas_px: int = 24
+    digit_px: int = 12
+    n_cells: int = 288
+    pixels_per_deg: float = 2.0
+    n_train: int = 1258
+    n_accuracy: int = 539
+    n_stimuli: int = 20
+    baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer in [0, 2**31]; got {self.seed!r}")
+        check_range("seed", self.seed, 0, 2**31)
+        check_positive_int("n_seeds", self.n_seeds, 100)
+        _check_labels("models", self.models, MODELS)
+        _check_labels("retinas", self.retinas, ("uniform", "foveated"))
+        check_positive_int("digit_px", self.digit_px, 256)
+        check_positive_int("canvas_px", self.canvas_px, 1024)
+        check_range("canvas_px", self.canvas_px, self.digit_px, 1024)
+        check_positive_int("n_cells", self.n_cells)
+        check_range("n_cells", self.n_cells, 2 * self.baseline.k_cells, None)
+        check_range("pixels_per_deg", self.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
+        check_positive_int("n_train", self.n_train, 1258)
+        check_positive_int("n_accuracy", self.n_accuracy, 539)
+        check_positive_int("n_stimuli", self.n_stimuli, 539)
+        if not isinstance(self.baseline, BaselineConfig):
+            raise ValueError(f"baseline must be a BaselineConfig; got {self.baseline!r}")
+
+    @classmethod
+    def quick(cls) -> Config:
+        """The test-suite size: tiny sheets, a few training steps, both retinas, two seeds."""
+        return cls(
+            n_seeds=2,
+            canvas_px=20,
+            digit_px=8,
+            n_cells=64,
+            n_train=64,
+            n_accuracy=32,
+            n_stimuli=4,
+            baseline=_quick_baseline(),
+        )
+
+
+# ------------------------------------------------------------------------ pieces
+
+
+def centred_canvases(patches: np.ndarray, centres_px: np.ndarray, canvas_px: int) -> np.ndarray:
+    """Every patch pasted centred on every position: ``[C, S, H, W]`` canvases.
+
+    Args:
+        patches: ``[S, d, d]`` scaled digits in [0, 1].
+        centres_px: ``[C, 2]`` ``(row, col)`` centres in canvas pixels; the patch's top-left
+            pixel is ``round(centre - (d - 1) / 2)`` (the convention of
+            :mod:`analyses.tasks`: a box with top-left ``r0`` has its centre at
+            ``r0 + (d - 1) / 2``).
+        canvas_px: side ``H = W`` of the canvas.
+
+    Returns:
+        ``[C, S, H, W]`` float32; the parts of a patch outside the canvas are cropped.
+    """
+    p = np.asarray(patches, dtype=np.float32)
+    if p.ndim != 3 or p.shape[1] != p.shape[2]:
+        raise ValueError(f"patches must be [S, d, d]; got shape {p.shape}")
+    centres = np.asarray(centres_px, dtype=np.float64)
+    if centres.ndim != 2 or centres.shape[1] != 2:
+        raise ValueError(f"centres_px must be [C, 2]; got shape {centres.shape}")
+    check_positive_int("canvas_px", int(canvas_px))
+    s, d = p.shape[0], p.shape[1]
+    h = int(canvas_px)
+    top = np.floor(centres - (d - 1) / 2.0 + 0.5).astype(np.int64).clip(-d, h)  # [C, 2]
+    big = np.zeros((centres.shape[0], s, h + 2 * d, h + 2 * d), np.float32)
+    span = np.arange(d)
+    rr = (top[:, 0, None] + d + span)[:, None, :, None]  # [C, 1, d, 1]
+    cc = (top[:, 1, None] + d + span)[:, None, None, :]  # [C, 1, 1, d]
+    ci = np.arange(centres.shape[0])[:, None, None, None]
+    si = np.arange(s)[None, :, None, None]
+    big[ci, si, rr, cc] = p[None]
+    return big[:, :, d : d + h, d : d + h]
+
+
+def column_outputs(model, responses, n_stimuli: int, *, batch_size: int = 256) -> dict:
+    """Each column's own outputs when stimulus ``s`` sits at its place.
+
+    Args:
+        model: a :class:`analyses.baselines.ColumnClassifier` (eval mode).
+        responses: ``[C * S, n_cells]`` retina responses of :func:`centred_canvases` flattened
+            in ``(column, stimulus)`` order.
+        n_stimuli: ``S``.
+        batch_size: canvases per settle.
+
+    Returns:
+        ``{"encoder": [C, S, D], "level_0": ..., "level_{L-1}": [C, S, D], "logits": [C, S, K]}``
+        numpy float64 arrays: row ``c`` holds column ``c``'s outputs only.
+    """
+    import torch
+
+    sheet = model.sheet
+    c = sheet.n_columns
+    if responses.shape[0] != c * n_stimuli:
+        raise ValueError(
+            f"responses must have C * S = {c * n_stimuli} rows; got {responses.shape[0]}"
+        )
+    own = torch.arange(c, device=responses.device).repeat_interleave(n_stimuli)  # [C S]
+    parts: dict[str, list] = {}
+    with torch.no_grad():
+        for lo in range(0, responses.shape[0], batch_size):
+            x = responses[lo : lo + batch_size]
+            rows = torch.arange(x.shape[0], device=x.device)
+            col = own[lo : lo + batch_size]
+            enc = sheet.initial_state(x)[:, :, 0]  # [b, C, D]
+            state = sheet.settle(x).state  # [b, C, L, D]
+            logits = model.readout(model.features(state))  # [b, C, K]
+            out = {"encoder": enc[rows, col]}
+            for lv in range(sheet.n_levels):
+                out[f"level_{lv}"] = state[rows, col, lv]
+            out["logits"] = logits[rows, col]
+            for k, v in out.items():
+                parts.setdefault(k, []).append(v.cpu().numpy().astype(np.float64))
+    return {k: np.concatenate(v).reshape(c, n_stimuli, -1) for k, v in parts.items()}
+
+
+def layer_weight_similarity(model) -> dict[str, float]:
+    """``{layer name: weight_similarity}`` for every ColumnLinear layer of ``model``.
+
+    Names drop the ``sheet.`` prefix and ``layers.``: ``encoder.0``, ``bottom_up.0.1``,
+    ``top_down.0.0``, ``readout``. A shared layer's single weight is repeated for every column
+    (tied columns: similarity 1).
+    """
+    from analyses.metrics import weight_similarity
+    from neurosim.columns import ColumnLinear
+
+    n = model.sheet.n_columns
+    out = {}
+    for name, mod in model.named_modules():
+        if not isinstance(mod, ColumnLinear):
+            continue
+        w = mod.weight.detach().cpu()
+        if w.shape[0] == 1:
+            w = w.expand(n, *w.shape[1:])
+        label = name.removeprefix("sheet.").replace("layers.", "")
+        out[label] = weight_similarity(w.numpy(), measure="cosine")
+    return out
+
+
+_ATTRS = {
+    "functional_similarity": (
+        "1",
+        "mean pairwise similarity of the columns' outputs to the same stimulus at their place",
+    ),
+    "weight_similarity": ("1", "mean pairwise cosine of the columns' weights of a layer"),
+    "class_agreement": (
+        "1",
+        "probability that two columns predict the same class for the same stimulus",
+    ),
+    "centred_accuracy": (
+        "1",
+        "fraction of (column, stimulus) where the column's own readout names the digit on it",
+    ),
+    "accuracy": ("1", "test accuracy on held-out single-digit canvases (image logits)"),
+}
+
+
+def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
+    """Train the models and measure how alike their columns are; see the module docstring.
+
+    Returns:
+        Dataset with ``functional_similarity [model, retina, seed, output, measure]``,
+        ``weight_similarity [model, retina, seed, layer]``, ``class_agreement``,
+        ``centred_accuracy``, ``accuracy [model, retina, seed]``.
+    """
+    from tqdm.auto import tqdm
+
+    from analyses.baselines import build_retina
+    from analyses.experiments.islands import column_inputs, column_models, column_positions_px
+    from analyses.metrics import functional_similarity
+    from analyses.tasks import digits_split, make_canvas_dataset, stratified_subset
+
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a column-similarity Config; got {type(config).__name__}")
+    bcfg = config.baseline
+    split = digits_split(seed=0)
+    seeds = [config.seed + i for i in range(config.n_seeds)]
+    models, retinas = list(config.models), list(config.retinas)
+    outputs = ["encoder", *(f"level_{lv}" for lv in range(bcfg.n_levels)), "logits"]
+    func = np.full((len(models), len(retinas), len(seeds), len(outputs), len(MEASURES)), np.nan)
+    agree = np.full((len(models), len(retinas), len(seeds)), np.nan)
+    centred_acc = np.full_like(agree, np.nan)
+    accuracy = np.full_like(agree, np.nan)
+    layers: list[str] | None = None
+    weights: dict[tuple[int, int, int], dict[str, float]] = {}
+
+    bar = tqdm(
+        total=len(seeds) * len(retinas) * len(models),
+        desc="column-similarity",
+        disable=quiet or None,
+    )
+    for si, seed in enumerate(seeds):
+        train_cv = make_canvas_dataset(
+            split.x_train,
+            split.y_train,
+            canvas_px=config.canvas_px,
+            digit_px=config.digit_px,
+            n_digits=1,
+            n_images=config.n_train,
+            seed=seed,
+        )
+        acc_cv = make_canvas_dataset(
+            split.x_test,
+            split.y_test,
+            canvas_px=config.canvas_px,
+            digit_px=config.digit_px,
+            n_digits=1,
+            n_images=config.n_accuracy,
+            seed=seed + 10_000,
+        )
+        stim_idx = np.sort(stratified_subset(split.y_test, config.n_stimuli, seed=seed))
+        stim_labels = split.y_test[stim_idx]
+        # the digits scaled exactly as on the canvases: a canvas of the digit's own size
+        patches = make_canvas_dataset(
+            split.x_test[stim_idx],
+            stim_labels,
+            canvas_px=config.digit_px,
+            digit_px=config.digit_px,
+        ).images  # [S, d, d]
+        for ri, rkind in enumerate(retinas):
+            retina = build_retina(
+                rkind,
+                n_cells=config.n_cells,
+                canvas_px=config.canvas_px,
+                pixels_per_deg=config.pixels_per_deg,
+                seed=seed,
+            )
+            train = column_inputs(retina, train_cv.images, train_cv.labels)
+            acc_set = column_inputs(retina, acc_cv.images, acc_cv.labels, scale=train.scale)
+            stimuli = None
+            for mi, (_label, model, acc) in enumerate(
+                column_models(models, retina, train, acc_set, bcfg, seed=seed, device=device)
+            ):
+                accuracy[mi, ri, si] = acc
+                if stimuli is None:  # every model of this seed has the same column positions
+                    pos_px = column_positions_px(retina, model.sheet.positions_deg)
+                    canv = centred_canvases(patches, pos_px, config.canvas_px)
+                    c, s = canv.shape[:2]
+                    stimuli = column_inputs(
+                        retina,
+                        canv.reshape(c * s, *canv.shape[2:]),
+                        np.tile(stim_labels, c),
+                        scale=train.scale,
+                    ).responses.to(device)
+                outs = column_outputs(
+                    model, stimuli, config.n_stimuli, batch_size=bcfg.eval_batch_size
+                )
+                for oi, name in enumerate(outputs):
+                    r = outs[name]
+                    func[mi, ri, si, oi, 0] = functional_similarity(r, measure="cosine")
+                    func[mi, ri, si, oi, 1] = functional_similarity(
+                        r - r.mean(axis=1, keepdims=True), measure="cosine"
+                    )
+                pred = outs["logits"].argmax(axis=-1)  # [C, S]
+                n_cols = pred.shape[0]
+                counts = (pred[..., None] == np.arange(outs["logits"].shape[-1])).sum(axis=0)
+                agree[mi, ri, si] = float(
+                    ((counts**2).sum(axis=-1) - n_cols).mean() / (n_cols * (n_cols - 1))
+                )
+                centred_acc[mi, ri, si] = float((pred == stim_labels[None, :]).mean())
+                ws = layer_weight_similarity(model)
+                layers = list(ws) if layers is None else layers
+                weights[(mi, ri, si)] = ws
+                del model
+                bar.update(1)
+    bar.close()
+
+    wsim = np.full((len(models), len(retinas), len(seeds), len(layers)), np.nan)
+    for (mi, ri, si), ws in weights.items():
+        for li, name in enumerate(layers):
+            wsim[mi, ri, si, li] = ws[name]
+
+    def var(name, dims, values):
+        return (dims, values, {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]})
+
+    mrs = ("model", "retina", "seed")
+    ds = xr.Dataset(
+        {
+            "functional_similarity": var(
+                "functional_similarity", (*mrs, "output", "measure"), func
+            ),
+            "weight_similarity": var("weight_similarity", (*mrs, "layer"), wsim),
+            "class_agreement": var("class_agreement", mrs, agree),
+            "centred_accuracy": var("centred_accuracy", mrs, centred_acc),
+            "accuracy": var("accuracy", mrs, accuracy),
+        },
+        coords={
+            "model": models,
+            "retina": retinas,
+            "seed": seeds,
+            "output": outputs,
+            "measure": list(MEASURES),
+            "layer": layers,
+        },
+    )
+    ds.attrs.update(
+        title="how alike the columns are, as functions and as weights",
+        training_data="single-digit canvases",
+        stimuli="held-out digits centred on every column's position (cropped at the edges)",
+        n_train=config.n_train,
+        n_accuracy=config.n_accuracy,
+        n_stimuli=config.n_stimuli,
+        canvas_px=config.canvas_px,
+        digit_px=config.digit_px,
+        n_cells=config.n_cells,
+        pixels_per_deg=config.pixels_per_deg,
+        n_columns=bcfg.n_columns,
+        steps=bcfg.steps,
+    )
+    return ds
+
+
+# ------------------------------------------------------------------------ reporting
+
+
+def _ci_text(values: xr.DataArray) -> str:
+    from analyses.metrics import confidence_interval
+
+    ci = confidence_interval(values, axis="seed")
+    m, h = float(ci.mean), float(ci.half_width)
+    if not np.isfinite(m):
+        return "nan"
+    return f"{m:+.3f}" if not np.isfinite(h) else f"{m:+.3f}±{h:.3f}"
+
+
+def summary(ds: xr.Dataset) -> str:
+    """Per retina and model: accuracy, functional similarity (centred) per output, class
+    agreement, centred accuracy, and weight similarity per layer; mean ± 95 % CI over seeds."""
+    outputs = ds["output"].values.tolist()
+    layers = ds["layer"].values.tolist()
+    lines = [
+        f"column similarity: {int(ds.attrs['n_stimuli'])} held-out digits centred on each of "
+        f"{int(ds.attrs['n_columns'])} columns, models trained {int(ds.attrs['steps'])} steps "
+        f"on single-digit canvases, {ds.sizes['seed']} seed(s); mean ± 95% CI over seeds",
+        "functional similarity, measure 'centred' (each column's mean response over stimuli "
+        "removed; 'cosine' raw in the file):",
+        f"{'retina':<9}{'model':<23}{'accuracy':>15}"
+        + "".join(f"{o:>15}" for o in outputs)
+        + f"{'class_agree':>15}{'col_accuracy':>15}",
+    ]
+    for r in ds["retina"].values.tolist():
+        for m in ds["model"].values.tolist():
+            sel = dict(retina=r, model=m)
+            fs = ds["functional_similarity"].sel(**sel, measure="centred")
+            lines.append(
+                f"{r:<9}{m:<23}{_ci_text(ds['accuracy'].sel(sel)):>15}"
+                + "".join(f"{_ci_text(fs.sel(output=o)):>15}" for o in outputs)
+                + f"{_ci_text(ds['class_agreement'].sel(sel)):>15}"
+                + f"{_ci_text(ds['centred_accuracy'].sel(sel)):>15}"
+            )
+    models = ds["model"].values.tolist()
+    if "shared-columns" in models:
+        lines.append(
+            "fraction of the shared-columns ceiling (centred functional similarity, seed means):"
+        )
+        for r in ds["retina"].values.tolist():
+            fs = ds["functional_similarity"].sel(retina=r, measure="centred").mean("seed")
+            ceiling = fs.sel(model="shared-columns")
+            for m in models:
+                if m in ("shared-columns", "untrained"):
+                    continue
+                ratio = (fs.sel(model=m) / ceiling).values
+                lines.append(
+                    f"{r:<9}{m:<23}{'':>15}" + "".join(f"{v:>15.3f}" for v in ratio.tolist())
+                )
+    lines.append("functional similarity, measure 'cosine' (raw):")
+    for r in ds["retina"].values.tolist():
+        for m in ds["model"].values.tolist():
+            fs = ds["functional_similarity"].sel(retina=r, model=m, measure="cosine")
+            lines.append(
+                f"{r:<9}{m:<23}{'':>15}"
+                + "".join(f"{_ci_text(fs.sel(output=o)):>15}" for o in outputs)
+            )
+    lines.append("weight similarity (mean pairwise cosine of the columns' weights) per layer:")
+    lines.append(f"{'retina':<9}{'model':<23}" + "".join(f"{n:>15}" for n in layers))
+    for r in ds["retina"].values.tolist():
+        for m in ds["model"].values.tolist():
+            wsim = ds["weight_similarity"].sel(retina=r, model=m)
+            lines.append(
+                f"{r:<9}{m:<23}" + "".join(f"{_ci_text(wsim.sel(layer=n)):>15}" for n in layers)
+            )
+    return "\n".join(lines)
+
+
+def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
+    """``column_similarity``: top row, functional similarity (centred) per output; bottom row,
+    weight similarity per layer; bars per model (mean ± s.d. over seeds), a column per retina."""
+    from analyses.figures import new_figure, save_figure
+
+    models = ds["model"].values.tolist()
+    retinas = ds["retina"].values.tolist()
+    hatches = ["", "//", "xx", "..", "\\\\", "oo"]
+    grays = ["0.9", "0.6", "0.35", "0.1", "0.75", "0.5"]
+    width = 0.8 / max(len(models), 1)
+    fig, axes = new_figure(2, len(retinas), width_in=3.6 * len(retinas), height_in=5.0)
+    panels = (
+        ("functional_similarity", "output", {"measure": "centred"}, "functional similarity"),
+        ("weight_similarity", "layer", {}, "weight similarity"),
+    )
+    for row, (var, xdim, extra, ylabel) in enumerate(panels):
+        ticks = ds[xdim].values.tolist()
+        for ri, r in enumerate(retinas):
+            ax = axes[row, ri]
+            for mi, m in enumerate(models):
+                vals = ds[var].sel(retina=r, model=m, **extra)  # [seed, xdim]
+                err = vals.std("seed", ddof=1).values if ds.sizes["seed"] > 1 else None
+                x = np.arange(len(ticks)) + (mi - (len(models) - 1) / 2) * width
+                ax.bar(
+                    x,
+                    vals.mean("seed").values,
+                    width,
+                    yerr=err,
+                    color=grays[mi % len(grays)],
+                    hatch=hatches[mi % len(hatches)],
+                    edgecolor="0.0",
+                    linewidth=0.5,
+                    capsize=2,
+                    label=m,
+                )
+            ax.axhline(0.0, color="0.0", linewidth=0.5)
+            ax.set_xticks(np.arange(len(ticks)))
+            ax.set_xticklabels(ticks, rotation=30, ha="right")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.05)
+            ax.set_title(f"{r} retina", fontsize=8)
+            if row == 0 and ri == 0:
+                ax.legend(fontsize=6)
+    return save_figure(fig, out_dir, "column_similarity")
