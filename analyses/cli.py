@@ -5,6 +5,7 @@
     neurosim run [EXPERIMENT] [--config FILE.toml] [--out DIR] [--quick] [--device cpu|cuda]
                  [--seed N] [--quiet]
     neurosim show FILE.nc
+    neurosim sweep SWEEP.toml [--workers N | --scheduler ADDRESS] [--out DIR] [--dry-run]
 
 The command lives in ``analyses`` (not ``neurosim``) because it dispatches to the experiments,
 which sit above the simulator in the data flow; ``neurosim`` itself never imports ``analyses``.
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from analyses.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS, get_experiment
+from analyses.sweep import add_sweep_parser, run_sweep_command
 from neurosim.atomic import atomic_write_text
 from neurosim.export import open_results, summarize, to_netcdf
 
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print a summary of any results file")
     show.add_argument("file", type=Path)
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -116,6 +120,8 @@ def run_experiment(
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "sweep":
+        return run_sweep_command(args)
     try:
         if args.command == "show":
             print(summarize(open_results(args.file)))
