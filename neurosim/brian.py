@@ -1,0 +1,1093 @@
+"""The same rate equations, built and run in Brian2.
+
+Brian2: Stimberg, Brette & Goodman (2019), eLife 8:e47314.
+
+A trained :class:`neurosim.model.Model` becomes a ``brian2.Network`` whose trajectory equals the
+torch engine's (same forward-Euler step, float64): neuroscientists can then extend it with
+Brian2's units, text equations, monitors and spiking neurons.
+
+What becomes what
+-----------------
+``retina`` (``NeuronGroup``, one neuron per retina cell, ``x_deg``/``y_deg`` per neuron)
+    ``rate`` (dimensionless) is the cell's response. With ``responses`` as input it is read each
+    step from a ``TimedArray`` ``[n_frames, n_cells]``; with an ``image`` and a ``retina`` it is
+    the summed variable of ``Synapses`` from a ``pixels`` group (luminance from a ``TimedArray``
+    ``[n_frames, H*W]``) whose weights are the retina's sparse operator (the retina is linear:
+    ``retina(image) = operator @ image``, :mod:`retina.sampler`).
+``level{l}`` (one ``NeuronGroup`` per level, neuron ``column * dim + unit``)
+    ``tau dr/dt = -r + consensus`` with ``tau`` in ms and ``r`` dimensionless, ``consensus =
+    a_bottom_up * bottom_up + a_top_down * top_down + a_lateral * lateral + a_previous * r``
+    (the normalised term weights of :func:`neurosim.dynamics.consensus`); ``column``, ``unit``,
+    ``x_deg``, ``y_deg`` are per-neuron parameters. Integrated with Brian2's ``euler`` method,
+    ``r <- r + dt * (consensus - r) / tau``: the torch engine's :func:`~neurosim.dynamics.euler`
+    of :func:`~neurosim.dynamics.drift`.
+``{net}_h{k}`` (one ``NeuronGroup`` per hidden layer of every column MLP)
+    neuron ``column * width + unit``. Hidden units are *instantaneous* rate units
+    ``h = act(h_sum + h_bias)``: a subexpression of the summed synaptic input, evaluated within
+    the same time step before the level state update. This is the exact counterpart of the
+    torch MLP, which applies all its layers within one Euler step with no delay. A *fast* rate
+    unit (``tau_h dh/dt = -h + act(...)``, ``tau_h << tau``) would only approximate it, with an
+    error of order ``tau_h / tau``, and would force ``dt < tau_h``. The top-down nets' first
+    layer also receives the position encoding of its column, written out as an equation in
+    ``x_deg``, ``y_deg`` (a neural field; checked against ``model.position_features``).
+``Synapses`` (one per layer of every net; ``w`` per synapse)
+    the unshared weights ``[n_columns, d_in, d_out]``, connecting unit ``a`` of column ``c``
+    to unit ``b`` of the same column only; every pathway writes one summed variable of its
+    target (``h_sum`` of a hidden group, ``bu_sum`` / ``td_sum`` of a level).
+``lateral`` (a ``network_operation``, the documented exception)
+    ``lateral[c] = sum_n softmax_n(beta * <e_c, e_n>) e_n`` over the neighbour index of the
+    level (:mod:`neurosim.attention`). The softmax divides by a sum, over the neighbours, of
+    exponentials of dot products between two columns' whole vectors: a summed synaptic variable
+    can only add per-synapse terms that depend on one pre- and one post-synaptic *neuron* (one
+    unit), so neither the dot product (a sum over units of another column) nor its normalised
+    exponential can be written in Brian2 equations. The operation reads ``r`` of every level
+    and writes the level's ``lateral`` parameter before the state update, with ``beta`` from
+    the model's schedule at that step.
+``poisson`` (optional ``NeuronGroup`` of spiking cells, one per retina cell)
+    fires with probability ``rate_hz * dt`` per step, ``rate_hz = poisson_gain_hz *
+    clip(response, 0, inf)`` in Hz: ON cells fire for positive contrast, OFF cells (negated ON
+    responses) for negative. Spikes are an output for downstream spiking models; they do not
+    feed back into the rate network (so parity with torch is unaffected).
+
+Order within one time step (``when`` / ``order``): all summed variables (``before_groups``,
+ordered by depth: pixels -> cells -> hidden layers -> level inputs), then ``lateral``
+(``before_groups``, last), then every level's state update (``groups``). Every term is therefore
+computed from the states at time t, as in the torch engine (a Jacobi update of all levels).
+``StateMonitor`` records ``r`` at the start of every step; the final state is appended after
+the run, giving ``n_steps + 1`` states like ``Settled.trajectory``.
+
+Code generation: ``codegen="cython"`` (default; needs Cython and a C++ compiler, clear error
+otherwise), ``"numpy"`` (no compiler), or ``"auto"`` (Cython if it works, else numpy with a
+warning). Brian2's preferences are global; they are set only while building and running and
+restored afterwards. Each process compiles into its own cache directory (default
+``$TMPDIR/neurosim-brian2-<user>/pid-<pid>``, or the ``cache_dir=`` argument), so parallel
+workers never contend for one cache; pass the same ``cache_dir`` to reuse compiled code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import getpass
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "CODEGEN_TARGETS",
+    "BrianNetwork",
+    "ColumnNetSpec",
+    "build_network",
+    "run",
+    "model_spec",
+    "cython_available",
+    "default_cache_dir",
+    "trajectory_dataset",
+    "relative_error",
+]
+
+#: accepted values of ``codegen``
+CODEGEN_TARGETS = ("cython", "numpy", "auto")
+
+_SUMMED_WHEN = "before_groups"
+_LATERAL_ORDER = 1000
+_TERMS = ("bottom_up", "top_down", "lateral", "consensus")
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _brian():
+    """Import brian2 lazily. Brian2 installs its own ``sys.excepthook`` on import (it writes a
+    debug log for *any* uncaught exception and asks for a Brian2 bug report); neurosim keeps
+    the hook that was there before, so errors unrelated to Brian2 are reported normally."""
+    if "brian2" in sys.modules:
+        return sys.modules["brian2"]
+    hook = sys.excepthook
+    import brian2
+
+    sys.excepthook = hook
+    return brian2
+
+
+def _time_ms(name: str, value: Any) -> float:
+    """A duration as float ms: a number (ms, as the name says) or a brian2 time Quantity."""
+    b2 = _brian()
+    if isinstance(value, b2.Quantity):
+        if value.dim != b2.second.dim and not value.is_dimensionless:
+            raise ValueError(
+                f"{name} must be a time: a number in ms or a brian2 Quantity in time units "
+                f"(e.g. 0.5*ms); got {value!r} (wrong units)"
+            )
+        value = float(value / b2.ms) if value.dim == b2.second.dim else float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number in ms or a brian2 time Quantity; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be in (0, inf) ms; got {value!r}")
+    return value
+
+
+def _rate_hz(name: str, value: Any) -> float:
+    """A rate as float Hz: a number (Hz) or a brian2 Quantity in Hz."""
+    b2 = _brian()
+    if isinstance(value, b2.Quantity) and value.dim != b2.Hz.dim:
+        raise ValueError(
+            f"{name} must be a rate: a number in Hz or a brian2 Quantity in Hz; got {value!r}"
+        )
+    if isinstance(value, b2.Quantity):
+        value = float(value / b2.Hz)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number in Hz; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be in [0, inf) Hz; got {value!r}")
+    return value
+
+
+def default_cache_dir() -> Path:
+    """This process's own Brian2/Cython cache.
+
+    ``$NEUROSIM_BRIAN2_CACHE_DIR`` when set (sweep workers set it to a per-worker folder that is
+    reused across runs), else ``$TMPDIR/neurosim-brian2-<user>/pid-<pid>``.
+    """
+    env = os.environ.get("NEUROSIM_BRIAN2_CACHE_DIR")
+    if env:
+        return Path(env)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"neurosim-brian2-{user}" / f"pid-{os.getpid()}"
+
+
+@contextlib.contextmanager
+def _brian_prefs(target: str, cache_dir: Path) -> Iterator[None]:
+    """Set Brian2's (global) codegen target and Cython cache dir, restoring them on exit."""
+    prefs = _brian().prefs
+    keys = ("codegen.target", "codegen.runtime.cython.cache_dir", "core.default_float_dtype")
+    old = {k: prefs[k] for k in keys}
+    prefs["codegen.target"] = target
+    prefs["codegen.runtime.cython.cache_dir"] = str(cache_dir)
+    prefs["core.default_float_dtype"] = np.float64
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            prefs[k] = v
+
+
+@functools.lru_cache(maxsize=8)
+def _cython_check(cache_dir: str) -> bool:
+    from brian2.codegen.runtime.cython_rt import CythonCodeObject
+
+    with _brian_prefs("cython", Path(cache_dir)):
+        return bool(CythonCodeObject.is_available())
+
+
+def cython_available(cache_dir: str | Path | None = None) -> bool:
+    """Whether Brian2 can compile Cython code here (Cython and a C++ compiler work).
+
+    The test compilation is done once per cache directory and process.
+    """
+    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        import Cython  # noqa: F401
+    except ImportError:
+        return False
+    return _cython_check(str(path))
+
+
+def _resolve_codegen(codegen: str, cache_dir: Path) -> str:
+    if codegen not in CODEGEN_TARGETS:
+        raise ValueError(f"codegen must be one of {list(CODEGEN_TARGETS)}; got {codegen!r}")
+    if codegen == "numpy":
+        return "numpy"
+    if cython_available(cache_dir):
+        return "cython"
+    if codegen == "auto":
+        warnings.warn(
+            "Brian2 cannot compile Cython code here (no working C++ compiler or Cython); "
+            "falling back to codegen='numpy'",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "numpy"
+    raise RuntimeError(
+        "codegen='cython' needs Cython and a working C++ compiler, and Brian2's test "
+        "compilation failed (see the Brian2 log for the compiler message). Install a compiler "
+        "(e.g. `apt install g++`, or set CC/CXX), or pass codegen='numpy' (no compiler needed, "
+        "slower) or codegen='auto'."
+    )
+
+
+# ----------------------------------------------------------------------------- activations
+@functools.lru_cache(maxsize=1)
+def _gelu_function():
+    """Brian2 ``Function`` for the exact (erf) GELU of ``torch.nn.functional.gelu``."""
+    b2 = _brian()
+    from scipy.special import erf
+
+    @b2.implementation(
+        "cython",
+        """
+from libc.math cimport erf as _neurosim_erf
+cdef double neurosim_gelu(double x):
+    return 0.5 * x * (1.0 + _neurosim_erf(x * 0.7071067811865476))
+""",
+        name="neurosim_gelu",
+    )
+    @b2.check_units(x=1, result=1)
+    def neurosim_gelu(x):
+        return 0.5 * x * (1.0 + erf(x * 0.7071067811865476))
+
+    return neurosim_gelu
+
+
+def _activation_expr(activation: str, arg: str) -> str:
+    """Brian2 expression of ``ACTIVATIONS[activation](arg)`` (:mod:`neurosim.columns`)."""
+    if activation == "gelu":
+        return f"neurosim_gelu({arg})"
+    if activation == "relu":
+        return f"clip({arg}, 0, inf)"
+    if activation == "tanh":
+        return f"tanh({arg})"
+    if activation == "silu":
+        return f"({arg}) / (1 + exp(-({arg})))"
+    raise ValueError(
+        f"activation must be one of ['gelu', 'relu', 'tanh', 'silu']; got {activation!r}"
+    )
+
+
+# ----------------------------------------------------------------------------- model export
+@dataclasses.dataclass(frozen=True)
+class ColumnNetSpec:
+    """One per-column MLP as float64 arrays.
+
+    Attributes:
+        name: ``"encoder"``, ``"bottom_up{l}"`` (into level l) or ``"top_down{l}"`` (into level l).
+        weights: per layer ``[n_columns, d_in, d_out]``.
+        biases: per layer ``[n_columns, d_out]`` (zeros where the layer has no bias).
+        activation: hidden nonlinearity (after every layer but the last).
+        n_position: trailing inputs of the first layer that are the position encoding (top-down).
+    """
+
+    name: str
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    activation: str
+    n_position: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelSpec:
+    n_columns: int
+    n_levels: int
+    dim: int
+    n_cells: int
+    positions_deg: np.ndarray  # [C, 2]
+    cell_index: np.ndarray  # [C, k]
+    position_encoding: str
+    n_frequencies: int
+    position_scale_deg: float
+    encoder: ColumnNetSpec
+    bottom_up: tuple[ColumnNetSpec, ...]  # into levels 1..L-1
+    top_down: tuple[ColumnNetSpec, ...]  # into levels 0..L-2
+    neighbours: tuple[tuple[np.ndarray, np.ndarray | None], ...]
+    term_weights: np.ndarray  # [4, L] normalised
+    tau_ms: float
+    dt_ms: float
+    init: str
+    dynamics: Any
+
+
+def _net_spec(name: str, mlp: Any, n_position: int = 0) -> ColumnNetSpec:
+    weights, biases = [], []
+    for layer in mlp.layers:
+        w = layer.weight.detach().cpu().to(dtype=_torch().float64).numpy()
+        weights.append(np.ascontiguousarray(w))
+        if layer.bias is None:
+            biases.append(np.zeros((w.shape[0], w.shape[2])))
+        else:
+            biases.append(layer.bias.detach().cpu().to(dtype=_torch().float64).numpy().copy())
+    return ColumnNetSpec(name, tuple(weights), tuple(biases), mlp.activation, n_position)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _position_features_np(pos: np.ndarray, scale: float, encoding: str, n_freq: int) -> np.ndarray:
+    """``[C, P]``, the features the position equations compute (see ``_position_expr``)."""
+    u = pos / scale
+    feats = [u]
+    if encoding == "fourier":
+        for i in range(n_freq):
+            feats += [np.sin(2.0**i * math.pi * u), np.cos(2.0**i * math.pi * u)]
+    return np.concatenate(feats, axis=1)
+
+
+def _position_expr(p: int, encoding: str) -> str:
+    """Brian2 expression of position feature ``p`` in terms of ``x_deg``, ``y_deg``.
+
+    Order as :func:`neurosim.model._position_features`: ``[u_x, u_y]`` then per octave ``i``
+    ``[sin(2^i pi u_x), sin(2^i pi u_y), cos(2^i pi u_x), cos(2^i pi u_y)]``, ``u = pos / scale``.
+    """
+    coord = ("x_deg", "y_deg")[p % 2]
+    u = f"({coord} / position_scale_deg)"
+    if p < 2:
+        return u
+    octave, kind = divmod(p - 2, 4)
+    fn = "sin" if kind < 2 else "cos"
+    return f"{fn}({2.0**octave * math.pi!r} * {u})"
+
+
+def model_spec(model: Any) -> _ModelSpec:
+    """Export a :class:`neurosim.model.Model` to float64 numpy arrays (checks it is unshared).
+
+    Raises:
+        ValueError: ``model`` is not a Model, or is weight-shared (``shared=True`` or any
+            violation found by :func:`neurosim.columns.assert_unshared`), or its position
+            features do not follow its declared encoding.
+    """
+    from neurosim.columns import WeightSharingError, assert_unshared
+    from neurosim.model import Model
+
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a neurosim.model.Model; got {type(model).__name__}")
+    try:
+        assert_unshared(model)
+    except WeightSharingError as err:
+        raise ValueError(
+            f"model must have unshared per-column weights to be exported to Brian2: {err}"
+        ) from None
+    cfg = model.config
+    pos = model.positions_deg.detach().cpu().double().numpy()
+    scale = float(np.abs(pos).max()) or 1.0
+    feats = _position_features_np(pos, scale, cfg.position_encoding, cfg.n_frequencies)
+    buf = model.position_features.detach().cpu().double().numpy()
+    if buf.shape != feats.shape or not np.allclose(buf, feats, rtol=0, atol=1e-5):
+        raise ValueError(
+            "model.position_features does not match the position_encoding "
+            f"{cfg.position_encoding!r} that the Brian2 equations implement"
+        )
+    n_pos = buf.shape[1]
+    tw = model.term_weights.detach().cpu().double().numpy()
+    nbs = tuple(
+        (
+            nb.index.detach().cpu().numpy().astype(np.int64),
+            None if nb.mask is None else nb.mask.detach().cpu().numpy().astype(bool),
+        )
+        for nb in model.neighbours
+    )
+    return _ModelSpec(
+        n_columns=model.n_columns,
+        n_levels=model.n_levels,
+        dim=model.dim,
+        n_cells=model.n_cells,
+        positions_deg=pos,
+        cell_index=model.cell_index.detach().cpu().numpy().astype(np.int64),
+        position_encoding=cfg.position_encoding,
+        n_frequencies=cfg.n_frequencies,
+        position_scale_deg=scale,
+        encoder=_net_spec("encoder", model.encoder),
+        bottom_up=tuple(
+            _net_spec(f"bottom_up{lv + 1}", net) for lv, net in enumerate(model.bottom_up)
+        ),
+        top_down=tuple(
+            _net_spec(f"top_down{lv}", net, n_pos) for lv, net in enumerate(model.top_down)
+        ),
+        neighbours=nbs,
+        term_weights=tw / tw.sum(axis=0, keepdims=True),
+        tau_ms=float(cfg.dynamics.tau_ms),
+        dt_ms=float(cfg.dynamics.dt_ms),
+        init=cfg.init,
+        dynamics=cfg.dynamics,
+    )
+
+
+def _numpy_mlp(net: ColumnNetSpec, x: np.ndarray) -> np.ndarray:
+    """``x [C, d_in] -> [C, d_out]`` with the exported weights (used for the initial state)."""
+    from scipy.special import erf
+
+    acts = {
+        "gelu": lambda z: 0.5 * z * (1.0 + erf(z * 0.7071067811865476)),
+        "relu": lambda z: np.maximum(z, 0.0),
+        "tanh": np.tanh,
+        "silu": lambda z: z / (1.0 + np.exp(-z)),
+    }
+    last = len(net.weights) - 1
+    for k, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        x = np.einsum("ci,cio->co", x, w) + b
+        if k < last:
+            x = acts[net.activation](x)
+    return x
+
+
+# ----------------------------------------------------------------------------- the network
+@dataclasses.dataclass
+class BrianNetwork:
+    """A built Brian2 network of a neurosim model, ready to :meth:`run`.
+
+    Attributes:
+        network: the ``brian2.Network``.
+        levels: one ``NeuronGroup`` per level (``C * dim`` neurons, index ``column * dim + unit``).
+        cells: the retina ``NeuronGroup`` (``rate``: cell response).
+        hidden: ``{net name: [NeuronGroup per hidden layer]}``.
+        synapses: ``{net name: [Synapses per layer]}`` (plus ``"retina"`` with an image input).
+        monitors: one ``StateMonitor`` of ``r`` per level (and of the terms if recorded).
+        spikes: ``SpikeMonitor`` of the Poisson cells, or None.
+        n_steps, dt_ms, duration_ms: the run.
+        codegen: the code generation target used (``"cython"`` or ``"numpy"``).
+        cache_dir: the Cython cache directory.
+        build_s: wall time of the build (includes code generation for ``connect``).
+    """
+
+    network: Any
+    levels: list[Any]
+    cells: Any
+    hidden: dict[str, list[Any]]
+    synapses: dict[str, list[Any]]
+    monitors: list[Any]
+    term_monitors: list[Any]
+    spikes: Any
+    namespace: dict[str, Any]
+    spec: Any
+    initial_state: np.ndarray
+    betas: np.ndarray
+    n_steps: int
+    dt_ms: float
+    duration_ms: float
+    codegen: str
+    cache_dir: Path
+    seed: int
+    build_s: float = 0.0
+    run_s: float = float("nan")
+    _has_run: bool = False
+
+    def run(self, *, quiet: bool = True) -> xr.Dataset:
+        """Simulate ``duration_ms`` and return the trajectory (see :func:`trajectory_dataset`).
+
+        A network runs once; build a new one for another run. Returns a Dataset with ``rate``
+        ``[time (n_steps + 1), column, level, unit]`` (and the terms ``[step, column, level,
+        unit]`` if recorded, and ``spike_count [cell]`` with Poisson cells).
+        """
+        if self._has_run:
+            raise RuntimeError("this BrianNetwork has already run; build a new one")
+        b2 = _brian()
+        report = None
+        bar = None
+        if not quiet:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.n_steps, desc="brian2", unit="step", disable=None)
+
+            def report(elapsed, completed, start, duration):  # noqa: ARG001
+                bar.n = int(round(float(completed) * self.n_steps))
+                bar.refresh()
+
+        with _brian_prefs(self.codegen, self.cache_dir):
+            if self.spikes is not None:
+                # Brian2 has one global generator (numpy's and the generated code's)
+                b2.seed(self.seed)
+            t0 = time.perf_counter()
+            self.network.run(
+                self.duration_ms * b2.ms,
+                namespace=dict(self.namespace),
+                report=report,
+                report_period=1 * b2.second,
+            )
+            self.run_s = time.perf_counter() - t0
+        if bar is not None:
+            bar.n = self.n_steps
+            bar.close()
+        self._has_run = True
+        return self._dataset()
+
+    # .................................................................................
+    def _dataset(self) -> xr.Dataset:
+        spec = self.spec
+        c, n_lv, d, n = spec.n_columns, spec.n_levels, spec.dim, self.n_steps
+        traj = np.empty((n + 1, c, n_lv, d))
+        for lv, (grp, mon) in enumerate(zip(self.levels, self.monitors, strict=True)):
+            rec = np.asarray(mon.variables["r"].get_value())  # [T, C*D]
+            if rec.shape[0] != n:
+                raise RuntimeError(f"level {lv} recorded {rec.shape[0]} steps, expected {n}")
+            traj[:n, :, lv] = rec.reshape(n, c, d)
+            traj[n, :, lv] = np.asarray(grp.variables["r"].get_value()).reshape(c, d)
+        ds = trajectory_dataset(traj, self.dt_ms, spec.positions_deg, name="rate")
+        ds["rate"].attrs["long_name"] = "level embedding rate r (Brian2)"
+        if self.term_monitors:
+            step_ms = np.arange(n) * self.dt_ms
+            for term in _TERMS:
+                arr = np.zeros((n, c, n_lv, d))
+                for lv, mon in enumerate(self.term_monitors):
+                    if term in mon.record_variables:
+                        arr[:, :, lv] = np.asarray(mon.variables[term].get_value()).reshape(n, c, d)
+                ds[term] = xr.DataArray(
+                    arr,
+                    dims=("step", "column", "level", "unit"),
+                    attrs={"units": "1", "long_name": f"{term} term of each Euler step"},
+                )
+            ds = ds.assign_coords(
+                step_time_ms=("step", step_ms, {"units": "ms", "long_name": "step start time"})
+            )
+        if self.spikes is not None:
+            counts = np.asarray(self.spikes.count[:], dtype=np.int64)
+            ds["spike_count"] = xr.DataArray(
+                counts,
+                dims=("cell",),
+                attrs={"units": "1", "long_name": "Poisson spikes per retina cell"},
+            )
+            ds["spike_rate_hz"] = xr.DataArray(
+                counts / (self.duration_ms * 1e-3),
+                dims=("cell",),
+                attrs={"units": "Hz", "long_name": "Poisson firing rate per retina cell"},
+            )
+        ds.attrs.update(
+            engine="brian2",
+            codegen=self.codegen,
+            dt_ms=self.dt_ms,
+            duration_ms=self.duration_ms,
+            n_steps=self.n_steps,
+            build_s=self.build_s,
+            run_s=self.run_s,
+        )
+        return ds
+
+
+def trajectory_dataset(
+    trajectory: np.ndarray,
+    dt_ms: float,
+    positions_deg: np.ndarray,
+    *,
+    name: str = "rate",
+) -> xr.Dataset:
+    """A trajectory ``[time, column, level, unit]`` as a Dataset (time in ms from 0 by dt_ms).
+
+    The layout of the torch trajectory ``Settled.trajectory[:, b]`` and of :meth:`BrianNetwork.run`.
+    """
+    traj = np.asarray(trajectory, dtype=np.float64)
+    if traj.ndim != 4:
+        raise ValueError(f"trajectory must be [time, column, level, unit]; got {traj.shape}")
+    t, c, n_lv, d = traj.shape
+    pos = np.asarray(positions_deg, dtype=np.float64)
+    return xr.Dataset(
+        {
+            name: xr.DataArray(
+                traj,
+                dims=("time", "column", "level", "unit"),
+                attrs={"units": "1", "long_name": "level embedding rate r"},
+            )
+        },
+        coords={
+            "time": ("time", np.arange(t) * float(dt_ms), {"units": "ms", "long_name": "time"}),
+            "column": np.arange(c),
+            "level": np.arange(n_lv),
+            "unit": np.arange(d),
+            "x_deg": ("column", pos[:, 0], {"units": "deg", "long_name": "column x position"}),
+            "y_deg": ("column", pos[:, 1], {"units": "deg", "long_name": "column y position"}),
+        },
+    )
+
+
+def relative_error(a: np.ndarray, b: np.ndarray, *, axis: int = 0) -> np.ndarray:
+    """Per-entry-of-``axis`` relative error ``max|a - b| / max|b|`` (b the reference)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape; got {a.shape} and {b.shape}")
+    other = tuple(i for i in range(a.ndim) if i != axis % a.ndim)
+    num = np.abs(a - b).max(axis=other)
+    den = np.abs(b).max(axis=other)
+    return num / np.maximum(den, np.finfo(np.float64).tiny)
+
+
+# ----------------------------------------------------------------------------- building
+def _column_major(c: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``column`` and ``unit`` of every neuron of a group of ``c * width`` neurons."""
+    idx = np.arange(c * width)
+    return idx // width, idx % width
+
+
+def _inputs_to_frames(name: str, values: Any, n_per_frame: int, shape_hint: str) -> np.ndarray:
+    """``[n]`` or ``[T, n]`` (numpy or torch) -> float64 ``[T, n]``."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != n_per_frame:
+        raise ValueError(f"{name} must have shape {shape_hint}; got {tuple(np.shape(values))}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite")
+    return arr
+
+
+def build_network(
+    model: Any,
+    responses: Any = None,
+    *,
+    image: Any = None,
+    retina: Any = None,
+    duration_ms: Any = None,
+    dt_ms: Any = None,
+    codegen: str = "cython",
+    cache_dir: str | Path | None = None,
+    initial_state: Any = None,
+    record_terms: bool = False,
+    poisson_gain_hz: Any = None,
+    seed: int = 0,
+) -> BrianNetwork:
+    """Build the Brian2 network of ``model`` driven by one stimulus.
+
+    Args:
+        model: a trained :class:`neurosim.model.Model` with unshared weights.
+        responses: retina responses ``[n_cells]`` (a static image: a boring video) or frames
+            ``[n_frames, n_cells]`` (frame t drives step t, the last one is held), numpy or
+            torch; fed to the cells through a ``TimedArray``. Exclusive with ``image``.
+        image: ``[H, W]`` or frames ``[n_frames, H, W]``: pixel luminances from a ``TimedArray``
+            drive the cells through ``Synapses`` holding ``retina.operator``.
+        retina: the :class:`retina.Retina` whose cells the model reads (needed with ``image``).
+        duration_ms: simulated time, a positive multiple of dt (number in ms or brian2 time
+            Quantity); default ``n_steps * dt_ms`` of the model's dynamics.
+        dt_ms: Euler step; must equal the model's ``dynamics.dt_ms`` (default: that value).
+        codegen: ``"cython"`` (default), ``"numpy"`` or ``"auto"`` (see the module docstring).
+        cache_dir: Cython cache directory (default: this process's own, :func:`default_cache_dir`).
+        initial_state: ``[n_columns, n_levels, dim]``; default as the model's ``config.init``
+            (zeros, or one bottom-up pass computed from the exported weights).
+        record_terms: also record ``bottom_up``, ``top_down``, ``lateral``, ``consensus`` of
+            every step.
+        poisson_gain_hz: add Poisson spiking cells firing at ``gain * max(response, 0)`` Hz
+            (None: no spiking cells).
+        seed: Brian2's random seed for the Poisson cells (``brian2.seed``, set before the run;
+            Brian2 has a single global generator, so this also reseeds numpy's global one).
+
+    Returns:
+        :class:`BrianNetwork`.
+
+    Raises:
+        ValueError: bad arguments (naming the argument and the allowed range), a weight-shared
+            model, a dt different from the model's, a duration that is not a multiple of dt, a
+            Quantity without time units.
+        RuntimeError: ``codegen="cython"`` without a working compiler.
+    """
+    b2 = _brian()
+    spec = model_spec(model)
+    c, n_lv, d = spec.n_columns, spec.n_levels, spec.dim
+
+    # ..................................................... time
+    dt = spec.dt_ms if dt_ms is None else _time_ms("dt_ms", dt_ms)
+    if not math.isclose(dt, spec.dt_ms, rel_tol=1e-12, abs_tol=0.0):
+        raise ValueError(
+            f"dt_ms must equal the model's dynamics.dt_ms = {spec.dt_ms:g} ms (the same Euler "
+            f"step as the torch engine); got {dt:g} ms"
+        )
+    default_duration = spec.dynamics.n_steps * dt
+    duration = default_duration if duration_ms is None else _time_ms("duration_ms", duration_ms)
+    n_steps = int(round(duration / dt))
+    if n_steps < 1 or not math.isclose(n_steps * dt, duration, rel_tol=1e-9):
+        raise ValueError(
+            f"duration_ms must be a positive multiple of dt_ms = {dt:g} ms; got {duration:g} ms"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    gain_hz = None if poisson_gain_hz is None else _rate_hz("poisson_gain_hz", poisson_gain_hz)
+
+    # ..................................................... stimulus
+    if (responses is None) == (image is None):
+        raise ValueError("give exactly one of responses or image")
+    if image is not None:
+        if retina is None:
+            raise ValueError("image needs retina= (the Retina whose operator maps pixels to cells)")
+        h, w = retina.image_shape
+        if retina.n_cells != spec.n_cells:
+            raise ValueError(
+                f"retina must have the model's {spec.n_cells} cells; got {retina.n_cells}"
+            )
+        img = image.detach().cpu().double().numpy() if hasattr(image, "detach") else image
+        img = np.asarray(img, dtype=np.float64)
+        if img.ndim not in (2, 3) or img.shape[-2:] != (h, w):
+            raise ValueError(
+                f"image must have shape [{h}, {w}] or [n_frames, {h}, {w}] (the retina's "
+                f"image_shape); got {tuple(img.shape)}"
+            )
+        frames = _inputs_to_frames(
+            "image",
+            img.reshape(*img.shape[:-2], h * w),
+            h * w,
+            f"[{h}, {w}] or [n_frames, {h}, {w}]",
+        )
+    else:
+        frames = _inputs_to_frames(
+            "responses", responses, spec.n_cells, f"[{spec.n_cells}] or [n_frames, {spec.n_cells}]"
+        )
+    if frames.shape[0] > n_steps:
+        raise ValueError(
+            f"the number of frames must be in [1, n_steps={n_steps}]; got {frames.shape[0]}"
+        )
+
+    # ..................................................... initial state and betas
+    if initial_state is not None:
+        if hasattr(initial_state, "detach"):
+            initial_state = initial_state.detach().cpu().double().numpy()
+        x0 = np.array(initial_state, dtype=np.float64)
+        if x0.shape != (c, n_lv, d):
+            raise ValueError(
+                f"initial_state must have shape [{c}, {n_lv}, {d}]; got {tuple(x0.shape)}"
+            )
+    elif spec.init == "zeros":
+        x0 = np.zeros((c, n_lv, d))
+    else:
+        if image is not None:
+            first = np.asarray(retina.operator @ frames[0], dtype=np.float64)
+        else:
+            first = frames[0]
+        levels = [_numpy_mlp(spec.encoder, first[spec.cell_index])]
+        for net in spec.bottom_up:
+            levels.append(_numpy_mlp(net, levels[-1]))
+        x0 = np.stack(levels, axis=1)
+    betas = np.array([spec.dynamics.beta_at(t, n_steps) for t in range(n_steps)], dtype=np.float64)
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = _resolve_codegen(codegen, cache)
+
+    t0 = time.perf_counter()
+    # Build with the numpy target: ``Synapses.connect`` runs its generated code once, at build
+    # time, so compiling it with Cython would cost one compilation per Synapses for nothing.
+    # The code objects of the simulation itself are created at run time, under ``target``.
+    with _brian_prefs("numpy", cache):
+        net = _assemble(
+            b2, spec, frames, image is not None, retina, dt, x0, betas, record_terms, gain_hz
+        )
+    net.update(
+        n_steps=n_steps,
+        dt_ms=dt,
+        duration_ms=n_steps * dt,
+        codegen=target,
+        cache_dir=cache,
+        seed=seed,
+        build_s=time.perf_counter() - t0,
+        spec=spec,
+        initial_state=x0,
+        betas=betas,
+    )
+    return BrianNetwork(**net)
+
+
+def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, gain_hz):
+    """Create the Brian2 objects (inside the codegen prefs context)."""
+    c, n_lv, d = spec.n_columns, spec.n_levels, spec.dim
+    clock = b2.Clock(dt=dt * b2.ms, name="neurosim_clock")
+    namespace: dict[str, Any] = {
+        "neurosim_gelu": _gelu_function(),
+        "position_scale_deg": spec.position_scale_deg,
+    }
+    objects: list[Any] = []
+    synapses: dict[str, list[Any]] = {}
+
+    def summed(name, source, src_var, target, tgt_var, pre_idx, post_idx, weights, order):
+        syn = b2.Synapses(
+            source,
+            target,
+            model=f"w : 1 (constant)\n{tgt_var}_post = w * {src_var}_pre : 1 (summed)",
+            clock=clock,
+            name=name,
+        )
+        syn.connect(i=pre_idx, j=post_idx)
+        syn.w[:] = weights
+        for updater in syn.summed_updaters.values():
+            updater.when = _SUMMED_WHEN
+            updater.order = order
+        objects.append(syn)
+        return syn
+
+    # ..................................................... retina cells (and pixels)
+    cell_pos = np.zeros((spec.n_cells, 2))
+    if retina is not None and hasattr(retina, "positions_deg"):
+        cell_pos = np.asarray(retina.positions_deg, dtype=np.float64)
+    cells = b2.NeuronGroup(
+        spec.n_cells,
+        "rate : 1\nx_deg : 1 (constant)\ny_deg : 1 (constant)",
+        clock=clock,
+        name="retina",
+    )
+    cells.x_deg[:] = cell_pos[:, 0]
+    cells.y_deg[:] = cell_pos[:, 1]
+    objects.append(cells)
+    if is_image:
+        # explicit names: an auto-numbered name would change the generated code, and thus
+        # defeat the compiled-code cache, for every further network built in the process
+        namespace["image_luminance"] = b2.TimedArray(
+            frames, dt=dt * b2.ms, name="neurosim_image_luminance"
+        )
+        n_px = frames.shape[1]
+        pixels = b2.NeuronGroup(
+            n_px, "luminance = image_luminance(t, i) : 1", clock=clock, name="pixels"
+        )
+        objects.append(pixels)
+        op = retina.operator.tocoo()
+        keep = op.data != 0
+        synapses["retina"] = [
+            summed(
+                "retina_operator",
+                pixels,
+                "luminance",
+                cells,
+                "rate",
+                op.col[keep],
+                op.row[keep],
+                op.data[keep],
+                0,
+            )
+        ]
+    else:
+        namespace["cell_responses"] = b2.TimedArray(
+            frames, dt=dt * b2.ms, name="neurosim_cell_responses"
+        )
+        updater = cells.run_regularly("rate = cell_responses(t, i)", when=_SUMMED_WHEN, order=0)
+        objects.append(updater)
+
+    # ..................................................... levels
+    levels = []
+    for lv in range(n_lv):
+        has_td = lv < n_lv - 1
+        first_td_is_level = has_td and len(spec.top_down[lv].weights) == 1
+        eqs = [
+            "dr/dt = (consensus - r) / tau : 1",
+            "consensus = a_bottom_up * bottom_up + a_top_down * top_down"
+            " + a_lateral * lateral + a_previous * r : 1",
+            "bottom_up = bu_sum + bu_bias : 1",
+            "bu_sum : 1",
+            "bu_bias : 1 (constant)",
+            "lateral : 1",
+            "a_bottom_up : 1 (constant)",
+            "a_top_down : 1 (constant)",
+            "a_lateral : 1 (constant)",
+            "a_previous : 1 (constant)",
+            "tau : second (constant, shared)",
+            "column : integer (constant)",
+            "unit : integer (constant)",
+            "x_deg : 1 (constant)",
+            "y_deg : 1 (constant)",
+        ]
+        if has_td:
+            eqs += ["td_sum : 1", "td_bias : 1 (constant)"]
+            td = "td_sum + td_bias"
+            if first_td_is_level:
+                td += " + position_drive"
+                eqs += _position_equations(spec)
+            eqs.append(f"top_down = {td} : 1")
+        else:
+            eqs.append("top_down = 0 : 1")
+        grp = b2.NeuronGroup(c * d, "\n".join(eqs), method="euler", clock=clock, name=f"level{lv}")
+        col, unit = _column_major(c, d)
+        grp.column[:] = col
+        grp.unit[:] = unit
+        grp.x_deg[:] = spec.positions_deg[col, 0]
+        grp.y_deg[:] = spec.positions_deg[col, 1]
+        grp.tau = spec.tau_ms * b2.ms
+        wts = spec.term_weights[:, lv]
+        grp.a_bottom_up = wts[0]
+        grp.a_top_down = wts[1]
+        grp.a_lateral = wts[2]
+        grp.a_previous = wts[3]
+        grp.r[:] = x0[:, lv].ravel()
+        levels.append(grp)
+        objects.append(grp)
+
+    # ..................................................... column nets
+    hidden: dict[str, list[Any]] = {}
+    nets = [(spec.encoder, None, 0, "bu", 1)]
+    nets += [(net, lv, lv + 1, "bu", 0) for lv, net in enumerate(spec.bottom_up)]
+    nets += [(net, lv + 1, lv, "td", 0) for lv, net in enumerate(spec.top_down)]
+    for net, src_level, dst_level, kind, base_order in nets:
+        groups = []
+        source = cells if src_level is None else levels[src_level]
+        src_var = "rate" if src_level is None else "r"
+        n_layers = len(net.weights)
+        syns = []
+        for k, (w, bias) in enumerate(zip(net.weights, net.biases, strict=True)):
+            d_in, d_out = w.shape[1] - (net.n_position if k == 0 else 0), w.shape[2]
+            w_state = w[:, :d_in]
+            cc, a, bb = np.meshgrid(np.arange(c), np.arange(d_in), np.arange(d_out), indexing="ij")
+            if k == 0 and src_level is None:
+                pre = spec.cell_index[cc, a]
+            else:
+                pre = cc * d_in + a
+            post = cc * d_out + bb
+            if k == n_layers - 1:
+                target = levels[dst_level]
+                tgt_var = f"{kind}_sum"
+                target.variables[f"{kind}_bias"].set_value(bias.ravel())
+            else:
+                eqs = [
+                    "h_sum : 1",
+                    "h_bias : 1 (constant)",
+                    "column : integer (constant)",
+                    "unit : integer (constant)",
+                    "x_deg : 1 (constant)",
+                    "y_deg : 1 (constant)",
+                ]
+                arg = "h_sum + h_bias"
+                if k == 0 and net.n_position:
+                    eqs += _position_equations(spec)
+                    arg += " + position_drive"
+                eqs.append(f"h = {_activation_expr(net.activation, arg)} : 1")
+                target = b2.NeuronGroup(
+                    c * d_out, "\n".join(eqs), clock=clock, name=f"{net.name}_h{k}"
+                )
+                col, unit = _column_major(c, d_out)
+                target.column[:] = col
+                target.unit[:] = unit
+                target.x_deg[:] = spec.positions_deg[col, 0]
+                target.y_deg[:] = spec.positions_deg[col, 1]
+                target.h_bias[:] = bias.ravel()
+                groups.append(target)
+                objects.append(target)
+                tgt_var = "h_sum"
+            if k == 0 and net.n_position:
+                w_pos = w[:, d_in:]  # [C, P, d_out]
+                for p in range(net.n_position):
+                    target.variables[f"w_position_{p}"].set_value(w_pos[:, p, :].ravel())
+            syns.append(
+                summed(
+                    f"{net.name}_w{k}",
+                    source,
+                    src_var,
+                    target,
+                    tgt_var,
+                    pre.ravel(),
+                    post.ravel(),
+                    w_state.ravel(),
+                    base_order + k,
+                )
+            )
+            source, src_var = target, "h"
+        hidden[net.name] = groups
+        synapses[net.name] = syns
+
+    # ..................................................... lateral attention
+    neighbours = spec.neighbours
+
+    def lateral_attention_op(t):
+        step = min(int(round(float(t / b2.ms) / dt)), len(betas) - 1)
+        beta = betas[step]
+        for grp, (index, mask) in zip(levels, neighbours, strict=True):
+            x = grp.variables["r"].get_value().reshape(c, d)
+            grp.variables["lateral"].set_value(_lateral_np(x, index, mask, beta).ravel())
+
+    lateral = b2.NetworkOperation(
+        lateral_attention_op,
+        clock=clock,
+        when=_SUMMED_WHEN,
+        order=_LATERAL_ORDER,
+        name="lateral_attention",
+    )
+    objects.append(lateral)
+
+    # ..................................................... monitors
+    monitors = [
+        b2.StateMonitor(grp, "r", record=True, when="start", clock=clock, name=f"level{lv}_rate")
+        for lv, grp in enumerate(levels)
+    ]
+    objects += monitors
+    term_monitors = []
+    if record_terms:
+        for lv, grp in enumerate(levels):
+            mon = b2.StateMonitor(
+                grp,
+                list(_TERMS),
+                record=True,
+                when=_SUMMED_WHEN,
+                order=_LATERAL_ORDER + 1,
+                clock=clock,
+                name=f"level{lv}_terms",
+            )
+            term_monitors.append(mon)
+        objects += term_monitors
+    spikes = None
+    if gain_hz is not None:
+        poisson = b2.NeuronGroup(
+            spec.n_cells,
+            "response : 1 (linked)\n"
+            "poisson_gain : Hz (constant, shared)\n"
+            "rate_hz = poisson_gain * clip(response, 0, inf) : Hz",
+            threshold="rand() < rate_hz * dt",
+            clock=clock,
+            name="poisson_cells",
+        )
+        poisson.response = b2.linked_var(cells, "rate")
+        poisson.poisson_gain = gain_hz * b2.Hz
+        spikes = b2.SpikeMonitor(poisson, name="poisson_spikes")
+        objects += [poisson, spikes]
+
+    network = b2.Network(*objects, name="neurosim_network")
+    return dict(
+        network=network,
+        levels=levels,
+        cells=cells,
+        hidden=hidden,
+        synapses=synapses,
+        monitors=monitors,
+        term_monitors=term_monitors,
+        spikes=spikes,
+        namespace=namespace,
+    )
+
+
+def _position_equations(spec: _ModelSpec) -> list[str]:
+    """Equation lines of the position drive ``sum_p w_position_p * feature_p(x_deg, y_deg)``."""
+    n_pos = 2 if spec.position_encoding == "xy" else 2 + 4 * spec.n_frequencies
+    lines = [f"w_position_{p} : 1 (constant)" for p in range(n_pos)]
+    drive = " + ".join(
+        f"w_position_{p} * {_position_expr(p, spec.position_encoding)}" for p in range(n_pos)
+    )
+    lines.append(f"position_drive = {drive} : 1")
+    return lines
+
+
+def _lateral_np(
+    x: np.ndarray, index: np.ndarray, mask: np.ndarray | None, beta: float
+) -> np.ndarray:
+    """:func:`neurosim.attention.lateral_attention` for one stimulus, in numpy.
+
+    ``x [C, D]``, ``index [C, K]``, ``mask [C, K]`` or None -> ``[C, D]``.
+    """
+    nb = x[index]  # [C, K, D]
+    raw = np.einsum("cd,ckd->ck", x, nb)
+    if mask is None:
+        shifted = (raw - raw.max(axis=1, keepdims=True)) * beta
+        wts = np.exp(shifted)
+        wts /= wts.sum(axis=1, keepdims=True)
+        return np.einsum("ck,ckd->cd", wts, nb)
+    has_any = mask.any(axis=1)
+    valid = mask | ~has_any[:, None]
+    raw_valid = np.where(valid, raw, -np.inf)
+    shifted = (np.where(valid, raw, 0.0) - raw_valid.max(axis=1, keepdims=True)) * beta
+    e = np.where(valid, np.exp(np.where(valid, shifted, 0.0)), 0.0)
+    wts = e / e.sum(axis=1, keepdims=True)
+    wts = wts * mask
+    lat = np.einsum("ck,ckd->cd", wts, nb)
+    return np.where(has_any[:, None], lat, x)
+
+
+def run(model: Any, responses: Any = None, *, quiet: bool = True, **kwargs: Any) -> xr.Dataset:
+    """Build (see :func:`build_network`, same arguments) and run; return the Dataset.
+
+    ``rate [time, column, level, unit]`` with ``n_steps + 1`` times from 0 by ``dt_ms``.
+    """
+    net = build_network(model, responses, **kwargs)
+    return net.run(quiet=quiet)
