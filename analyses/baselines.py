@@ -86,7 +86,6 @@ __all__ = [
     "ConvClassifier",
     "build_retina",
     "retina_inputs",
-    "column_positions",
     "build_model",
     "count_parameters",
     "make_loss_fn",
@@ -145,9 +144,9 @@ class BaselineConfig(Config):
         warmup_fraction: fraction of ``steps`` before output co-distillation starts ([0, 1)).
         ramp_fraction: fraction of ``steps`` over which it ramps up to ``w_neighbour``.
         eval_batch_size: images per forward pass when scoring (>= 1).
-        lattice_seed: seed of the foveated column lattice. The column positions belong to the
-            retina, not to the model's initialisation: every model and seed on one retina gets
-            the same columns (:func:`column_positions`).
+        lattice_seed: seed of the foveated column lattice (``ModelConfig.lattice_seed``). The
+            column positions belong to the retina, not to the model's initialisation: every
+            model and seed on one retina gets the same columns.
     """
 
     n_columns: int = 36
@@ -244,6 +243,7 @@ class BaselineConfig(Config):
             shared=shared,
             position_encoding=self.position_encoding,
             seed=seed,
+            lattice_seed=self.lattice_seed,
             dynamics=DynamicsConfig(
                 tau_ms=self.tau_ms,
                 dt_ms=self.dt_ms,
@@ -511,41 +511,6 @@ class ConvClassifier(nn.Module):
         return logits.flatten(2).transpose(1, 2)
 
 
-def column_positions(retina, config: BaselineConfig) -> np.ndarray:
-    """``[n_columns, 2]`` column positions (deg) for ``retina``: a uniform grid for a uniform
-    retina, a foveated lattice (density of Watson 2014, seeded by ``config.lattice_seed``)
-    for a foveated one, over the retina's field of view."""
-    from retina import foveated_lattice, uniform_lattice
-
-    fov = float(np.max(retina.fov_deg))
-    if "fove" in str(getattr(retina, "kind", "uniform")).lower():
-        return np.asarray(foveated_lattice(config.n_columns, fov, seed=config.lattice_seed))
-    return np.asarray(uniform_lattice(config.n_columns, fov))
-
-
-@torch.no_grad()
-def _canonical_cell_order_(sheet: nn.Module, retina) -> None:
-    """Reorder each column's ``k_cells`` inputs by (polarity, row offset, column offset).
-
-    ``Model`` lists a column's cells in order of distance (a k-d tree query), so with ties and
-    ON/OFF cells at the same place, input slot ``j`` can mean a different relative position in
-    different columns. Unshared columns do not care (a permutation of one column's inputs is
-    absorbed by its own weights), but with ``shared=True`` it would scramble the shared filter
-    even on a uniform retina. Sorting by the cell's offset from the column (ON before OFF, top
-    to bottom, left to right; offsets rounded to 1e-6 deg) gives every column with the same
-    relative layout the same slot order, so ``shared-columns`` on the uniform retina is a true
-    weight-shared filter; on the foveated retina the layouts differ by design.
-    """
-    idx = sheet.cell_index.cpu().numpy()  # [C, k]
-    cells = np.asarray(retina.positions_deg, dtype=float)
-    polarity = (np.arange(len(cells)) >= len(cells) // 2).astype(float)
-    rel = cells[idx] - sheet.positions_deg.cpu().numpy()[:, None, :]  # [C, k, 2]
-    keys = (np.round(rel[..., 0], 6), -np.round(rel[..., 1], 6), polarity[idx])
-    order = np.lexsort(keys, axis=-1)
-    sorted_idx = np.take_along_axis(idx, order, axis=-1)
-    sheet.cell_index.copy_(torch.as_tensor(sorted_idx, device=sheet.cell_index.device))
-
-
 def build_model(kind: str, retina, config: BaselineConfig, *, seed: int, device="cpu") -> nn.Module:
     """An untrained model of ``kind`` for ``retina``.
 
@@ -575,13 +540,12 @@ def build_model(kind: str, retina, config: BaselineConfig, *, seed: int, device=
         )
         return model.to(device)
     shared = kind == "shared-columns"
+    # Model.from_retina places the columns (uniform grid, or foveated lattice seeded by
+    # config.lattice_seed) and lists each column's cells in its canonical order (polarity, row
+    # offset, column offset), so a shared filter means one relative layout on a uniform retina.
     sheet = Model.from_retina(
-        retina,
-        config.model_config(shared=shared, seed=int(seed)),
-        column_positions_deg=column_positions(retina, config),
-        device=device,
+        retina, config.model_config(shared=shared, seed=int(seed)), device=device
     )
-    _canonical_cell_order_(sheet, retina)
     model = ColumnClassifier(sheet, readout_levels=config.readout, generator=gen)
     if not shared:
         assert_unshared(model)

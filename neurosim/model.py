@@ -4,7 +4,10 @@ A sheet of ``n_columns`` columns sits above the visual field. Each column
 
 - reads the responses of its ``k_cells`` nearest retina cells (a fixed index; on a foveated retina
   peripheral columns therefore cover more degrees: different columns preprocess the image
-  differently, the case weight sharing cannot handle — seed 001, 00:31:30-00:33:30),
+  differently, the case weight sharing cannot handle — seed 001, 00:31:30-00:33:30), listed in a
+  canonical order (polarity, then row offset top to bottom, then column offset left to right), so
+  that input slot ``j`` means the same relative cell in every column with the same local layout
+  (what makes ``shared=True`` a true shared filter on a uniform retina),
 - holds ``n_levels`` embeddings of size ``dim`` (state ``[batch, column, level, dim]``),
 - owns its networks (:class:`~neurosim.columns.ColumnMLP`, never shared unless ``shared=True``):
   a level-0 encoder (cells -> level 0), bottom-up nets (level l-1 -> l) and top-down nets
@@ -35,7 +38,7 @@ from neurosim.config import Config, check_choice, check_positive_int, check_rang
 from neurosim.dynamics import DynamicsConfig, consensus, drift, euler
 from neurosim.neighbours import Neighbours, level_neighbours, widened_k
 
-__all__ = ["ModelConfig", "Model", "Settled", "StepTerms"]
+__all__ = ["ModelConfig", "Model", "Settled", "StepTerms", "canonical_cell_order"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,6 +68,10 @@ class ModelConfig(Config):
             foveated_lattice, else uniform_lattice), or force ``"uniform"`` / ``"foveated"``.
         init: initial state: ``"bottom_up"`` (one bottom-up pass) or ``"zeros"``.
         seed: seed of the weight initialisation and of the long-range neighbours.
+        lattice_seed: seed of the foveated column lattice (``column_lattice`` ``"foveated"`` or
+            ``"auto"`` on a foveated retina; >= 0). Separate from ``seed`` so that changing the
+            initialisation does not move the columns: the lattice belongs to the sheet's
+            geometry, not to its weights.
         dynamics: :class:`~neurosim.dynamics.DynamicsConfig`.
     """
 
@@ -85,6 +92,7 @@ class ModelConfig(Config):
     column_lattice: Literal["auto", "uniform", "foveated"] = "auto"
     init: Literal["bottom_up", "zeros"] = "bottom_up"
     seed: int = 0
+    lattice_seed: int = 0
     dynamics: DynamicsConfig = dataclasses.field(default_factory=DynamicsConfig)
 
     def __post_init__(self) -> None:
@@ -117,6 +125,12 @@ class ModelConfig(Config):
         check_choice("init", self.init, ("bottom_up", "zeros"))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}")
+        if (
+            isinstance(self.lattice_seed, bool)
+            or not isinstance(self.lattice_seed, int)
+            or self.lattice_seed < 0
+        ):
+            raise ValueError(f"lattice_seed must be an integer >= 0; got {self.lattice_seed!r}")
         if not isinstance(self.dynamics, DynamicsConfig):
             raise ValueError(f"dynamics must be a DynamicsConfig; got {self.dynamics!r}")
         d = self.dynamics
@@ -195,13 +209,23 @@ class Model(nn.Module):
             over ``fov_deg``.
         fov_deg: field of view for the column lattice; default ``2 * max |cell coordinate|``.
         retina_kind: ``"uniform"`` or ``"foveated"``, used when ``column_lattice="auto"``.
+        cell_polarity: ``[n_cells]`` polarity label of every cell (e.g. ``"on"``/``"off"``, any
+            hashable values), used to order each column's cells (see ``cell_index`` below);
+            polarities rank in order of first appearance in the cell list. ``None`` (plain
+            position arrays): all cells count as one polarity, and cells at the same offset
+            from the column keep the order of their index in ``cell_positions_deg`` — for a list
+            of ON cells followed by OFF cells, ON before OFF at each place, so slots are still
+            consistent across columns, only interleaved by place instead of grouped by
+            polarity. :meth:`from_retina` passes ``retina.cells["polarity"]``.
         device: where to put parameters and buffers.
 
     Modules: ``encoder`` (cells -> level 0), ``bottom_up[l - 1]`` (level l-1 -> l, l >= 1),
     ``top_down[l]`` (level l+1 + position -> l, l < L-1), each a
     :class:`~neurosim.columns.ColumnMLP`.
 
-    Buffers: ``positions_deg [C, 2]``, ``cell_index [C, k_cells]``, ``position_features
+    Buffers: ``positions_deg [C, 2]``, ``cell_index [C, k_cells]`` (the column's ``k_cells``
+    nearest cells, sorted by (polarity, row offset top to bottom, column offset left to right,
+    cell index), offsets rounded to 1e-6 deg: :func:`canonical_cell_order`), ``position_features
     [C, P]``, ``nb_index_{l} [C, k_l]`` (+ ``nb_mask_{l}`` for radius neighbourhoods),
     ``has_top_down [L]`` (bool), ``term_weights [4, L]``.
     """
@@ -214,6 +238,7 @@ class Model(nn.Module):
         column_positions_deg: np.ndarray | torch.Tensor | None = None,
         fov_deg: float | None = None,
         retina_kind: str = "uniform",
+        cell_polarity: np.ndarray | torch.Tensor | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
@@ -245,6 +270,9 @@ class Model(nn.Module):
 
         _, cell_index = cKDTree(cells).query(columns, k=config.k_cells)
         cell_index = np.asarray(cell_index, dtype=np.int64).reshape(columns.shape[0], -1)
+        cell_index = canonical_cell_order(
+            cell_index, cells, columns, _polarity_codes(cell_polarity, n_cells)
+        )
         self.register_buffer("positions_deg", torch.as_tensor(columns, dtype=torch.float32))
         self.register_buffer("cell_index", torch.from_numpy(cell_index))
         self.register_buffer(
@@ -296,15 +324,21 @@ class Model(nn.Module):
         device: torch.device | str | None = None,
     ) -> Model:
         """Build a model that reads ``retina(images)``: cell positions from
-        ``retina.positions_deg``, column lattice following ``retina.kind``."""
+        ``retina.positions_deg``, cell polarities from ``retina.cells["polarity"]`` (when the
+        retina has them), column lattice following ``retina.kind``."""
         config = ModelConfig() if config is None else config
         fov = getattr(retina, "fov_deg", None)
+        cells = getattr(retina, "cells", None)
+        polarity = None
+        if cells is not None and "polarity" in getattr(cells, "variables", cells):
+            polarity = np.asarray(cells["polarity"])
         return cls(
             config,
             retina.positions_deg,
             column_positions_deg=column_positions_deg,
             fov_deg=None if fov is None else float(np.max(fov)),
             retina_kind=str(getattr(retina, "kind", "uniform")),
+            cell_polarity=polarity,
             device=device,
         )
 
@@ -520,6 +554,52 @@ def _as_positions(name: str, pos: np.ndarray | torch.Tensor) -> np.ndarray:
     return arr
 
 
+def _polarity_codes(polarity: np.ndarray | torch.Tensor | None, n_cells: int) -> np.ndarray:
+    """``[n_cells]`` int codes of the polarity labels, ranked by first appearance (0 if None)."""
+    if polarity is None:
+        return np.zeros(n_cells, dtype=np.int64)
+    arr = np.asarray(polarity.detach().cpu() if torch.is_tensor(polarity) else polarity)
+    if arr.shape != (n_cells,):
+        raise ValueError(f"cell_polarity must have shape [n_cells] = ({n_cells},); got {arr.shape}")
+    _, first, inverse = np.unique(arr, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.reshape(-1)]
+
+
+def canonical_cell_order(
+    cell_index: np.ndarray,
+    cell_positions_deg: np.ndarray,
+    column_positions_deg: np.ndarray,
+    polarity_codes: np.ndarray,
+) -> np.ndarray:
+    """Sort each column's cells into a canonical slot order.
+
+    A k-d tree lists a column's cells by distance, and with ties (a regular lattice) or ON and
+    OFF cells at the same place the order among equals is arbitrary, so slot ``j`` would mean a
+    different relative cell in different columns. Unshared columns do not care (their own
+    weights absorb any fixed permutation of their inputs), but a shared filter would be
+    scrambled even on a uniform retina. Sorting by (polarity code, row offset top to bottom,
+    column offset left to right, cell index), offsets rounded to 1e-6 deg, gives every column
+    with the same local layout the same slot order.
+
+    Args:
+        cell_index: ``[C, k]`` cells read by each column (any order).
+        cell_positions_deg: ``[n_cells, 2]`` (x_deg, y_deg).
+        column_positions_deg: ``[C, 2]``.
+        polarity_codes: ``[n_cells]`` integer polarity of every cell (the most significant key).
+
+    Returns:
+        ``[C, k]`` int64, each row a permutation of the same row of ``cell_index``.
+    """
+    idx = np.asarray(cell_index, dtype=np.int64)
+    rel = cell_positions_deg[idx] - column_positions_deg[:, None, :]  # [C, k, 2]
+    # np.lexsort: the last key is the primary one
+    keys = (idx, np.round(rel[..., 0], 6), -np.round(rel[..., 1], 6), polarity_codes[idx])
+    order = np.lexsort(keys, axis=-1)
+    return np.take_along_axis(idx, order, axis=-1)
+
+
 def _column_lattice(config: ModelConfig, fov_deg: float, retina_kind: str) -> np.ndarray:
     """Column positions from the retina package's lattices (imported lazily)."""
     kind = config.column_lattice
@@ -533,7 +613,7 @@ def _column_lattice(config: ModelConfig, fov_deg: float, retina_kind: str) -> np
             f"imported ({err}); pass column_positions_deg explicitly"
         ) from None
     if kind == "foveated":
-        pos = foveated_lattice(config.n_columns, fov_deg, seed=config.seed)
+        pos = foveated_lattice(config.n_columns, fov_deg, seed=config.lattice_seed)
     else:
         pos = uniform_lattice(config.n_columns, fov_deg)
     return _as_positions("column lattice", pos)

@@ -13,7 +13,6 @@ from analyses.baselines import (
     ConvClassifier,
     build_model,
     build_retina,
-    column_positions,
     count_parameters,
     image_logits,
     make_loss_fn,
@@ -200,26 +199,14 @@ def test_bad_kind_names_argument(retina):
         build_model("mlp", retina, CFG, seed=0)
 
 
-def test_shared_columns_see_one_relative_layout_on_a_uniform_retina():
-    """The canonical cell order makes a shared filter mean the same thing in every interior
-    column of the uniform retina (Model's own order is by distance, ties arbitrary)."""
-    from collections import Counter
-
-    from neurosim.model import Model
-
-    retina = build_retina("uniform", n_cells=288, canvas_px=24, pixels_per_deg=2.0)
-    cfg = BaselineConfig()  # 36 columns on a 6x6 grid, 64 cells (32 sites) each
-    model = build_model("shared-columns", retina, cfg, seed=0)
-    idx = model.sheet.cell_index.numpy()
-    raw = Model.from_retina(
-        retina,
-        cfg.model_config(shared=True, seed=0),
-        column_positions_deg=column_positions(retina, cfg),
-    ).cell_index.numpy()
-    np.testing.assert_array_equal(np.sort(idx, axis=1), np.sort(raw, axis=1))  # a permutation
-    rel = retina.positions_deg[idx] - model.sheet.positions_deg.numpy()[:, None, :]
-    on = idx < retina.n_sites
-    layouts = Counter(
-        tuple(np.round(rel[c], 4).ravel()) + tuple(on[c]) for c in range(cfg.n_columns)
-    )
-    assert layouts.most_common(1)[0][1] >= 16  # the 4x4 interior columns agree slot by slot
+def test_columns_belong_to_the_retina_not_to_the_seed():
+    """Every model and seed on one retina gets the same columns reading the same cells in the
+    same (Model's canonical) order; only ``lattice_seed`` moves the foveated lattice."""
+    retina = build_retina("foveated", n_cells=128, canvas_px=16, pixels_per_deg=2.0)
+    a = build_model("codistill", retina, CFG, seed=0).sheet
+    b = build_model("shared-columns", retina, CFG, seed=7).sheet
+    torch.testing.assert_close(a.positions_deg, b.positions_deg)
+    assert torch.equal(a.cell_index, b.cell_index)
+    assert a.config.lattice_seed == b.config.lattice_seed == CFG.lattice_seed
+    moved = build_model("codistill", retina, CFG.updated({"lattice_seed": 3}), seed=0).sheet
+    assert not torch.allclose(a.positions_deg, moved.positions_deg)

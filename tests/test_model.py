@@ -235,6 +235,65 @@ def test_from_a_real_retina_columns_follow_its_kind():
     assert ratio_u < 1.3
 
 
+def _slot_layouts(idx, cell_positions, column_positions, polarity):
+    """One hashable layout per column: each slot's rounded offset and polarity, in slot order."""
+    from collections import Counter
+
+    rel = cell_positions[idx] - column_positions[:, None, :]
+    return Counter(
+        tuple(np.round(rel[c], 4).ravel()) + tuple(polarity[idx[c]]) for c in range(len(idx))
+    )
+
+
+def test_shared_columns_see_one_relative_layout_on_a_uniform_retina():
+    """Input slot j means the same relative cell (offset and polarity) in every interior column
+    of a uniform retina, so a shared filter is a true shared filter; the k-d tree's own
+    distance order (ties and ON/OFF cells at one place, arbitrary) does not give that."""
+    from scipy.spatial import cKDTree
+
+    retina_mod = pytest.importorskip("retina")
+    eye = retina_mod.Retina.uniform(
+        n_cells=288, fov_deg=12.0, image_shape=(24, 24), pixels_per_deg=2.0
+    )
+    config = ModelConfig(
+        n_columns=36, n_levels=2, dim=8, hidden=(8,), k_cells=64, neighbour_k=4, shared=True
+    )
+    cols = np.asarray(retina_mod.uniform_lattice(36, 12.0), dtype=float)  # a 6x6 grid
+    model = Model.from_retina(eye, config, column_positions_deg=cols)  # 64 cells (32 sites) each
+    idx = model.cell_index.numpy()
+    cells = np.asarray(eye.positions_deg, dtype=float)
+    polarity = np.asarray(eye.cells["polarity"])
+    _, raw = cKDTree(cells).query(cols, k=64)
+    np.testing.assert_array_equal(np.sort(idx, axis=1), np.sort(raw, axis=1))  # a permutation
+    # ON slots first, then OFF slots, in every column
+    assert np.all(polarity[idx[:, :32]] == "on") and np.all(polarity[idx[:, 32:]] == "off")
+    layouts = _slot_layouts(idx, cells, cols, polarity)
+    assert layouts.most_common(1)[0][1] >= 16  # the 4x4 interior columns agree slot by slot
+    assert _slot_layouts(raw, cells, cols, polarity).most_common(1)[0][1] < 16
+    # plain positions (no polarity): ON/OFF at one place keep their cell-index order (ON first),
+    # still one layout for the interior columns
+    plain = Model(config, cells, column_positions_deg=cols)
+    assert _slot_layouts(plain.cell_index.numpy(), cells, cols, polarity).most_common(1)[0][1] >= 16
+    with pytest.raises(ValueError, match="cell_polarity"):
+        Model(config, cells, column_positions_deg=cols, cell_polarity=polarity[:10])
+
+
+def test_lattice_seed_moves_the_columns_and_seed_does_not():
+    """The foveated column lattice follows lattice_seed only: a new initialisation seed keeps
+    the columns (and so each column's cells) where they were."""
+    retina_mod = pytest.importorskip("retina")
+    eye = retina_mod.Retina.foveated(
+        n_cells=400, fov_deg=8.0, image_shape=(48, 48), pixels_per_deg=5.0
+    )
+    base = Model.from_retina(eye, small_config(n_columns=36, k_cells=8, seed=0))
+    reseeded = Model.from_retina(eye, small_config(n_columns=36, k_cells=8, seed=5))
+    moved = Model.from_retina(eye, small_config(n_columns=36, k_cells=8, lattice_seed=5))
+    torch.testing.assert_close(base.positions_deg, reseeded.positions_deg)
+    assert torch.equal(base.cell_index, reseeded.cell_index)
+    assert not torch.allclose(base.encoder.layers[0].weight, reseeded.encoder.layers[0].weight)
+    assert not torch.allclose(base.positions_deg, moved.positions_deg)
+
+
 def test_model_config_round_trips_and_validates():
     cfg = small_config(dynamics=DynamicsConfig(tau_ms=40.0, dt_ms=4.0))
     assert ModelConfig.from_toml(cfg.to_toml()) == cfg
@@ -255,6 +314,7 @@ def test_model_config_round_trips_and_validates():
         (dict(long_range_k=30), "long_range_k"),
         (dict(activation="softsign"), "activation"),
         (dict(position_encoding="learned"), "position_encoding"),
+        (dict(lattice_seed=-1), "lattice_seed"),
         (
             dict(dynamics=DynamicsConfig(w_bottom_up=0.0, w_lateral=0.0, w_previous=0.0)),
             "top level",

@@ -100,6 +100,15 @@ def test_summary_table(quick_run):
         assert word in text
 
 
+def test_figures_of_a_subset_of_models(quick_run, tmp_path):
+    """A run of some models only (no gap closed: all NaN) still draws its figures."""
+    _, ds = quick_run
+    sub = ds.sel(model=["codistill", "shared-columns"])
+    sub["gap_closed"] = xr.full_like(sub["gap_closed"], np.nan)
+    paths = transfer.figures(sub, tmp_path)
+    assert paths and all(p.is_file() for p in paths)
+
+
 def test_gap_closed_is_nan_safe():
     g = transfer.gap_closed(
         np.array([0.5, 0.5, 0.7, np.nan]),

@@ -465,15 +465,23 @@ def figures(ds: xr.Dataset, out_dir) -> list[Path]:
         ax.set_title(f"{rk} retina")
     axes[0][0].legend(frameon=False, loc="upper left")
     ax = axes[0][-1]
+    gap = ds["gap_closed"]
     for rk, style in zip(retinas, cycle_styles(len(retinas)), strict=True):
-        ax.plot(n, ds["gap_closed"].sel(retina=rk).values, label=rk, markersize=4, **style)
+        if np.any(np.isfinite(gap.sel(retina=rk).values)):
+            ax.plot(n, gap.sel(retina=rk).values, label=rk, markersize=4, **style)
+    if not np.any(np.isfinite(gap.values)):
+        # cnn, lc-backprop or codistill not run (or no gap): an empty panel, said so
+        ax.text(0.5, 0.5, "not available", ha="center", va="center", transform=ax.transAxes)
     ax.axhline(0.0, color="0.6", linewidth=0.6)
     ax.axhline(1.0, color="0.6", linewidth=0.6, linestyle="--")
     ax.set_xscale("log")
+    # explicit limits: a log axis cannot autoscale on all-NaN data (a subset of models)
+    ax.set_xlim(float(n.min()) / 1.5, float(n.max()) * 1.5)
     ax.set_xlabel("training images")
     ax.set_ylabel("gap closed")
     ax.set_title("(codistill - lc) / (cnn - lc)")
-    ax.legend(frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False)
     paths = save_figure(fig, out_dir, "transfer_accuracy")
     if "accuracy_heldout_location_mean" in ds:
         fig, axes = new_figure(1, len(retinas), width_in=3.2 * len(retinas), height_in=2.6)
