@@ -6,9 +6,15 @@ that loops over per-column ``nn.Linear`` modules (same lateral attention and dyn
 column networks are looped). Timings of one size are interleaved (unshared, shared, loop,
 unshared, ...) and the median is reported, so the ratios compare like with like on a busy machine.
 
+The whole step also holds parts that every variant shares (lateral attention, consensus, Euler
+update, stacking the levels): ``rest`` = unshared step - unshared nets. Even with free column
+networks the loop could be at most ``loop step / rest`` times slower (``loop_ratio_bound``), so the
+whole-step ``loop/unsh`` is bounded by that shared part; ``nets`` rows compare the networks alone.
+
 Peak memory: each configuration runs once more in a fresh subprocess. On CPU the number is the
 growth of the peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) during the
-step, over the RSS after building the model and inputs; on CUDA it is
+step, over the RSS after building the model and inputs and after a warm-up step at batch 1 (so
+the one-time loading of library code and lazy initialisation is not counted); on CUDA it is
 ``torch.cuda.max_memory_allocated`` during the step minus the allocation before it.
 
 Usage::
@@ -195,6 +201,7 @@ def _rss_mb() -> float:
 
 
 def measure_memory_here(kind: str, n_columns: int, batch: int, device: str) -> float:
+    make_step(kind, n_columns, 1, device)()  # warm-up: pages in the code paths, lazy init
     step = make_step(kind, n_columns, batch, device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -298,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
             "nets_ratio_vs_loop": (
                 t["nets"]["loop"] / t["nets"]["unshared"] if "loop" in t["nets"] else None
             ),
+            "rest_unshared_s": t["step"]["unshared"] - t["nets"]["unshared"],
+            "loop_ratio_bound": (
+                t["step"]["loop"] / (t["step"]["unshared"] - t["nets"]["unshared"])
+                if "loop" in t["step"] and t["step"]["unshared"] > t["nets"]["unshared"]
+                else None
+            ),
             "peak_mem_unshared_mb": mem.get("unshared"),
             "peak_mem_shared_mb": mem.get("shared"),
             "memory_method": (
@@ -316,6 +329,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{f(row[prefix + 'ratio_vs_shared'], 1, '.2f'):>11} "
                 f"{f(row[prefix + 'ratio_vs_loop'], 1, '.1f'):>10} {f(memu, 1, '.0f'):>12} "
                 f"{f(mems, 1, '.0f'):>14}",
+                flush=True,
+            )
+        if row["loop_ratio_bound"] is not None:
+            print(
+                f"{'':>8} rest (attention, consensus, Euler; shared by all variants) "
+                f"{row['rest_unshared_s'] * 1e3:.1f} ms: whole-step loop/unsh <= "
+                f"{row['loop_ratio_bound']:.1f} even with free column networks",
                 flush=True,
             )
     if args.json:

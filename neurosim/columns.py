@@ -112,7 +112,7 @@ class ColumnLinear(nn.Module):
             raise ValueError(
                 f"x must have shape [batch, {self.n_columns}, {d_x}]; got {tuple(x.shape)}"
             )
-        w = self.weight if extra is None else self.weight[:, :d_x]
+        w = self.weight
         bias = self.bias
         if extra is not None:
             if extra.dim() != 2 or extra.shape[0] != self.n_columns:
@@ -120,7 +120,9 @@ class ColumnLinear(nn.Module):
                     f"extra must have shape [{self.n_columns}, {self.d_in - d_x}]; "
                     f"got {tuple(extra.shape)}"
                 )
-            w_extra = self.weight[:, d_x:]
+            # split, not two slices: its backward concatenates the two gradients instead of
+            # adding each into a zero-filled copy of the whole weight.
+            w, w_extra = torch.split(self.weight, [d_x, self.d_in - d_x], dim=1)
             if self.shared:
                 e = extra @ w_extra[0]  # [C, d_out]
             else:
