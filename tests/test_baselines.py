@@ -37,15 +37,6 @@ CFG = BaselineConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread avoids thread spin-waiting on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module", params=["uniform", "foveated"])
 def retina(request):
     return build_retina(request.param, n_cells=128, canvas_px=16, pixels_per_deg=2.0, seed=0)

@@ -13,16 +13,6 @@ from neurosim.columns import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The test machine's cores are shared: oversubscribed intra-op threads make small ops
-    ~30x slower, so these tests run single-threaded (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

@@ -8,16 +8,6 @@ import torch
 from neurosim.dynamics import TERMS, DynamicsConfig, consensus, drift, euler
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The test machine's cores are shared: oversubscribed intra-op threads make small ops
-    ~30x slower, so these tests run single-threaded (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def leak(r0: torch.Tensor, tau_ms: float, dt_ms: float, t_ms: float) -> torch.Tensor:
     x = r0.clone()
     for _ in range(round(t_ms / dt_ms)):

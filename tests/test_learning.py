@@ -10,15 +10,6 @@ import torch
 from neurosim import learning as L
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a crowded CPU (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_soft_target_loss_matches_hand_computed_value():
     # Two classes, T = 2. Teacher logits (2, 0) -> p = softmax((1, 0)) = (e/(e+1), 1/(e+1)).
     # Student logits (0, 0) -> q = (1/2, 1/2). KL = sum p log(p/q); loss = T^2 * KL.

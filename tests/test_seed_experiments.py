@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from analyses.cli import main
 from neurosim.export import check_variable_attrs, open_results
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a crowded CPU (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,6 @@ import torch.nn.functional as F
 from neurosim.train import TrainConfig, Trainer, lr_factor
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a crowded CPU (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(n: int = 50):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 5, generator=g)
