@@ -31,8 +31,11 @@ from analyses.experiments import available
 from neurosim.export import open_results
 
 
-def _sweep_text(experiment: str, n_runs: int) -> str:
-    return f'experiment = "{experiment}"\nquick = true\nseeds = {list(range(n_runs))}\n'
+def _sweep_text(experiment: str, n_runs: int, base: str = "") -> str:
+    text = f'experiment = "{experiment}"\nquick = true\nseeds = {list(range(n_runs))}\n'
+    if base:
+        text += f"[base]\n{base}\n"
+    return text
 
 
 def bench_workers(sweep: sw.Sweep, n_workers: int) -> dict:
@@ -103,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--serial", action="store_true", help="also run in-process, no Dask")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument(
+        "--base",
+        default="",
+        help="TOML lines for the sweep's [base] table, to make each run longer, e.g. 'epochs = 60'",
+    )
     args = parser.parse_args(argv)
     experiment = args.experiment
     if experiment is None:
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if not found:
             parser.error(f"no quick experiment installed; available: {available()}")
         experiment = found[0]
-    sweep = sw.parse_sweep(_sweep_text(experiment, args.runs), source="bench")
+    sweep = sw.parse_sweep(_sweep_text(experiment, args.runs, args.base), source="bench")
     load_before = os.getloadavg()[0]
 
     rows = []
