@@ -270,8 +270,13 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     """
     from tqdm.auto import tqdm
 
-    from analyses.baselines import build_retina
-    from analyses.experiments.islands import column_inputs, column_models, column_positions_px
+    from analyses.experiments.islands import (
+        column_inputs,
+        column_models,
+        column_positions_px,
+        retina_and_inputs,
+        single_digit_canvases,
+    )
     from analyses.metrics import functional_similarity
     from analyses.tasks import digits_split, make_canvas_dataset, stratified_subset
 
@@ -295,24 +300,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         disable=quiet or None,
     )
     for si, seed in enumerate(seeds):
-        train_cv = make_canvas_dataset(
-            split.x_train,
-            split.y_train,
-            canvas_px=config.canvas_px,
-            digit_px=config.digit_px,
-            n_digits=1,
-            n_images=config.n_train,
-            seed=seed,
-        )
-        acc_cv = make_canvas_dataset(
-            split.x_test,
-            split.y_test,
-            canvas_px=config.canvas_px,
-            digit_px=config.digit_px,
-            n_digits=1,
-            n_images=config.n_accuracy,
-            seed=seed + 10_000,
-        )
+        train_cv, acc_cv = single_digit_canvases(split, config, seed)
         stim_idx = np.sort(stratified_subset(split.y_test, config.n_stimuli, seed=seed))
         stim_labels = split.y_test[stim_idx]
         # the digits scaled exactly as on the canvases: a canvas of the digit's own size
@@ -323,15 +311,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
             digit_px=config.digit_px,
         ).images  # [S, d, d]
         for ri, rkind in enumerate(retinas):
-            retina = build_retina(
-                rkind,
-                n_cells=config.n_cells,
-                canvas_px=config.canvas_px,
-                pixels_per_deg=config.pixels_per_deg,
-                seed=seed,
-            )
-            train = column_inputs(retina, train_cv.images, train_cv.labels)
-            acc_set = column_inputs(retina, acc_cv.images, acc_cv.labels, scale=train.scale)
+            retina, train, acc_set = retina_and_inputs(config, rkind, seed, train_cv, acc_cv)
             stimuli = None
             for mi, (_label, model, acc) in enumerate(
                 column_models(models, retina, train, acc_set, bcfg, seed=seed, device=device)

@@ -235,6 +235,43 @@ def column_inputs(retina, images: np.ndarray, labels: np.ndarray, *, scale=None)
     )
 
 
+def single_digit_canvases(split, config, seed: int):
+    """Single-digit training and accuracy canvases of one seed: ``(train, accuracy)``.
+
+    Shared by ``islands`` and ``column-similarity`` (their configs both have ``canvas_px``,
+    ``digit_px``, ``n_train`` and ``n_accuracy``); accuracy canvases use ``seed + 10_000``.
+    """
+    from analyses.tasks import make_canvas_dataset
+
+    common = {"canvas_px": config.canvas_px, "digit_px": config.digit_px, "n_digits": 1}
+    train = make_canvas_dataset(
+        split.x_train, split.y_train, n_images=config.n_train, seed=seed, **common
+    )
+    accuracy = make_canvas_dataset(
+        split.x_test, split.y_test, n_images=config.n_accuracy, seed=seed + 10_000, **common
+    )
+    return train, accuracy
+
+
+def retina_and_inputs(config, retina_kind: str, seed: int, train_cv, acc_cv):
+    """The seed's retina and the column inputs of both canvas sets: ``(retina, train, acc)``.
+
+    The accuracy set is scaled like the training set.
+    """
+    from analyses.baselines import build_retina
+
+    retina = build_retina(
+        retina_kind,
+        n_cells=config.n_cells,
+        canvas_px=config.canvas_px,
+        pixels_per_deg=config.pixels_per_deg,
+        seed=seed,
+    )
+    train = column_inputs(retina, train_cv.images, train_cv.labels)
+    acc_set = column_inputs(retina, acc_cv.images, acc_cv.labels, scale=train.scale)
+    return retina, train, acc_set
+
+
 def column_positions_px(retina, positions_deg) -> np.ndarray:
     """Column positions ``[C, 2]`` ``(x_deg, y_deg)`` -> canvas pixels ``[C, 2]`` ``(row, col)``.
 
@@ -446,7 +483,6 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     import sklearn
     from tqdm.auto import tqdm
 
-    from analyses.baselines import build_retina
     from analyses.metrics import islands_ari, mask_labels_at, within_between_cosine
     from analyses.tasks import digits_split, make_canvas_dataset
 
@@ -482,24 +518,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         disable=quiet or None,
     )
     for si, seed in enumerate(seeds):
-        train_cv = make_canvas_dataset(
-            split.x_train,
-            split.y_train,
-            canvas_px=config.canvas_px,
-            digit_px=config.digit_px,
-            n_digits=1,
-            n_images=config.n_train,
-            seed=seed,
-        )
-        acc_cv = make_canvas_dataset(
-            split.x_test,
-            split.y_test,
-            canvas_px=config.canvas_px,
-            digit_px=config.digit_px,
-            n_digits=1,
-            n_images=config.n_accuracy,
-            seed=seed + 10_000,
-        )
+        train_cv, acc_cv = single_digit_canvases(split, config, seed)
         two = make_canvas_dataset(
             split.x_test,
             split.y_test,
@@ -512,15 +531,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         masks = _dilate(two.masks, config.mask_dilation_px)
         example = None
         for ri, rkind in enumerate(retinas):
-            retina = build_retina(
-                rkind,
-                n_cells=config.n_cells,
-                canvas_px=config.canvas_px,
-                pixels_per_deg=config.pixels_per_deg,
-                seed=seed,
-            )
-            train = column_inputs(retina, train_cv.images, train_cv.labels)
-            acc_set = column_inputs(retina, acc_cv.images, acc_cv.labels, scale=train.scale)
+            retina, train, acc_set = retina_and_inputs(config, rkind, seed, train_cv, acc_cv)
             test2 = column_inputs(retina, two.images, two.labels[:, 0], scale=train.scale)
             responses = test2.responses.to(device)
             for mi, (_label, model, acc) in enumerate(
