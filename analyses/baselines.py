@@ -381,7 +381,8 @@ class ColumnClassifier(nn.Module):
         generator: initialisation of the readout.
 
     The readout is a :class:`~neurosim.columns.ColumnLinear` ``[C, R, K]`` (``[1, R, K]``, one
-    for all columns, when the sheet is shared), ``R = n_levels * dim`` or ``dim``.
+    for all columns, when the sheet is shared), ``R = sum(dim)`` over the levels
+    (``n_levels * dim`` for one size) or the top level's size.
     """
 
     def __init__(
@@ -397,7 +398,8 @@ class ColumnClassifier(nn.Module):
         self.sheet = sheet
         self.readout_levels = readout_levels
         cfg = sheet.config
-        r = cfg.dim * (cfg.n_levels if readout_levels == "all_levels" else 1)
+        dims = cfg.level_dims
+        r = sum(dims) if readout_levels == "all_levels" else dims[-1]
         self.readout = ColumnLinear(
             cfg.n_columns, r, n_classes, shared=cfg.shared, generator=generator
         )
@@ -408,9 +410,13 @@ class ColumnClassifier(nn.Module):
         return bool(self.sheet.config.shared)
 
     def features(self, state: torch.Tensor) -> torch.Tensor:
-        """Readout input ``[B, C, R]`` from a state ``[B, C, L, D]``."""
+        """Readout input ``[B, C, R]`` from a state ``[B, C, L, D]`` (padding of smaller levels
+        dropped: ``R = sum(dim)`` or ``dim[-1]``)."""
+        sheet = self.sheet
         if self.readout_levels == "top_level":
-            return state[:, :, -1]
+            return sheet.level(state, sheet.n_levels - 1)
+        if sheet.ragged:
+            return torch.cat([sheet.level(state, lv) for lv in range(sheet.n_levels)], dim=-1)
         return state.flatten(2)
 
     def column_logits(
@@ -639,6 +645,7 @@ def make_loss_fn(kind: str, config: BaselineConfig):
             settled.top_down,
             settled.consensus,
             top_down_levels=model.sheet.has_top_down,
+            level_dims=model.sheet.level_dims if model.sheet.ragged else None,
         )
         w_nb = config.w_neighbour * codistillation_weight(int(step), warmup, ramp)
         neighbour = _neighbour_term(model, logits, settled, config.temperature)

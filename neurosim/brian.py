@@ -292,7 +292,8 @@ class ColumnNetSpec:
 class _ModelSpec:
     n_columns: int
     n_levels: int
-    dim: int
+    dim: int  # width of the state arrays: max(level_dims)
+    level_dims: tuple[int, ...]  # neurons per column in each level
     n_cells: int
     positions_deg: np.ndarray  # [C, 2]
     cell_index: np.ndarray  # [C, k]
@@ -395,6 +396,7 @@ def model_spec(model: Any) -> _ModelSpec:
         n_columns=model.n_columns,
         n_levels=model.n_levels,
         dim=model.dim,
+        level_dims=tuple(model.level_dims),
         n_cells=model.n_cells,
         positions_deg=pos,
         cell_index=model.cell_index.detach().cpu().numpy().astype(np.int64),
@@ -519,13 +521,16 @@ class BrianNetwork:
     def _dataset(self) -> xr.Dataset:
         spec = self.spec
         c, n_lv, d, n = spec.n_columns, spec.n_levels, spec.dim, self.n_steps
-        traj = np.empty((n + 1, c, n_lv, d))
+        dims = spec.level_dims
+        traj = np.zeros((n + 1, c, n_lv, d))  # levels smaller than d stay zero-padded
         for lv, (grp, mon) in enumerate(zip(self.levels, self.monitors, strict=True)):
-            rec = np.asarray(mon.variables["r"].get_value())  # [T, C*D]
+            rec = np.asarray(mon.variables["r"].get_value())  # [T, C*D_l]
             if rec.shape[0] != n:
                 raise RuntimeError(f"level {lv} recorded {rec.shape[0]} steps, expected {n}")
-            traj[:n, :, lv] = rec.reshape(n, c, d)
-            traj[n, :, lv] = np.asarray(grp.variables["r"].get_value()).reshape(c, d)
+            traj[:n, :, lv, : dims[lv]] = rec.reshape(n, c, dims[lv])
+            traj[n, :, lv, : dims[lv]] = np.asarray(grp.variables["r"].get_value()).reshape(
+                c, dims[lv]
+            )
         ds = trajectory_dataset(traj, self.dt_ms, spec.positions_deg, name="rate")
         ds["rate"].attrs["long_name"] = "level embedding rate r (Brian2)"
         if self.term_monitors:
@@ -534,7 +539,8 @@ class BrianNetwork:
                 arr = np.zeros((n, c, n_lv, d))
                 for lv, mon in enumerate(self.term_monitors):
                     if term in mon.record_variables:
-                        arr[:, :, lv] = np.asarray(mon.variables[term].get_value()).reshape(n, c, d)
+                        rec = np.asarray(mon.variables[term].get_value())
+                        arr[:, :, lv, : dims[lv]] = rec.reshape(n, c, dims[lv])
                 ds[term] = xr.DataArray(
                     arr,
                     dims=("step", "column", "level", "unit"),
@@ -757,7 +763,9 @@ def build_network(
         levels = [_numpy_mlp(spec.encoder, first[spec.cell_index])]
         for net in spec.bottom_up:
             levels.append(_numpy_mlp(net, levels[-1]))
-        x0 = np.stack(levels, axis=1)
+        x0 = np.zeros((c, n_lv, d))
+        for lv, level in enumerate(levels):
+            x0[:, lv, : level.shape[1]] = level
     betas = np.array([spec.dynamics.beta_at(t, n_steps) for t in range(n_steps)], dtype=np.float64)
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -789,7 +797,7 @@ def build_network(
 
 def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, gain_hz):
     """Create the Brian2 objects (inside the codegen prefs context)."""
-    c, n_lv, d = spec.n_columns, spec.n_levels, spec.dim
+    c, n_lv = spec.n_columns, spec.n_levels
     clock = b2.Clock(dt=dt * b2.ms, name="neurosim_clock")
     namespace: dict[str, Any] = {
         "neurosim_gelu": _gelu_function(),
@@ -892,8 +900,11 @@ def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, g
             eqs.append(f"top_down = {td} : 1")
         else:
             eqs.append("top_down = 0 : 1")
-        grp = b2.NeuronGroup(c * d, "\n".join(eqs), method="euler", clock=clock, name=f"level{lv}")
-        col, unit = _column_major(c, d)
+        d_lv = spec.level_dims[lv]
+        grp = b2.NeuronGroup(
+            c * d_lv, "\n".join(eqs), method="euler", clock=clock, name=f"level{lv}"
+        )
+        col, unit = _column_major(c, d_lv)
         grp.column[:] = col
         grp.unit[:] = unit
         grp.x_deg[:] = spec.positions_deg[col, 0]
@@ -904,7 +915,7 @@ def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, g
         grp.a_top_down = wts[1]
         grp.a_lateral = wts[2]
         grp.a_previous = wts[3]
-        grp.r[:] = x0[:, lv].ravel()
+        grp.r[:] = x0[:, lv, :d_lv].ravel()
         levels.append(grp)
         objects.append(grp)
 
@@ -986,7 +997,7 @@ def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, g
         step = min(int(round(float(t / b2.ms) / dt)), len(betas) - 1)
         beta = betas[step]
         for grp, (index, mask) in zip(levels, neighbours, strict=True):
-            x = grp.variables["r"].get_value().reshape(c, d)
+            x = grp.variables["r"].get_value().reshape(c, -1)
             grp.variables["lateral"].set_value(_lateral_np(x, index, mask, beta).ravel())
 
     lateral = b2.NetworkOperation(

@@ -30,6 +30,7 @@ time. ``locality="bptt"`` settles with ``detach_inputs=False`` and trains end to
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -134,11 +135,35 @@ def soft_target_loss(
     return distillation_kl(student_logits, teacher_probs, t)
 
 
-def _masked_mean(sq: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``sq`` ``[..., C, L, D]`` with per-(column, level) weights broadcast over D."""
-    if weight is None:
+def _level_mask(
+    level_dims: Sequence[int] | None, like: torch.Tensor, name: str = "level_dims"
+) -> torch.Tensor | None:
+    """``[L, D]`` 1/0 mask of the entries each level uses (None when ``level_dims`` is None)."""
+    if level_dims is None:
+        return None
+    n_levels, d = like.shape[-2], like.shape[-1]
+    dims = [int(v) for v in level_dims]
+    if len(dims) != n_levels or any(not 1 <= v <= d for v in dims):
+        raise ValueError(
+            f"{name} must list {n_levels} sizes (one per level), each in [1, {d}]; got {dims}"
+        )
+    mask = torch.zeros(n_levels, d, dtype=like.dtype, device=like.device)
+    for lv, v in enumerate(dims):
+        mask[lv, :v] = 1.0
+    return mask
+
+
+def _masked_mean(
+    sq: torch.Tensor, weight: torch.Tensor | None, entries: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of ``sq`` ``[..., C, L, D]`` with per-(column, level) weights broadcast over D and
+    an optional ``[L, D]`` mask of the entries that exist (padding of smaller levels excluded)."""
+    if weight is None and entries is None:
         return sq.mean()
-    w = weight.to(sq.dtype).unsqueeze(-1).expand_as(sq)
+    w = torch.ones(sq.shape[:-1], dtype=sq.dtype, device=sq.device) if weight is None else weight
+    w = w.to(sq.dtype).unsqueeze(-1).expand_as(sq)
+    if entries is not None:
+        w = w * entries
     total = w.sum()
     if total <= 0:
         return sq.sum() * 0.0
@@ -152,6 +177,7 @@ def consensus_codistillation_loss(
     *,
     mask: torch.Tensor | None = None,
     top_down_levels: torch.Tensor | None = None,
+    level_dims: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Each column's bottom-up and top-down predictions regressed on its level's consensus.
 
@@ -173,6 +199,8 @@ def consensus_codistillation_loss(
         top_down_levels: optional ``[L]`` booleans: which levels *have* a top-down net. Default:
             every level but the top one (``L-1``), which has nothing above it; the top-down
             prediction there (whatever the model stores, zeros or a copy) is ignored.
+        level_dims: optional ``[L]`` sizes of the levels (``Model.level_dims``) when they
+            differ: the zero padding of a smaller level is left out of the means.
 
     Returns:
         Scalar: mean squared error of the bottom-up predictions over all trained entries plus the
@@ -200,7 +228,8 @@ def consensus_codistillation_loss(
                 f"mask must broadcast to [..., C] = {tuple(lead_cols)}; got {tuple(mask.shape)}"
             ) from None
         weight = m.unsqueeze(-1).expand(*lead_cols, n_levels)
-    loss = _masked_mean((bottom_up - target) ** 2, weight)
+    entries = _level_mask(level_dims, consensus)
+    loss = _masked_mean((bottom_up - target) ** 2, weight, entries)
     if top_down is None:
         return loss
     if top_down.shape != consensus.shape:
@@ -222,7 +251,7 @@ def consensus_codistillation_loss(
     td_weight = levels.to(consensus.dtype).expand(*lead_cols, n_levels)
     if weight is not None:
         td_weight = td_weight * weight
-    return loss + _masked_mean((top_down - target) ** 2, td_weight)
+    return loss + _masked_mean((top_down - target) ** 2, td_weight, entries)
 
 
 def draw_fill_in_mask(
@@ -377,7 +406,9 @@ def contrastive_loss(
     return F.cross_entropy(logits.reshape(-1, batch), target.reshape(-1))
 
 
-def collapse_report(state: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+def collapse_report(
+    state: torch.Tensor, *, relative: bool = False, level_dims: Sequence[int] | None = None
+) -> torch.Tensor:
     """Variance of the embeddings across images, per level: collapse shows as ~0.
 
     Args:
@@ -385,6 +416,8 @@ def collapse_report(state: torch.Tensor, *, relative: bool = False) -> torch.Ten
         relative: if ``True`` divide each level's variance by its mean squared embedding (so a
             shrinking scale is not mistaken for collapse): 1 means the embeddings of different
             images are as different as the vectors are long, 0 means total collapse.
+        level_dims: optional ``[L]`` sizes of the levels (``Model.level_dims``) when they
+            differ: each level is averaged over its own ``level_dims[l]`` entries only.
 
     Returns:
         ``[L]``: for each level, the variance across the batch (unbiased=False) averaged over
@@ -394,11 +427,18 @@ def collapse_report(state: torch.Tensor, *, relative: bool = False) -> torch.Ten
         raise ValueError(f"state must be [B, C, L, D]; got {tuple(state.shape)}")
     if state.shape[0] < 2:
         raise ValueError(f"state needs a batch of at least 2 images; got {state.shape[0]}")
+    entries = _level_mask(level_dims, state)
     with torch.no_grad():
-        var = state.var(dim=0, unbiased=False).mean(dim=(0, 2))
+        per_entry = state.var(dim=0, unbiased=False).mean(dim=0)  # [L, D]
+        power = (state**2).mean(dim=(0, 1))  # [L, D]
+        if entries is None:
+            var, scale = per_entry.mean(dim=-1), power.mean(dim=-1)
+        else:
+            count = entries.sum(dim=-1)
+            var = (per_entry * entries).sum(dim=-1) / count
+            scale = (power * entries).sum(dim=-1) / count
         if relative:
-            scale = (state**2).mean(dim=(0, 1, 3)).clamp_min(torch.finfo(state.dtype).tiny)
-            var = var / scale
+            var = var / scale.clamp_min(torch.finfo(state.dtype).tiny)
     return var
 
 

@@ -8,7 +8,8 @@ A sheet of ``n_columns`` columns sits above the visual field. Each column
   canonical order (polarity, then row offset top to bottom, then column offset left to right), so
   that input slot ``j`` means the same relative cell in every column with the same local layout
   (what makes ``shared=True`` a true shared filter on a uniform retina),
-- holds ``n_levels`` embeddings of size ``dim`` (state ``[batch, column, level, dim]``),
+- holds ``n_levels`` embeddings, of one size ``dim`` or one size per level (state
+  ``[batch, column, level, max(dim)]``, smaller levels zero-padded),
 - owns its networks (:class:`~neurosim.columns.ColumnMLP`, never shared unless ``shared=True``):
   a level-0 encoder (cells -> level 0), bottom-up nets (level l-1 -> l) and top-down nets
   (level l+1 -> l) that also receive the column's position, a neural field (seed 003; GLOM,
@@ -48,8 +49,10 @@ class ModelConfig(Config):
     Attributes:
         n_columns: number of columns (>= 2); must equal the number of column positions.
         n_levels: levels per column (>= 1).
-        dim: embedding size of every level (>= 1); all levels share it, so the state is one
-            tensor ``[batch, n_columns, n_levels, dim]``.
+        dim: embedding size of the levels: one integer (>= 1) for every level, or one per level
+            (a list of ``n_levels`` integers >= 1, e.g. ``[16, 32, 64, 64]``). The state is one
+            tensor ``[batch, n_columns, n_levels, max(dim)]``; level ``l`` uses its first
+            ``dim[l]`` entries and the rest are held at exactly zero (see :attr:`level_dims`).
         hidden: hidden layer sizes of every column MLP (each >= 1; may be empty).
         activation: hidden nonlinearity: gelu | relu | tanh | silu.
         k_cells: retina cells read by each column (its k nearest cells; <= n_cells).
@@ -77,7 +80,7 @@ class ModelConfig(Config):
 
     n_columns: int = 256
     n_levels: int = 4
-    dim: int = 32
+    dim: int | tuple[int, ...] = 32
     hidden: tuple[int, ...] = (64,)
     activation: Literal["gelu", "relu", "tanh", "silu"] = "gelu"
     k_cells: int = 16
@@ -100,7 +103,16 @@ class ModelConfig(Config):
         if self.n_columns < 2:
             raise ValueError(f"n_columns must be an integer >= 2; got {self.n_columns!r}")
         check_positive_int("n_levels", self.n_levels)
-        check_positive_int("dim", self.dim)
+        if isinstance(self.dim, tuple):
+            if len(self.dim) != self.n_levels:
+                raise ValueError(
+                    f"dim must be an integer >= 1 or a list of n_levels={self.n_levels} integers "
+                    f">= 1 (one per level); got {len(self.dim)} entries {list(self.dim)}"
+                )
+            for i, d in enumerate(self.dim):
+                check_positive_int(f"dim[{i}]", d)
+        else:
+            check_positive_int("dim", self.dim)
         for i, h in enumerate(self.hidden):
             check_positive_int(f"hidden[{i}]", h)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
@@ -139,6 +151,18 @@ class ModelConfig(Config):
                 "dynamics.w_bottom_up + w_lateral + w_previous must be > 0: the top level has "
                 "no top-down term"
             )
+
+    @property
+    def level_dims(self) -> tuple[int, ...]:
+        """Embedding size of every level, ``[n_levels]`` (``dim`` repeated when it is one int)."""
+        if isinstance(self.dim, tuple):
+            return self.dim
+        return (self.dim,) * self.n_levels
+
+    @property
+    def state_dim(self) -> int:
+        """Width ``D`` of the state tensor ``[B, C, L, D]``: the largest level size."""
+        return max(self.level_dims)
 
     @property
     def position_dim(self) -> int:
@@ -227,7 +251,11 @@ class Model(nn.Module):
     nearest cells, sorted by (polarity, row offset top to bottom, column offset left to right,
     cell index), offsets rounded to 1e-6 deg: :func:`canonical_cell_order`), ``position_features
     [C, P]``, ``nb_index_{l} [C, k_l]`` (+ ``nb_mask_{l}`` for radius neighbourhoods),
-    ``has_top_down [L]`` (bool), ``term_weights [4, L]``.
+    ``has_top_down [L]`` (bool), ``term_weights [4, L]``, ``level_mask [L, D]`` (1 on the
+    entries a level uses, 0 on its padding; not saved in the state dict).
+
+    Attributes: ``level_dims`` (size of each level), ``dim`` (``D = max(level_dims)``, the
+    state's last axis), ``ragged`` (True when the level sizes differ).
     """
 
     def __init__(
@@ -266,7 +294,9 @@ class Model(nn.Module):
         self.n_cells = n_cells
         self.n_columns = config.n_columns
         self.n_levels = config.n_levels
-        self.dim = config.dim
+        self.level_dims = config.level_dims
+        self.dim = config.state_dim
+        self.ragged = len(set(self.level_dims)) > 1
 
         _, cell_index = cKDTree(cells).query(columns, k=config.k_cells)
         cell_index = np.asarray(cell_index, dtype=np.int64).reshape(columns.shape[0], -1)
@@ -300,15 +330,22 @@ class Model(nn.Module):
         term_weights[1, -1] = 0.0
         self.register_buffer("term_weights", term_weights)
 
+        # [L, D]: 1 where a level has an entry (all ones unless the level sizes differ)
+        level_mask = torch.zeros(config.n_levels, self.dim)
+        for level, d in enumerate(self.level_dims):
+            level_mask[level, :d] = 1.0
+        self.register_buffer("level_mask", level_mask, persistent=False)
+
         gen = torch.Generator().manual_seed(config.seed)
         mlp = dict(activation=config.activation, shared=config.shared, generator=gen)
-        c, d, h = config.n_columns, config.dim, config.hidden
-        self.encoder = ColumnMLP(c, config.k_cells, h, d, **mlp)
+        c, dims, h = config.n_columns, self.level_dims, config.hidden
+        self.encoder = ColumnMLP(c, config.k_cells, h, dims[0], **mlp)
         self.bottom_up = nn.ModuleList(
-            ColumnMLP(c, d, h, d, **mlp) for _ in range(config.n_levels - 1)
+            ColumnMLP(c, dims[lv - 1], h, dims[lv], **mlp) for lv in range(1, config.n_levels)
         )
         self.top_down = nn.ModuleList(
-            ColumnMLP(c, d + config.position_dim, h, d, **mlp) for _ in range(config.n_levels - 1)
+            ColumnMLP(c, dims[lv + 1] + config.position_dim, h, dims[lv], **mlp)
+            for lv in range(config.n_levels - 1)
         )
         if device is not None:
             self.to(device)
@@ -363,6 +400,20 @@ class Model(nn.Module):
             )
         return responses[:, self.cell_index]
 
+    def level(self, state: torch.Tensor, lv: int) -> torch.Tensor:
+        """Level ``lv`` of a state ``[..., L, D]`` without its zero padding: ``[..., dim[lv]]``
+        (a view)."""
+        return state[..., lv, : self.level_dims[lv]]
+
+    def stack_levels(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """Per-level tensors ``[..., dim[l]]`` -> one ``[..., L, D]``, zero-padded to ``D``."""
+        if self.ragged:
+            levels = [
+                nn.functional.pad(x, (0, self.dim - x.shape[-1])) if x.shape[-1] < self.dim else x
+                for x in levels
+            ]
+        return torch.stack(levels, dim=-2)
+
     def _encode(self, responses: torch.Tensor, input_mask: torch.Tensor | None) -> torch.Tensor:
         x = self.column_inputs(responses)
         if input_mask is not None:
@@ -379,7 +430,7 @@ class Model(nn.Module):
         levels = [self._encode(responses, input_mask)]
         for net in self.bottom_up:
             levels.append(net(levels[-1]))
-        return torch.stack(levels, dim=2)
+        return self.stack_levels(levels)
 
     def _weights(self, input_mask: torch.Tensor | None) -> torch.Tensor:
         if input_mask is None:
@@ -421,22 +472,26 @@ class Model(nn.Module):
             )
         dyn = self.config.dynamics
         src = state.detach() if detach_inputs else state
+        if self.ragged:
+            # padding entries are zero by construction; this keeps them zero for any input
+            src = src * self.level_mask
         beta = dyn.beta_at(t, n_steps)
         bu = [self._encode(responses, input_mask)]
-        bu += [net(src[:, :, lv]) for lv, net in enumerate(self.bottom_up)]
+        bu += [net(self.level(src, lv)) for lv, net in enumerate(self.bottom_up)]
         # The position enters the top-down nets as if concatenated to their input (neural field).
         td = [
-            net(src[:, :, lv + 1], self.position_features) for lv, net in enumerate(self.top_down)
+            net(self.level(src, lv + 1), self.position_features)
+            for lv, net in enumerate(self.top_down)
         ]
-        td.append(torch.zeros_like(bu[0]))
+        td.append(bu[-1].new_zeros(bu[-1].shape))
         lat = [
-            lateral_attention(src[:, :, lv], nb.index, beta, mask=nb.mask)
+            lateral_attention(self.level(src, lv), nb.index, beta, mask=nb.mask)
             for lv, nb in enumerate(self.neighbours)
         ]
         terms = {
-            "bottom_up": torch.stack(bu, dim=2),
-            "top_down": torch.stack(td, dim=2),
-            "lateral": torch.stack(lat, dim=2),
+            "bottom_up": self.stack_levels(bu),
+            "top_down": self.stack_levels(td),
+            "lateral": self.stack_levels(lat),
             "previous": src,
         }
         cons = consensus(terms, self._weights(input_mask))

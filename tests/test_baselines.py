@@ -201,3 +201,22 @@ def test_columns_belong_to_the_retina_not_to_the_seed():
     assert a.config.lattice_seed == b.config.lattice_seed == CFG.lattice_seed
     moved = build_model("codistill", retina, CFG.updated({"lattice_seed": 3}), seed=0).sheet
     assert not torch.allclose(a.positions_deg, moved.positions_deg)
+
+
+def test_readout_of_levels_with_their_own_sizes(retina, data):
+    """A sheet with dim = [4, 6]: the readout reads 4 + 6 features (no padding), or the top 6."""
+    from neurosim.model import Model
+
+    mcfg = CFG.model_config(shared=False, seed=0).updated({"dim": [4, 6]})
+    sheet = Model.from_retina(retina, mcfg)
+    x = data[0].responses[:8]
+    state = sheet.settle(x).state
+    for levels, r in (("all_levels", 10), ("top_level", 6)):
+        clf = ColumnClassifier(sheet, readout_levels=levels, generator=torch.Generator())
+        assert clf.readout.weight.shape == (CFG.n_columns, r, 10)
+        feats = clf.features(state)
+        assert feats.shape == (8, CFG.n_columns, r)
+        torch.testing.assert_close(feats[..., -6:], state[:, :, 1, :6])
+        if levels == "all_levels":
+            torch.testing.assert_close(feats[..., :4], state[:, :, 0, :4])
+        assert_unshared(clf)

@@ -135,16 +135,22 @@ def test_network_structure(parity):
             long_range_from_level=0,
             init="zeros",
         ),
+        dict(dim=(4, 8, 6)),  # one size per level: groups of C * dim[l] neurons
     ],
-    ids=["relu-linear", "tanh-2hidden-xy", "silu-radius-zeros"],
+    ids=["relu-linear", "tanh-2hidden-xy", "silu-radius-zeros", "per-level-dims"],
 )
 def test_parity_variants_with_frames(overrides):
     model = _model(**overrides, dynamics=dict(n_steps=8, beta_schedule="constant", beta=2.0))
     frames = _responses(n_frames=3)
     settled = _torch_settle(model, frames)
-    ds = brian.run(model, frames, codegen="numpy")
+    net = brian.build_network(model, frames, codegen="numpy")
+    ds = net.run()
     err = brian.relative_error(ds.rate.values, settled.trajectory[:, 0].numpy())
     assert np.all(err < REL_TOL), err
+    dims = model.level_dims
+    assert [len(grp) for grp in net.levels] == [N_COLUMNS * d for d in dims]
+    for lv, d in enumerate(dims):  # padding of smaller levels is exactly zero
+        assert np.all(ds.rate.values[:, :, lv, d:] == 0.0)
 
 
 def test_image_input_through_retina_and_poisson_cells():

@@ -172,6 +172,31 @@ def test_collapse_report_per_level():
         L.collapse_report(state[0])
 
 
+def test_smaller_levels_padding_is_left_out_of_the_means():
+    """With level_dims, a level zero-padded to the state width is averaged over its own entries:
+    the result equals the one computed on the unpadded level alone."""
+    g = torch.Generator().manual_seed(0)
+    dims = (3, 8)
+    state = torch.randn(16, 5, 2, 8, generator=g)
+    state[:, :, 0, 3:] = 0.0
+    var = L.collapse_report(state, level_dims=dims)
+    torch.testing.assert_close(var[0], L.collapse_report(state[:, :, :1, :3])[0])
+    torch.testing.assert_close(var[1], L.collapse_report(state[:, :, 1:])[0])
+    rel = L.collapse_report(state, relative=True, level_dims=dims)
+    torch.testing.assert_close(rel[0], L.collapse_report(state[:, :, :1, :3], relative=True)[0])
+    bu, td, cons = (torch.randn(4, 5, 2, 8, generator=g) for _ in range(3))
+    for t in (bu, td, cons):
+        t[:, :, 0, 3:] = 0.0
+    mask = torch.rand(4, 5, generator=g) > 0.3
+    got = L.consensus_codistillation_loss(bu, td, cons, mask=mask, level_dims=dims)
+    m = mask[..., None].float()
+    want = ((bu - cons) ** 2).sum(-1).mul(m).sum() / (m.sum() * sum(dims))
+    want = want + ((td - cons)[:, :, 0] ** 2).sum(-1).mul(mask).sum() / (mask.sum() * dims[0])
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match=r"level_dims must list 2 sizes.*in \[1, 8\]"):
+        L.collapse_report(state, level_dims=(3, 9))
+
+
 def test_contrastive_training_prevents_collapse_on_small_task():
     """A consensus-only objective collapses; adding the contrastive term keeps variance.
 

@@ -295,6 +295,8 @@ def test_model_config_round_trips_and_validates():
     ("kwargs", "field"),
     [
         (dict(dim=0), "dim"),
+        (dict(dim=(4, 8)), "list of n_levels=3 integers"),
+        (dict(dim=(4, 0, 6)), r"dim\[1\]"),
         (dict(n_levels=0), "n_levels"),
         (dict(n_columns=1), "n_columns"),
         (dict(hidden=(4, 0)), r"hidden\[1\]"),
@@ -314,6 +316,46 @@ def test_model_config_round_trips_and_validates():
 def test_bad_model_configs_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         small_config(**kwargs)
+
+
+def test_levels_may_have_their_own_sizes():
+    """dim = [4, 8, 6]: nets map between the levels' own sizes; the state is padded to 8 and
+    the padding stays exactly zero in the state, the trajectory and every term."""
+    model = build(small_config(dim=(4, 8, 6)))
+    assert model.level_dims == (4, 8, 6) and model.dim == 8 and model.ragged
+    p = model.config.position_dim
+    assert model.encoder.layers[-1].weight.shape == (24, 12, 4)
+    assert [net.layers[0].weight.shape[1:] for net in model.bottom_up] == [(4, 12), (8, 12)]
+    assert [net.layers[-1].weight.shape[2] for net in model.bottom_up] == [8, 6]
+    assert [net.layers[0].weight.shape[1] for net in model.top_down] == [8 + p, 6 + p]
+    assert [net.layers[-1].weight.shape[2] for net in model.top_down] == [4, 8]
+    r = responses(model)
+    out = model.settle(r, return_trajectory=True)
+    n = model.config.dynamics.n_steps
+    assert out.state.shape == (2, 24, 3, 8) and out.trajectory.shape == (n + 1, 2, 24, 3, 8)
+    for lv, d in enumerate(model.level_dims):
+        for name in ("trajectory", "bottom_up", "top_down", "lateral", "consensus"):
+            assert torch.count_nonzero(getattr(out, name)[..., lv, d:]) == 0, (name, lv)
+        assert torch.count_nonzero(out.state[..., lv, :d]) > 0
+    # the terms are the nets applied to the levels' own entries
+    x0 = out.trajectory[0]
+    _, terms = model.step(x0, r)
+    torch.testing.assert_close(terms.bottom_up[:, :, 2, :6], model.bottom_up[1](x0[:, :, 1]))
+    torch.testing.assert_close(
+        terms.top_down[:, :, 0, :4], model.top_down[0](x0[:, :, 1], model.position_features)
+    )
+    # garbage in the padding of a given state is ignored and cleared by the first step
+    dirty = x0.clone()
+    dirty[:, :, 0, 4:] = 5.0
+    new_dirty, _ = model.step(dirty, r)
+    new_clean, _ = model.step(x0, r)
+    torch.testing.assert_close(new_dirty, new_clean)
+    # gradients reach every net; the config round-trips through TOML
+    out.state.square().sum().backward()
+    assert all(prm.grad is not None for prm in model.parameters())
+    assert ModelConfig.from_toml(model.config.to_toml()) == model.config
+    assert ModelConfig.from_toml("dim = [4, 8, 6]\nn_levels = 3").level_dims == (4, 8, 6)
+    assert small_config(dim=8).level_dims == (8, 8, 8) and not build().ragged
 
 
 def test_bad_model_arguments():
