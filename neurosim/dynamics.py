@@ -27,7 +27,7 @@ import torch
 
 from neurosim.config import Config, check_choice, check_positive_int, check_range
 
-__all__ = ["DynamicsConfig", "drift", "euler", "consensus", "TERMS"]
+__all__ = ["DynamicsConfig", "drift", "euler", "relax", "consensus", "TERMS"]
 
 TERMS = ("bottom_up", "top_down", "lateral", "previous")
 
@@ -115,6 +115,19 @@ def euler(state: torch.Tensor, rate: torch.Tensor, dt_ms: float) -> torch.Tensor
     return state + dt_ms * rate
 
 
+def relax(
+    state: torch.Tensor, consensus: torch.Tensor, tau_ms: float, dt_ms: float
+) -> torch.Tensor:
+    """One Euler step of ``tau dx/dt = -x + consensus``, fused into a single pass.
+
+    ``euler(state, drift(state, consensus, tau_ms), dt_ms)`` written as
+    ``torch.lerp(state, consensus, dt_ms / tau_ms)`` (equal up to float rounding): one read of
+    each input and one write, forward and backward, instead of four elementwise passes — the
+    state is the largest tensor of a step, so this is what a settling step's cost is made of.
+    """
+    return torch.lerp(state, consensus, dt_ms / tau_ms)
+
+
 def consensus(
     terms: dict[str, torch.Tensor],
     weights: torch.Tensor,
@@ -132,9 +145,9 @@ def consensus(
     total = weights.sum(dim=-2, keepdim=True)
     if bool((total <= 0).any()):
         raise ValueError("consensus weights must have a positive sum over the terms at each level")
-    w = weights / total
-    out = None
-    for j, name in enumerate(TERMS):
-        part = w[..., j, :].unsqueeze(-1) * terms[name]
-        out = part if out is None else out + part
+    w = (weights / total).unsqueeze(-1)  # [..., 4, L, 1]
+    # one fresh product, then fused multiply-adds into it (its backward needs only the inputs)
+    out = terms[TERMS[0]] * w[..., 0, :, :]
+    for j, name in enumerate(TERMS[1:], start=1):
+        out = out.addcmul_(terms[name], w[..., j, :, :])
     return out

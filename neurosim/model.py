@@ -36,7 +36,7 @@ from torch import nn
 from neurosim.attention import lateral_attention
 from neurosim.columns import ACTIVATIONS, ColumnMLP
 from neurosim.config import Config, check_choice, check_positive_int, check_range
-from neurosim.dynamics import DynamicsConfig, consensus, drift, euler
+from neurosim.dynamics import DynamicsConfig, relax
 from neurosim.neighbours import Neighbours, level_neighbours, widened_k
 
 __all__ = ["ModelConfig", "Model", "Settled", "StepTerms", "canonical_cell_order"]
@@ -170,21 +170,60 @@ class ModelConfig(Config):
         return 2 if self.position_encoding == "xy" else 2 + 4 * self.n_frequencies
 
 
-@dataclasses.dataclass(frozen=True)
 class StepTerms:
-    """The terms of one Euler step, each ``[B, C, L, D]``.
+    """The terms of one Euler step, each ``[B, C, L, D]`` (stacked on first access).
 
     ``bottom_up[:, :, 0]`` is the level-0 encoder's reading of the retina; ``top_down[:, :, -1]``
     is zero (the top level has no level above: see ``Model.has_top_down``). In local mode
     (``detach_inputs=True``) ``lateral`` carries no gradient and ``bottom_up``/``top_down`` depend
-    only on the column's own parameters.
+    only on the column's own parameters. Levels smaller than ``D`` are zero-padded.
+
+    The step computes every term level by level; a term is stacked into one tensor only when it
+    is read (a settling run that keeps only its state never pays for the copies).
+
+    Attributes: ``bottom_up``, ``top_down``, ``lateral``, ``consensus`` (``[B, C, L, D]``) and
+    ``beta`` (the inverse temperature of this step's lateral attention).
     """
 
-    bottom_up: torch.Tensor
-    top_down: torch.Tensor
-    lateral: torch.Tensor
-    consensus: torch.Tensor
-    beta: float
+    _NAMES = ("bottom_up", "top_down", "lateral", "consensus")
+
+    def __init__(
+        self,
+        stack: Any,
+        levels: dict[str, list[torch.Tensor | None]],
+        beta: float,
+    ) -> None:
+        self._stack = stack
+        self._levels = levels
+        self._stacked: dict[str, torch.Tensor] = {}
+        self.beta = beta
+
+    def _get(self, name: str) -> torch.Tensor:
+        if name not in self._stacked:
+            parts = self._levels[name]
+            ref = next(p for p in parts if p is not None)
+            filled = [
+                p if p is not None else ref.new_zeros(*ref.shape[:-1], self._stack.dim)
+                for p in parts
+            ]
+            self._stacked[name] = self._stack.stack_levels(filled)
+        return self._stacked[name]
+
+    @property
+    def bottom_up(self) -> torch.Tensor:
+        return self._get("bottom_up")
+
+    @property
+    def top_down(self) -> torch.Tensor:
+        return self._get("top_down")
+
+    @property
+    def lateral(self) -> torch.Tensor:
+        return self._get("lateral")
+
+    @property
+    def consensus(self) -> torch.Tensor:
+        return self._get("consensus")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,13 +471,6 @@ class Model(nn.Module):
             levels.append(net(levels[-1]))
         return self.stack_levels(levels)
 
-    def _weights(self, input_mask: torch.Tensor | None) -> torch.Tensor:
-        if input_mask is None:
-            return self.term_weights
-        w = self.term_weights.expand(*input_mask.shape, *self.term_weights.shape).clone()
-        w[..., 0, 0] = w[..., 0, 0] * input_mask.to(w.dtype)
-        return w
-
     def step(
         self,
         state: torch.Tensor,
@@ -476,33 +508,57 @@ class Model(nn.Module):
             # padding entries are zero by construction; this keeps them zero for any input
             src = src * self.level_mask
         beta = dyn.beta_at(t, n_steps)
-        bu = [self._encode(responses, input_mask)]
-        bu += [net(self.level(src, lv)) for lv, net in enumerate(self.bottom_up)]
-        # The position enters the top-down nets as if concatenated to their input (neural field).
-        td = [
-            net(self.level(src, lv + 1), self.position_features)
-            for lv, net in enumerate(self.top_down)
+        # One view per level. unbind's backward stacks the levels' gradients once; indexing
+        # src[:, :, l] would build a zero-filled gradient of the whole state for every use.
+        xs = [
+            x[..., :d] if d < self.dim else x
+            for x, d in zip(src.unbind(2), self.level_dims, strict=True)
         ]
-        td.append(bu[-1].new_zeros(bu[-1].shape))
+        bu = [self._encode(responses, input_mask)]
+        bu += [net(xs[lv]) for lv, net in enumerate(self.bottom_up)]
+        # The position enters the top-down nets as if concatenated to their input (neural field).
+        td: list[torch.Tensor | None] = [
+            net(xs[lv + 1], self.position_features) for lv, net in enumerate(self.top_down)
+        ]
+        td.append(None)  # nothing above the top level
         lat = [
-            lateral_attention(self.level(src, lv), nb.index, beta, mask=nb.mask)
+            lateral_attention(xs[lv], nb.index, beta, mask=nb.mask)
             for lv, nb in enumerate(self.neighbours)
         ]
-        terms = {
-            "bottom_up": self.stack_levels(bu),
-            "top_down": self.stack_levels(td),
-            "lateral": self.stack_levels(lat),
-            "previous": src,
-        }
-        cons = consensus(terms, self._weights(input_mask))
-        new_state = euler(src, drift(src, cons, dyn.tau_ms), dyn.dt_ms)
-        return new_state, StepTerms(
-            bottom_up=terms["bottom_up"],
-            top_down=terms["top_down"],
-            lateral=terms["lateral"],
-            consensus=cons,
-            beta=beta,
-        )
+        # consensus and Euler step level by level, with scalar weights: no stacked copies of the
+        # terms, and one fused pass (dynamics.relax) for tau dx/dt = -x + consensus
+        coeffs = self._coefficients(input_mask)
+        cons, new = [], []
+        for lv in range(self.n_levels):
+            c = _weighted_sum((bu[lv], td[lv], lat[lv], xs[lv]), coeffs[lv])
+            cons.append(c)
+            new.append(relax(xs[lv], c, dyn.tau_ms, dyn.dt_ms))
+        terms = {"bottom_up": bu, "top_down": td, "lateral": lat, "consensus": cons}
+        return self.stack_levels(new), StepTerms(self, terms, beta)
+
+    def _coefficients(self, input_mask: torch.Tensor | None) -> list[list[float | torch.Tensor]]:
+        """Normalised consensus weights per level, in the order of ``dynamics.TERMS``: floats,
+        except at level 0 under an ``input_mask`` (``[B, C, 1]``: a hidden column has no
+        bottom-up term there, and its other weights are renormalised)."""
+        raw = self.term_weights.detach().cpu().double()  # [4, L]
+        total = raw.sum(dim=0)
+        if bool((total <= 0).any()):
+            raise ValueError(
+                "consensus weights must have a positive sum over the terms at each level"
+            )
+        coeffs = (raw / total).t().tolist()
+        if input_mask is not None:
+            w0 = [float(v) for v in raw[:, 0]]
+            visible = input_mask.to(self.term_weights.dtype)[..., None]  # [B, C, 1]
+            rest = w0[1] + w0[2] + w0[3]
+            if rest <= 0:
+                raise ValueError(
+                    "consensus weights must have a positive sum over the terms at each level: "
+                    "with an input_mask, w_top_down + w_lateral + w_previous must be > 0"
+                )
+            total0 = visible * w0[0] + rest
+            coeffs[0] = [visible * w0[0] / total0] + [w / total0 for w in w0[1:]]
+        return coeffs
 
     # ------------------------------------------------------------------ the forward API
     def settle(
@@ -598,6 +654,27 @@ class Model(nn.Module):
     def forward(self, inputs: torch.Tensor, **kwargs: Any) -> Settled:
         """Same as :meth:`settle`."""
         return self.settle(inputs, **kwargs)
+
+
+def _weighted_sum(
+    terms: tuple[torch.Tensor | None, ...], weights: list[float | torch.Tensor]
+) -> torch.Tensor:
+    """``sum_j weights[j] * terms[j]`` over the terms present with a nonzero weight; a weight is
+    a float or a tensor broadcasting against the terms. One product, then in-place fused
+    multiply-adds into it (their backward needs only the inputs)."""
+    out = None
+    for term, w in zip(terms, weights, strict=True):
+        if term is None or (isinstance(w, float) and w == 0.0):
+            continue
+        if out is None:
+            out = term * w
+        elif isinstance(w, float):
+            out = out.add_(term, alpha=w)
+        else:
+            out = out.addcmul_(term, w)
+    if out is None:
+        raise ValueError("consensus weights must have a positive sum over the terms at each level")
+    return out
 
 
 def _as_positions(name: str, pos: np.ndarray | torch.Tensor) -> np.ndarray:
