@@ -2,9 +2,10 @@
 
 For each number of columns: the unshared model (per-column weights, batched matmul), the same
 model with ``shared=True`` (one weight set, the CNN case) and, at the smallest size, a reference
-that loops over per-column ``nn.Linear`` modules (same lateral attention and dynamics; only the
-column networks are looped). Timings of one size are interleaved (unshared, shared, loop,
-unshared, ...) and the median is reported, so the ratios compare like with like on a busy machine.
+that loops over per-column ``nn.Linear`` modules (:func:`loop_reference`: the same
+``Model.step``, lateral attention and dynamics; only the column networks are looped). Timings
+of one size are interleaved (unshared, shared, loop, unshared, ...) and the median is reported,
+so the ratios compare like with like on a busy machine.
 
 The whole step also holds parts that every variant shares (lateral attention, consensus, Euler
 update, stacking the levels): ``rest`` = unshared step - unshared nets. Even with free column
@@ -26,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
@@ -40,8 +42,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neurosim.attention import lateral_attention  # noqa: E402
-from neurosim.dynamics import consensus, drift, euler  # noqa: E402
+from neurosim.columns import ColumnMLP  # noqa: E402
 from neurosim.model import Model, ModelConfig  # noqa: E402
 
 N_LEVELS = 4
@@ -66,80 +67,72 @@ def build(n_columns: int, shared: bool, device: str) -> Model:
     return Model(config, cells, column_positions_deg=columns, device=device)
 
 
-class LoopReference(nn.Module):
-    """The same step, but every column's networks are separate ``nn.Sequential`` modules."""
+class LoopMLP(nn.Module):
+    """One ``nn.Sequential`` (``nn.Linear`` + activation) per column, called in a Python loop,
+    with :class:`~neurosim.columns.ColumnMLP`'s signature ``(x [B, C, d_x], extra [C, P])``.
 
-    def __init__(self, model: Model) -> None:
+    Written as a careful user would: ``unbind`` over columns (its backward stacks the columns'
+    gradients once, where ``x[:, c]`` would build a zero-filled gradient of all of ``x`` per
+    column), so the reference is not slowed down by an avoidable quadratic cost.
+    """
+
+    def __init__(self, n_columns: int, d_in: int, d_out: int, hidden: list[int]) -> None:
         super().__init__()
-        self.model = model
-        c = model.n_columns
 
-        def mlp(d_in: int) -> nn.Sequential:
+        def mlp() -> nn.Sequential:
             layers: list[nn.Module] = []
-            for h in HIDDEN:
-                layers += [nn.Linear(d_in, h), nn.GELU()]
-                d_in = h
-            layers.append(nn.Linear(d_in, DIM))
+            d = d_in
+            for h in hidden:
+                layers += [nn.Linear(d, h), nn.GELU()]
+                d = h
+            layers.append(nn.Linear(d, d_out))
             return nn.Sequential(*layers)
 
-        p = model.config.position_dim
-        self.encoder = nn.ModuleList(mlp(K_CELLS) for _ in range(c))
-        self.bottom_up = nn.ModuleList(
-            nn.ModuleList(mlp(DIM) for _ in range(c)) for _ in range(N_LEVELS - 1)
-        )
-        self.top_down = nn.ModuleList(
-            nn.ModuleList(mlp(DIM + p) for _ in range(c)) for _ in range(N_LEVELS - 1)
-        )
+        self.nets = nn.ModuleList(mlp() for _ in range(n_columns))
 
-    @staticmethod
-    def _loop(nets: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([net(x[:, c]) for c, net in enumerate(nets)], dim=1)
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        outs = []
+        for c, (xc, net) in enumerate(zip(x.unbind(1), self.nets, strict=True)):
+            if extra is not None:
+                xc = torch.cat([xc, extra[c].expand(xc.shape[0], -1)], dim=-1)
+            outs.append(net(xc))
+        return torch.stack(outs, dim=1)
 
-    def step(self, state: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        b = state.shape[0]
-        bu = [self._loop(self.encoder, m.column_inputs(responses))]
-        bu += [self._loop(nets, state[:, :, lv]) for lv, nets in enumerate(self.bottom_up)]
-        pos = m.position_features.expand(b, -1, -1)
-        td = [
-            self._loop(nets, torch.cat([state[:, :, lv + 1], pos], dim=-1))
-            for lv, nets in enumerate(self.top_down)
-        ]
-        td.append(torch.zeros_like(bu[0]))
-        lat = [
-            lateral_attention(state[:, :, lv], nb.index, 1.0, mask=nb.mask)
-            for lv, nb in enumerate(m.neighbours)
-        ]
-        terms = {
-            "bottom_up": torch.stack(bu, 2),
-            "top_down": torch.stack(td, 2),
-            "lateral": torch.stack(lat, 2),
-            "previous": state,
-        }
-        cons = consensus(terms, m.term_weights)
-        dyn = m.config.dynamics
-        return euler(state, drift(state, cons, dyn.tau_ms), dyn.dt_ms)
+    @classmethod
+    @torch.no_grad()
+    def from_column_mlp(cls, mlp: ColumnMLP) -> LoopMLP:
+        """The same function as an unshared ``mlp``: column ``c``'s layers get its weights."""
+        first, last = mlp.layers[0], mlp.layers[-1]
+        out = cls(mlp.n_columns, first.d_in, last.d_out, [lay.d_out for lay in mlp.layers[:-1]])
+        for c, net in enumerate(out.nets):
+            linears = [m for m in net if isinstance(m, nn.Linear)]
+            for lin, col in zip(linears, mlp.layers, strict=True):
+                lin.weight.copy_(col.weight[c].t())
+                lin.bias.copy_(col.bias[c])
+        return out.to(first.weight.device)
 
 
-def _nets_unshared(model: Model, state: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+def loop_reference(model: Model) -> Model:
+    """A copy of ``model`` whose column networks are :class:`LoopMLP` loops holding the same
+    weights: the same ``Model.step`` (lateral attention, consensus, Euler update) computing the
+    same function; only the way the column networks run differs."""
+    if model.config.activation != "gelu" or model.config.shared:
+        raise ValueError("loop_reference needs an unshared model with gelu activations")
+    ref = copy.deepcopy(model)
+    ref.encoder = LoopMLP.from_column_mlp(model.encoder)
+    ref.bottom_up = nn.ModuleList(LoopMLP.from_column_mlp(net) for net in model.bottom_up)
+    ref.top_down = nn.ModuleList(LoopMLP.from_column_mlp(net) for net in model.top_down)
+    return ref
+
+
+def _nets(model: Model, state: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
     """Only the column networks of one step (encoder, bottom-up, top-down), summed."""
+    levels = state.unbind(2)
     out = model.encoder(model.column_inputs(responses)).square().mean()
     for lv, net in enumerate(model.bottom_up):
-        out = out + net(state[:, :, lv]).square().mean()
+        out = out + net(levels[lv]).square().mean()
     for lv, net in enumerate(model.top_down):
-        out = out + net(state[:, :, lv + 1], model.position_features).square().mean()
-    return out
-
-
-def _nets_loop(ref: LoopReference, state: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
-    m = ref.model
-    out = ref._loop(ref.encoder, m.column_inputs(responses)).square().mean()
-    for lv, nets in enumerate(ref.bottom_up):
-        out = out + ref._loop(nets, state[:, :, lv]).square().mean()
-    pos = m.position_features.expand(state.shape[0], -1, -1)
-    for lv, nets in enumerate(ref.top_down):
-        x = torch.cat([state[:, :, lv + 1], pos], dim=-1)
-        out = out + ref._loop(nets, x).square().mean()
+        out = out + net(levels[lv + 1], model.position_features).square().mean()
     return out
 
 
@@ -150,27 +143,19 @@ def make_step(kind: str, n_columns: int, batch: int, device: str, part: str = "s
     ``part="nets"``: only the column networks of that step.
     """
     model = build(n_columns, shared=(kind == "shared"), device=device)
+    if kind == "loop":
+        model = loop_reference(model).to(device)
     gen = torch.Generator().manual_seed(1)
     state = torch.randn(batch, n_columns, N_LEVELS, DIM, generator=gen).to(device)
     state.requires_grad_(True)
     responses = torch.randn(batch, model.n_cells, generator=gen).to(device)
-    if kind == "loop":
-        ref = LoopReference(model).to(device)
-        params = list(ref.parameters())
+    params = list(model.parameters())
 
-        def run() -> None:
-            if part == "nets":
-                _nets_loop(ref, state, responses).backward()
-            else:
-                ref.step(state, responses).square().mean().backward()
-    else:
-        params = list(model.parameters())
-
-        def run() -> None:
-            if part == "nets":
-                _nets_unshared(model, state, responses).backward()
-            else:
-                model.step(state, responses, 0)[0].square().mean().backward()
+    def run() -> None:
+        if part == "nets":
+            _nets(model, state, responses).backward()
+        else:
+            model.step(state, responses, 0)[0].square().mean().backward()
 
     def step() -> None:
         for p in params:
@@ -181,6 +166,20 @@ def make_step(kind: str, n_columns: int, batch: int, device: str, part: str = "s
             torch.cuda.synchronize()
 
     return step
+
+
+def loop_matches(n_columns: int, batch: int, device: str) -> float:
+    """Largest absolute difference between one step of the unshared model and of its loop
+    reference (same weights): the two compute the same function, so this is float rounding."""
+    model = build(n_columns, shared=False, device=device)
+    ref = loop_reference(model)
+    gen = torch.Generator().manual_seed(2)
+    state = torch.randn(batch, n_columns, N_LEVELS, DIM, generator=gen).to(device)
+    responses = torch.randn(batch, model.n_cells, generator=gen).to(device)
+    with torch.no_grad():
+        a = model.step(state, responses)[0]
+        b = ref.step(state, responses)[0]
+    return float((a - b).abs().max())
 
 
 def time_interleaved(steps: dict, reps: int) -> dict[str, float]:
@@ -275,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for n in args.sizes:
         kinds = ["unshared", "shared"] + (["loop"] if n <= args.loop_max_columns else [])
+        loop_diff = loop_matches(n, 4, args.device) if "loop" in kinds else None
         t = {}
         for part in ("step", "nets"):
             steps = {k: make_step(k, n, args.batch, args.device, part) for k in kinds}
@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "loop" in t["step"] and t["step"]["unshared"] > t["nets"]["unshared"]
                 else None
             ),
+            "loop_max_abs_diff": loop_diff,
             "peak_mem_unshared_mb": mem.get("unshared"),
             "peak_mem_shared_mb": mem.get("shared"),
             "memory_method": (
@@ -329,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{f(row[prefix + 'ratio_vs_shared'], 1, '.2f'):>11} "
                 f"{f(row[prefix + 'ratio_vs_loop'], 1, '.1f'):>10} {f(memu, 1, '.0f'):>12} "
                 f"{f(mems, 1, '.0f'):>14}",
+                flush=True,
+            )
+        if loop_diff is not None:
+            print(
+                f"{'':>8} loop reference = same weights, same step: max |difference| "
+                f"{loop_diff:.1e}",
                 flush=True,
             )
         if row["loop_ratio_bound"] is not None:
