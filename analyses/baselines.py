@@ -115,7 +115,8 @@ class BaselineConfig(Config):
     Attributes:
         n_columns: columns of the sheet (>= 4); the CNN's feature map has about as many places.
         n_levels: levels per column / convolutional stages (>= 1).
-        dim: embedding size of a level = channels of a CNN stage (>= 1).
+        dim: embedding size of a level = channels of a CNN stage (>= 1), or one size per level
+            (a list of ``n_levels`` integers, as ``ModelConfig.dim``).
         hidden: hidden layer sizes of every per-column MLP / 1x1-conv stack.
         activation: gelu | relu | tanh | silu.
         k_cells: retina cells read by each column (>= 1).
@@ -151,7 +152,7 @@ class BaselineConfig(Config):
 
     n_columns: int = 36
     n_levels: int = 2
-    dim: int = 16
+    dim: int | tuple[int, ...] = 16
     hidden: tuple[int, ...] = (32,)
     activation: Literal["gelu", "relu", "tanh", "silu"] = "gelu"
     k_cells: int = 64
@@ -188,7 +189,16 @@ class BaselineConfig(Config):
         check_positive_int("n_columns", self.n_columns)
         check_range("n_columns", self.n_columns, 4, None)
         check_positive_int("n_levels", self.n_levels)
-        check_positive_int("dim", self.dim)
+        if isinstance(self.dim, tuple):
+            if len(self.dim) != self.n_levels:
+                raise ValueError(
+                    f"dim must be an integer >= 1 or a list of n_levels={self.n_levels} integers "
+                    f">= 1 (one per level); got {len(self.dim)} entries {list(self.dim)}"
+                )
+            for i, d in enumerate(self.dim):
+                check_positive_int(f"dim[{i}]", d)
+        else:
+            check_positive_int("dim", self.dim)
         for i, h in enumerate(self.hidden):
             check_positive_int(f"hidden[{i}]", h)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
@@ -257,9 +267,15 @@ class BaselineConfig(Config):
         )
 
     @property
+    def level_dims(self) -> tuple[int, ...]:
+        """Embedding size of every level (``dim`` repeated when it is one integer)."""
+        return self.dim if isinstance(self.dim, tuple) else (self.dim,) * self.n_levels
+
+    @property
     def readout_dim(self) -> int:
         """Input size of the per-place readout."""
-        return self.dim * (self.n_levels if self.readout == "all_levels" else 1)
+        dims = self.level_dims
+        return sum(dims) if self.readout == "all_levels" else dims[-1]
 
 
 def _check_kind(kind: str) -> str:
@@ -439,7 +455,8 @@ class ConvClassifier(nn.Module):
     Args:
         image_shape: ``(H, W)`` of the rendered input.
         n_places: wanted number of places of the feature maps (about ``n_columns``).
-        n_levels, dim, hidden, activation: as the column sheet.
+        n_levels, dim, hidden, activation: as the column sheet (``dim`` one integer or one per
+            level: the channels of each stage).
         lateral_kernel: odd kernel of the level-to-level convolutions.
         readout_levels: ``"all_levels"`` or ``"top_level"``.
         n_classes: ``K``.
@@ -447,8 +464,9 @@ class ConvClassifier(nn.Module):
             as :class:`~neurosim.columns.ColumnLinear`).
 
     Level 0: ``Conv(1 -> h0, kernel 2s, stride s, padding (2s - s) // 2)`` with
-    ``s = max(1, round(H / sqrt(n_places)))``, then 1x1 convs through ``hidden`` to ``dim``.
-    Level l: ``Conv(dim -> h0, lateral_kernel, same padding)``, then 1x1 convs to ``dim``.
+    ``s = max(1, round(H / sqrt(n_places)))``, then 1x1 convs through ``hidden`` to ``dim[0]``.
+    Level l: ``Conv(dim[l-1] -> h0, lateral_kernel, same padding)``, then 1x1 convs to
+    ``dim[l]``.
     Readout: 1x1 conv of the (concatenated) levels to ``K``.
     """
 
@@ -458,7 +476,7 @@ class ConvClassifier(nn.Module):
         *,
         n_places: int,
         n_levels: int,
-        dim: int,
+        dim: int | tuple[int, ...],
         hidden: tuple[int, ...],
         activation: str = "gelu",
         lateral_kernel: int = 3,
@@ -476,16 +494,22 @@ class ConvClassifier(nn.Module):
         self.readout_levels = readout_levels
         self.image_shape = (h, w)
 
-        def stack(c_in: int, k: int, s: int, pad: int) -> nn.ModuleList:
-            sizes = [*hidden, dim]
+        dims = tuple(dim) if isinstance(dim, (tuple, list)) else (int(dim),) * n_levels
+        if len(dims) != n_levels:
+            raise ValueError(f"dim must list n_levels={n_levels} sizes; got {list(dims)}")
+
+        def stack(c_in: int, k: int, s: int, pad: int, d_out: int) -> nn.ModuleList:
+            sizes = [*hidden, d_out]
             layers = [nn.Conv2d(c_in, sizes[0], k, stride=s, padding=pad)]
             layers += [nn.Conv2d(a, b, 1) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
             return nn.ModuleList(layers)
 
-        self.levels = nn.ModuleList([stack(1, kernel, stride, (kernel - stride) // 2)])
-        for _ in range(n_levels - 1):
-            self.levels.append(stack(dim, lateral_kernel, 1, lateral_kernel // 2))
-        r = dim * (n_levels if readout_levels == "all_levels" else 1)
+        self.levels = nn.ModuleList([stack(1, kernel, stride, (kernel - stride) // 2, dims[0])])
+        for lv in range(1, n_levels):
+            self.levels.append(
+                stack(dims[lv - 1], lateral_kernel, 1, lateral_kernel // 2, dims[lv])
+            )
+        r = sum(dims) if readout_levels == "all_levels" else dims[-1]
         self.readout = nn.Conv2d(r, n_classes, 1)
         with torch.no_grad():
             for m in self.modules():

@@ -220,3 +220,26 @@ def test_readout_of_levels_with_their_own_sizes(retina, data):
         if levels == "all_levels":
             torch.testing.assert_close(feats[..., :4], state[:, :, 0, :4])
         assert_unshared(clf)
+
+
+def test_every_kind_takes_one_size_per_level(retina, data):
+    """dim = [6, 10] reaches every kind: the CNN's stages have 6 and 10 channels, the sheets'
+    levels 6 and 10 entries, and all read out 16 features per place."""
+    cfg = CFG.updated({"dim": [6, 10]})
+    assert cfg.level_dims == (6, 10) and cfg.readout_dim == 16
+    assert BaselineConfig.from_toml(cfg.to_toml()) == cfg
+    x = data[0]
+    for kind in MODEL_KINDS:
+        model = build_model(kind, retina, cfg, seed=0)
+        if kind == "cnn":
+            assert [stage[-1].out_channels for stage in model.levels] == [6, 10]
+            assert model.levels[1][0].in_channels == 6
+            assert model.readout.in_channels == 16
+            logits = model(x.images[:4])
+        else:
+            assert model.sheet.level_dims == (6, 10)
+            assert model.readout.weight.shape[1] == 16
+            logits, _ = model.column_logits(x.responses[:4])
+        assert logits.shape[0] == 4 and logits.shape[-1] == 10
+    with pytest.raises(ValueError, match="list of n_levels=2"):
+        CFG.updated({"dim": [6, 10, 4]})

@@ -506,7 +506,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     accuracy = np.full((len(models), len(retinas), len(seeds)), np.nan)
     n_digit_cols = np.full((len(retinas), len(seeds)), np.nan)
     ari_pos = np.full((2, len(retinas), len(seeds)), np.nan)
-    ex_emb = np.full((len(models), len(retinas), n_lv, c, bcfg.dim), np.nan)
+    ex_emb = np.full((len(models), len(retinas), n_lv, c, max(bcfg.level_dims)), np.nan)
     ex_label = np.zeros((len(retinas), c), np.int64)
     ex_pos_deg = np.zeros((len(retinas), c, 2))
     ex_pos_px = np.zeros((len(retinas), c, 2))
@@ -638,7 +638,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         "level": np.arange(n_lv),
         "seed": seeds,
         "column": np.arange(c),
-        "dim": np.arange(bcfg.dim),
+        "dim": np.arange(max(bcfg.level_dims)),
         "row": np.arange(config.canvas_px),
         "col": np.arange(config.canvas_px),
         "x_deg": (
