@@ -185,8 +185,6 @@ class StepTerms:
     ``beta`` (the inverse temperature of this step's lateral attention).
     """
 
-    _NAMES = ("bottom_up", "top_down", "lateral", "consensus")
-
     def __init__(
         self,
         stack: Any,
@@ -551,7 +549,7 @@ class Model(nn.Module):
             w0 = [float(v) for v in raw[:, 0]]
             visible = input_mask.to(self.term_weights.dtype)[..., None]  # [B, C, 1]
             rest = w0[1] + w0[2] + w0[3]
-            if rest <= 0:
+            if rest <= 0 and not bool(input_mask.all()):
                 raise ValueError(
                     "consensus weights must have a positive sum over the terms at each level: "
                     "with an input_mask, w_top_down + w_lateral + w_previous must be > 0"

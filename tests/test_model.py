@@ -440,3 +440,35 @@ def test_islands_of_agreement_form_with_lateral_attention():
     assert w_on > b_on + 0.5
     assert margin_on > margin_off + 0.4
     assert margin_on > margin_init + 0.4
+
+
+def test_input_mask_weights_match_the_consensus_formula():
+    """Under an input_mask a hidden column's level-0 consensus renormalises the other three
+    terms; a visible column keeps all four (the general dynamics.consensus with [B, C, 4, L])."""
+    from neurosim.dynamics import consensus
+
+    model = build(small_config(dynamics=DynamicsConfig(w_bottom_up=2.0, w_lateral=0.5)))
+    r = responses(model)
+    hidden = torch.zeros(2, 24, dtype=torch.bool)
+    hidden[0, :5] = True
+    x0 = model.initial_state(r)
+    _, terms = model.step(x0, r, input_mask=~hidden)
+    w = model.term_weights.expand(2, 24, 4, 3).clone()
+    w[..., 0, 0] = w[..., 0, 0] * (~hidden).float()
+    want = consensus(
+        {
+            "bottom_up": terms.bottom_up,
+            "top_down": terms.top_down,
+            "lateral": terms.lateral,
+            "previous": x0,
+        },
+        w,
+    )
+    torch.testing.assert_close(terms.consensus, want)
+    # only the bottom-up term: a hidden column would have nothing to relax towards
+    only_bu = build(
+        small_config(dynamics=DynamicsConfig(w_top_down=0.0, w_lateral=0.0, w_previous=0.0))
+    )
+    only_bu.step(x0, r, input_mask=torch.ones(2, 24, dtype=torch.bool))  # all visible: fine
+    with pytest.raises(ValueError, match="with an input_mask, w_top_down"):
+        only_bu.step(x0, r, input_mask=~hidden)
