@@ -73,7 +73,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurosim.columns import ACTIVATIONS, ColumnLinear, assert_unshared
-from neurosim.config import Config, check_choice, check_positive_int, check_range
+from neurosim.config import (
+    Config,
+    check_choice,
+    check_per_level,
+    check_positive_int,
+    check_range,
+)
 
 __all__ = [
     "MODEL_KINDS",
@@ -189,16 +195,7 @@ class BaselineConfig(Config):
         check_positive_int("n_columns", self.n_columns)
         check_range("n_columns", self.n_columns, 4, None)
         check_positive_int("n_levels", self.n_levels)
-        if isinstance(self.dim, tuple):
-            if len(self.dim) != self.n_levels:
-                raise ValueError(
-                    f"dim must be an integer >= 1 or a list of n_levels={self.n_levels} integers "
-                    f">= 1 (one per level); got {len(self.dim)} entries {list(self.dim)}"
-                )
-            for i, d in enumerate(self.dim):
-                check_positive_int(f"dim[{i}]", d)
-        else:
-            check_positive_int("dim", self.dim)
+        check_per_level("dim", self.dim, self.n_levels)
         for i, h in enumerate(self.hidden):
             check_positive_int(f"hidden[{i}]", h)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
@@ -269,7 +266,7 @@ class BaselineConfig(Config):
     @property
     def level_dims(self) -> tuple[int, ...]:
         """Embedding size of every level (``dim`` repeated when it is one integer)."""
-        return self.dim if isinstance(self.dim, tuple) else (self.dim,) * self.n_levels
+        return check_per_level("dim", self.dim, self.n_levels)
 
     @property
     def readout_dim(self) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "check_range",
     "check_choice",
     "check_positive_int",
+    "check_per_level",
 ]
 
 C = TypeVar("C", bound="Config")
@@ -66,6 +67,25 @@ def check_positive_int(name: str, value: int, hi: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     check_range(name, value, 1, hi)
+
+
+def check_per_level(name: str, value: int | tuple[int, ...], n_levels: int) -> tuple[int, ...]:
+    """Validate a size given once for all levels or once per level; return one per level.
+
+    ``value`` is an int >= 1 (every level) or a tuple of ``n_levels`` ints >= 1. Raises
+    ``ValueError`` naming ``name`` (and the entry, ``name[i]``) and the allowed values.
+    """
+    if isinstance(value, tuple):
+        if len(value) != n_levels:
+            raise ValueError(
+                f"{name} must be an integer >= 1 or a list of n_levels={n_levels} integers "
+                f">= 1 (one per level); got {len(value)} entries {list(value)}"
+            )
+        for i, v in enumerate(value):
+            check_positive_int(f"{name}[{i}]", v)
+        return value
+    check_positive_int(name, value)
+    return (value,) * n_levels
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:

@@ -35,7 +35,13 @@ from torch import nn
 
 from neurosim.attention import lateral_attention
 from neurosim.columns import ACTIVATIONS, ColumnMLP
-from neurosim.config import Config, check_choice, check_positive_int, check_range
+from neurosim.config import (
+    Config,
+    check_choice,
+    check_per_level,
+    check_positive_int,
+    check_range,
+)
 from neurosim.dynamics import DynamicsConfig, relax
 from neurosim.neighbours import Neighbours, level_neighbours, widened_k
 
@@ -103,16 +109,7 @@ class ModelConfig(Config):
         if self.n_columns < 2:
             raise ValueError(f"n_columns must be an integer >= 2; got {self.n_columns!r}")
         check_positive_int("n_levels", self.n_levels)
-        if isinstance(self.dim, tuple):
-            if len(self.dim) != self.n_levels:
-                raise ValueError(
-                    f"dim must be an integer >= 1 or a list of n_levels={self.n_levels} integers "
-                    f">= 1 (one per level); got {len(self.dim)} entries {list(self.dim)}"
-                )
-            for i, d in enumerate(self.dim):
-                check_positive_int(f"dim[{i}]", d)
-        else:
-            check_positive_int("dim", self.dim)
+        check_per_level("dim", self.dim, self.n_levels)
         for i, h in enumerate(self.hidden):
             check_positive_int(f"hidden[{i}]", h)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
@@ -155,9 +152,7 @@ class ModelConfig(Config):
     @property
     def level_dims(self) -> tuple[int, ...]:
         """Embedding size of every level, ``[n_levels]`` (``dim`` repeated when it is one int)."""
-        if isinstance(self.dim, tuple):
-            return self.dim
-        return (self.dim,) * self.n_levels
+        return check_per_level("dim", self.dim, self.n_levels)
 
     @property
     def state_dim(self) -> int:
