@@ -24,8 +24,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import tomli_w
-
 __all__ = [
     "Config",
     "check_range",
@@ -252,4 +250,6 @@ class Config:
 
     def to_toml(self) -> str:
         """TOML text that :meth:`from_toml` reads back to an equal config."""
+        import tomli_w  # only writing TOML needs it (reading uses the standard tomllib)
+
         return tomli_w.dumps(self.to_dict())
