@@ -533,13 +533,20 @@ class Model(nn.Module):
         """Normalised consensus weights per level, in the order of ``dynamics.TERMS``: floats,
         except at level 0 under an ``input_mask`` (``[B, C, 1]``: a hidden column has no
         bottom-up term there, and its other weights are renormalised)."""
-        raw = self.term_weights.detach().cpu().double()  # [4, L]
-        total = raw.sum(dim=0)
-        if bool((total <= 0).any()):
-            raise ValueError(
-                "consensus weights must have a positive sum over the terms at each level"
-            )
-        coeffs = (raw / total).t().tolist()
+        # read to the host once, not at every step (no GPU sync); the cache holds the buffer
+        # itself, so a replaced buffer or an in-place change (a new _version) is picked up
+        buf = self.term_weights
+        cache = getattr(self, "_coeff_cache", None)
+        if cache is None or cache[0] is not buf or cache[1] != buf._version:
+            raw = buf.detach().cpu().double()  # [4, L]
+            total = raw.sum(dim=0)
+            if bool((total <= 0).any()):
+                raise ValueError(
+                    "consensus weights must have a positive sum over the terms at each level"
+                )
+            self._coeff_cache = cache = (buf, buf._version, raw, (raw / total).t().tolist())
+        raw, cached = cache[2], cache[3]
+        coeffs = [list(row) for row in cached]
         if input_mask is not None:
             w0 = [float(v) for v in raw[:, 0]]
             visible = input_mask.to(self.term_weights.dtype)[..., None]  # [B, C, 1]

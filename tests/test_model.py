@@ -472,3 +472,24 @@ def test_input_mask_weights_match_the_consensus_formula():
     only_bu.step(x0, r, input_mask=torch.ones(2, 24, dtype=torch.bool))  # all visible: fine
     with pytest.raises(ValueError, match="with an input_mask, w_top_down"):
         only_bu.step(x0, r, input_mask=~hidden)
+
+
+def test_changing_term_weights_in_place_takes_effect():
+    """The step reads the consensus weights once and caches them; an in-place change of the
+    buffer (a new version) is picked up at the next step."""
+    model = build()
+    r = responses(model)
+    x0 = model.initial_state(r)
+    before, _ = model.step(x0, r)
+    with torch.no_grad():
+        model.term_weights[2] = 0.0  # no lateral term any more
+    after, terms = model.step(x0, r)
+    w = model.term_weights
+    want = w[0, :, None] * terms.bottom_up + w[1, :, None] * terms.top_down + w[3, :, None] * x0
+    want = want / w.sum(0)[:, None]
+    torch.testing.assert_close(terms.consensus, want)
+    assert not torch.allclose(before, after)
+    model.term_weights = torch.ones(4, 3)  # a new buffer: every term again, top-down too
+    _, terms = model.step(x0, r)
+    want = (terms.bottom_up + terms.top_down + terms.lateral + x0) / 4
+    torch.testing.assert_close(terms.consensus, want)
