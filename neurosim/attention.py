@@ -194,6 +194,7 @@ def lateral_attention(
     *,
     mask: torch.Tensor | None = None,
     return_weights: bool = False,
+    check_index: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention-weighted average of the same level over each column's neighbours.
 
@@ -205,6 +206,9 @@ def lateral_attention(
         mask: optional ``BoolTensor [C, K]``; False entries are ignored. A row with no True
             entry returns the column's own embedding (a neutral lateral term) and zero weights.
         return_weights: also return the attention weights.
+        check_index: verify that every index value lies in ``[0, C)`` (reads the index's range
+            to the host: a device sync on a GPU). ``Model`` passes False for its own neighbour
+            buffers, which are checked when they are built.
 
     Returns:
         ``lateral [B, C, D]``, and if ``return_weights`` the weights ``[B, C, K]`` (each row sums
@@ -219,9 +223,10 @@ def lateral_attention(
         )
     if index.dtype not in (torch.long, torch.int32):
         raise ValueError(f"index must be an int64 or int32 tensor; got {index.dtype}")
-    lo, hi = (int(v) for v in torch.aminmax(index))
-    if lo < 0 or hi >= n_columns:
-        raise ValueError(f"index values must be in [0, {n_columns - 1}]; got [{lo}, {hi}]")
+    if check_index:
+        lo, hi = (int(v) for v in torch.aminmax(index))
+        if lo < 0 or hi >= n_columns:
+            raise ValueError(f"index values must be in [0, {n_columns - 1}]; got [{lo}, {hi}]")
     beta = float(beta)
     if not 0 <= beta < float("inf"):
         raise ValueError(f"beta must be in [0, inf) and finite; got {beta!r}")

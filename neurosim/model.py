@@ -515,7 +515,7 @@ class Model(nn.Module):
         ]
         td.append(None)  # nothing above the top level
         lat = [
-            lateral_attention(xs[lv], nb.index, beta, mask=nb.mask)
+            lateral_attention(xs[lv], nb.index, beta, mask=nb.mask, check_index=False)
             for lv, nb in enumerate(self.neighbours)
         ]
         # consensus and Euler step level by level, with scalar weights: no stacked copies of the
