@@ -201,7 +201,8 @@ def test_model_moves_to_a_device_and_dtype():
 
 
 def test_from_a_real_retina_columns_follow_its_kind():
-    retina_mod = pytest.importorskip("retina")
+    import retina as retina_mod
+
     kw = dict(n_cells=400, fov_deg=8.0, image_shape=(48, 48), pixels_per_deg=5.0)
     config = small_config(n_columns=36, k_cells=8)
     spans = {}
@@ -241,7 +242,8 @@ def test_shared_columns_see_one_relative_layout_on_a_uniform_retina():
     distance order (ties and ON/OFF cells at one place, arbitrary) does not give that."""
     from scipy.spatial import cKDTree
 
-    retina_mod = pytest.importorskip("retina")
+    import retina as retina_mod
+
     eye = retina_mod.Retina.uniform(
         n_cells=288, fov_deg=12.0, image_shape=(24, 24), pixels_per_deg=2.0
     )
@@ -271,7 +273,8 @@ def test_shared_columns_see_one_relative_layout_on_a_uniform_retina():
 def test_lattice_seed_moves_the_columns_and_seed_does_not():
     """The foveated column lattice follows lattice_seed only: a new initialisation seed keeps
     the columns (and so each column's cells) where they were."""
-    retina_mod = pytest.importorskip("retina")
+    import retina as retina_mod
+
     eye = retina_mod.Retina.foveated(
         n_cells=400, fov_deg=8.0, image_shape=(48, 48), pixels_per_deg=5.0
     )
