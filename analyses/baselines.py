@@ -79,6 +79,7 @@ from neurosim.config import (
     check_per_level,
     check_positive_int,
     check_range,
+    check_seed,
 )
 
 __all__ = [
@@ -229,9 +230,7 @@ class BaselineConfig(Config):
         check_range("warmup_fraction", self.warmup_fraction, 0.0, 1.0, hi_inclusive=False)
         check_range("ramp_fraction", self.ramp_fraction, 0.0, 1.0)
         check_positive_int("eval_batch_size", self.eval_batch_size)
-        if isinstance(self.lattice_seed, bool) or not isinstance(self.lattice_seed, int):
-            raise ValueError(f"lattice_seed must be an integer >= 0; got {self.lattice_seed!r}")
-        check_range("lattice_seed", self.lattice_seed, 0, 2**31 - 1)
+        check_seed("lattice_seed", self.lattice_seed)
 
     def model_config(self, *, shared: bool, seed: int):
         """The :class:`neurosim.model.ModelConfig` of the column kinds."""

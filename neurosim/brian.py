@@ -83,6 +83,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from neurosim.config import check_seed
+
 __all__ = [
     "CODEGEN_TARGETS",
     "BrianNetwork",
@@ -707,8 +709,7 @@ def build_network(
         raise ValueError(
             f"duration_ms must be a positive multiple of dt_ms = {dt:g} ms; got {duration:g} ms"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    check_seed("seed", seed)
     gain_hz = None if poisson_gain_hz is None else _rate_hz("poisson_gain_hz", poisson_gain_hz)
 
     # ..................................................... stimulus

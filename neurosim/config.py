@@ -30,6 +30,7 @@ __all__ = [
     "check_choice",
     "check_positive_int",
     "check_per_level",
+    "check_seed",
 ]
 
 C = TypeVar("C", bound="Config")
@@ -65,6 +66,15 @@ def check_positive_int(name: str, value: int, hi: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     check_range(name, value, 1, hi)
+
+
+def check_seed(name: str, value: int, hi: int = 2**31 - 1) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int in ``[0, hi]`` (a seed).
+
+    The default bound fits every generator the package feeds (numpy, torch, scikit-learn).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [0, {hi}]; got {value!r}")
 
 
 def check_per_level(name: str, value: int | tuple[int, ...], n_levels: int) -> tuple[int, ...]:

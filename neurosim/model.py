@@ -41,6 +41,7 @@ from neurosim.config import (
     check_per_level,
     check_positive_int,
     check_range,
+    check_seed,
 )
 from neurosim.dynamics import DynamicsConfig, relax
 from neurosim.neighbours import Neighbours, level_neighbours, widened_k
@@ -132,14 +133,8 @@ class ModelConfig(Config):
         check_positive_int("n_frequencies", self.n_frequencies)
         check_choice("column_lattice", self.column_lattice, ("auto", "uniform", "foveated"))
         check_choice("init", self.init, ("bottom_up", "zeros"))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}")
-        if (
-            isinstance(self.lattice_seed, bool)
-            or not isinstance(self.lattice_seed, int)
-            or self.lattice_seed < 0
-        ):
-            raise ValueError(f"lattice_seed must be an integer >= 0; got {self.lattice_seed!r}")
+        check_seed("seed", self.seed)
+        check_seed("lattice_seed", self.lattice_seed)
         if not isinstance(self.dynamics, DynamicsConfig):
             raise ValueError(f"dynamics must be a DynamicsConfig; got {self.dynamics!r}")
         d = self.dynamics

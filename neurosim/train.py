@@ -34,7 +34,7 @@ import torch
 import xarray as xr
 
 from neurosim.atomic import atomic_path
-from neurosim.config import Config, check_choice, check_positive_int, check_range
+from neurosim.config import Config, check_choice, check_positive_int, check_range, check_seed
 
 __all__ = ["TrainConfig", "Trainer", "LossFn", "EvalFn", "lr_factor"]
 
@@ -105,9 +105,7 @@ class TrainConfig(Config):
                 f"checkpoint_every must be an integer >= 0; got {self.checkpoint_every!r}"
             )
         check_range("checkpoint_every", self.checkpoint_every, 0)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer; got {self.seed!r}")
-        check_range("seed", self.seed, 0, 2**62)
+        check_seed("seed", self.seed, 2**62)
 
 
 def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:

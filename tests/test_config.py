@@ -54,3 +54,21 @@ def test_nan_and_bool_rejected():
         check_positive_int("n", True)
     with pytest.raises(ValueError, match=r"n must be in \[1, 4\]"):
         check_positive_int("n", 5, hi=4)
+
+
+def test_one_seed_check_for_every_config():
+    """Seeds are integers in [0, 2**31 - 1] everywhere; a float or a bool is refused by name."""
+    from analyses.experiments import codistill_nets, distill, transfer
+    from neurosim.config import check_seed
+    from neurosim.model import ModelConfig
+
+    check_seed("seed", 0)
+    check_seed("seed", 2**31 - 1)
+    for bad in (-1, 2**31, 1.5, True, "3"):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2147483647\]"):
+            check_seed("seed", bad)
+    for cls in (codistill_nets.Config, distill.Config, transfer.Config):
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            cls(seed=1.5)
+    with pytest.raises(ValueError, match="lattice_seed must be an integer"):
+        ModelConfig(lattice_seed=-2)

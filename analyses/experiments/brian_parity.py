@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from neurosim.config import Config as _BaseConfig
-from neurosim.config import check_choice, check_positive_int, check_range
+from neurosim.config import check_choice, check_positive_int, check_range, check_seed
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE"]
 
@@ -81,8 +81,7 @@ class Config(_BaseConfig):
     cache_dir: str = ""
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}")
+        check_seed("seed", self.seed)
         check_positive_int("n_columns", self.n_columns)
         if self.n_columns < 4:
             raise ValueError(f"n_columns must be an integer >= 4; got {self.n_columns}")

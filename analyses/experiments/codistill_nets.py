@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from neurosim.config import Config, check_positive_int, check_range
+from neurosim.config import Config, check_positive_int, check_range, check_seed
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "CONDITIONS"]
 
@@ -96,7 +96,7 @@ class Config(Config):
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        check_range("seed", self.seed, 0, 2**31)
+        check_seed("seed", self.seed)
         check_positive_int("n_seeds", self.n_seeds, 100)
         check_range("n_nets", self.n_nets, 2, 1000)
         check_positive_int("n_nets", self.n_nets)
@@ -118,7 +118,7 @@ class Config(Config):
         check_range(
             "test_fraction", self.test_fraction, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False
         )
-        check_range("split_seed", self.split_seed, 0)
+        check_seed("split_seed", self.split_seed)
 
     @classmethod
     def quick(cls) -> Config:

@@ -52,7 +52,7 @@ import xarray as xr
 
 from analyses.baselines import BaselineConfig
 from analyses.experiments.islands import _check_labels, _quick_baseline
-from neurosim.config import Config, check_positive_int, check_range
+from neurosim.config import Config, check_positive_int, check_range, check_seed
 
 __all__ = [
     "Config",
@@ -108,9 +108,7 @@ class Config(Config):
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer in [0, 2**31]; got {self.seed!r}")
-        check_range("seed", self.seed, 0, 2**31)
+        check_seed("seed", self.seed)
         check_positive_int("n_seeds", self.n_seeds, 100)
         _check_labels("models", self.models, MODELS)
         _check_labels("retinas", self.retinas, ("uniform", "foveated"))

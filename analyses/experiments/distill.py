@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from neurosim.config import Config, check_positive_int, check_range
+from neurosim.config import Config, check_positive_int, check_range, check_seed
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "MODELS", "bias_raise"]
 
@@ -104,7 +104,7 @@ class Config(Config):
     bias_sweep_max: float = 10.0
 
     def __post_init__(self) -> None:
-        check_range("seed", self.seed, 0, 2**31)
+        check_seed("seed", self.seed)
         check_positive_int("n_seeds", self.n_seeds, 100)
         for name in ("small_hidden", "big_hidden"):
             for i, h in enumerate(getattr(self, name)):
@@ -127,9 +127,7 @@ class Config(Config):
         check_range(
             "test_fraction", self.test_fraction, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False
         )
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int):
-            raise ValueError(f"split_seed must be an integer; got {self.split_seed!r}")
-        check_range("split_seed", self.split_seed, 0)
+        check_seed("split_seed", self.split_seed)
         check_range("bias_sweep_max", self.bias_sweep_max, 0.0, 50.0, lo_inclusive=False)
 
     @classmethod

@@ -66,7 +66,7 @@ import numpy as np
 import xarray as xr
 
 from analyses.baselines import BaselineConfig
-from neurosim.config import Config, check_choice, check_positive_int, check_range
+from neurosim.config import Config, check_choice, check_positive_int, check_range, check_seed
 
 __all__ = [
     "Config",
@@ -158,9 +158,7 @@ class Config(Config):
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer in [0, 2**31]; got {self.seed!r}")
-        check_range("seed", self.seed, 0, 2**31)
+        check_seed("seed", self.seed)
         check_positive_int("n_seeds", self.n_seeds, 100)
         _check_labels("models", self.models, COLUMN_MODELS)
         _check_labels("retinas", self.retinas, ("uniform", "foveated"))

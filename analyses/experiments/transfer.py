@@ -46,7 +46,7 @@ import xarray as xr
 
 from analyses.baselines import MODEL_KINDS, RETINA_KINDS, BaselineConfig
 from neurosim.config import Config as _ConfigBase
-from neurosim.config import check_choice, check_positive_int, check_range
+from neurosim.config import check_choice, check_positive_int, check_range, check_seed
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "gap_closed"]
 
@@ -111,11 +111,8 @@ class Config(_ConfigBase):
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
-        for name in ("seed", "split_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer in [0, 2147483647]; got {value!r}")
-            check_range(name, value, 0, 2**31 - 1)
+        check_seed("seed", self.seed)
+        check_seed("split_seed", self.split_seed)
         check_positive_int("n_seeds", self.n_seeds, 1000)
         if not self.models:
             raise ValueError(f"models must list at least one of {list(MODEL_KINDS)}")
