@@ -20,11 +20,13 @@ sparse-dense product (``weights @ x``), so the gathered neighbours ``[B, C, K, D
 tensor of a settling step) are never formed, in the forward or in the backward pass. The
 backward pass is written by hand (:class:`_LateralAttention`); the gradient that reaches a column
 as the key and value of its neighbours is a product with the transposed graph, whose CSR
-pattern is a fixed permutation of the forward one (no scatter-add).
+pattern is a fixed permutation of the forward one (no scatter-add). Both patterns are built once
+per neighbour index and batch size and reused by every later call (:func:`_graph`).
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import warnings
 
@@ -117,6 +119,33 @@ class _Graph:
         return out.values().view(self.shape)
 
 
+_GRAPHS: collections.OrderedDict[tuple[int, int, int], _Graph] = collections.OrderedDict()
+_GRAPHS_MAX = 32
+
+
+def _graph(index: torch.Tensor, batch: int) -> _Graph:
+    """The :class:`_Graph` of ``index`` for a batch of ``batch``, built once and reused.
+
+    A settling run calls the attention of every level at every step with the same neighbour
+    index, so the CSR patterns (and the transposed one the backward pass needs) are built on
+    the first call only. A cached graph holds its index, so the key's ``id`` cannot be reused by
+    another tensor while it is cached; an in-place change of the index (a new ``_version``)
+    builds a new graph. At most ``_GRAPHS_MAX`` graphs are kept (least recently used dropped).
+    """
+    key = (id(index), index._version, batch)
+    with _sparse_lock:
+        graph = _GRAPHS.get(key)
+        if graph is not None and graph.index is index:
+            _GRAPHS.move_to_end(key)
+            return graph
+    graph = _Graph(index, batch)
+    with _sparse_lock:
+        _GRAPHS[key] = graph
+        while len(_GRAPHS) > _GRAPHS_MAX:
+            _GRAPHS.popitem(last=False)
+    return graph
+
+
 def _weights(
     raw: torch.Tensor,
     beta: float,
@@ -148,7 +177,7 @@ class _LateralAttention(torch.autograd.Function):
         has_any = None if mask is None else mask.any(dim=1)
         flat_x = x.reshape(b * c, d).contiguous()
         _prime_sparse()
-        graph = _Graph(index, b)
+        graph = _graph(index, b)
         weights = _weights(graph.sampled_dot(flat_x, flat_x), beta, mask, has_any)
         lateral = torch.zeros_like(flat_x).addmm_(graph.matrix(weights), flat_x).view(b, c, d)
         if has_any is not None:

@@ -204,3 +204,29 @@ def test_irregular_graph_gradient_matches_autograd_through_the_loop():
         lambda v: lateral_attention(v, idx, 0.8, return_weights=True),
         (x.detach().clone().requires_grad_(True),),
     )
+
+
+def test_graph_patterns_are_built_once_per_index_and_batch():
+    """The CSR patterns are reused across calls with the same index and batch size, rebuilt
+    for another batch size or after an in-place change of the index, and the results agree."""
+    from neurosim import attention as A
+
+    gen = torch.Generator().manual_seed(0)
+    index = torch.randint(0, 10, (10, 3), generator=gen)
+    index[:, 0] = (torch.arange(10) + 1) % 10
+    x = torch.randn(4, 10, 5, generator=gen, requires_grad=True)
+    first = A.lateral_attention(x, index, 1.0)
+    g1 = A._graph(index, 4)
+    assert A._graph(index, 4) is g1
+    again = A.lateral_attention(x, index, 1.0)
+    torch.testing.assert_close(first, again)
+    again.sum().backward()
+    assert g1._transposed is not None and A._graph(index, 4)._transposed is g1._transposed
+    assert A._graph(index, 2) is not g1
+    before = A.lateral_attention(x, index, 1.0)
+    index[:, 1] = (torch.arange(10) + 2) % 10
+    assert A._graph(index, 4) is not g1
+    after = A.lateral_attention(x, index, 1.0)
+    assert not torch.allclose(before, after)
+    fresh = A.lateral_attention(x, index.clone(), 1.0)
+    torch.testing.assert_close(after, fresh)
