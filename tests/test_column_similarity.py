@@ -88,8 +88,10 @@ def test_column_outputs_keep_each_columns_own_response():
     with torch.no_grad():
         state = model.sheet.settle(x).state
         logits = model.readout(model.features(state))
+        enc = model.sheet.encoder(model.sheet.column_inputs(x))
     for col, stim in ((0, 0), (5, 2), (c - 1, 1)):
         row = col * s + stim
+        np.testing.assert_allclose(outs["encoder"][col, stim], enc[row, col], atol=1e-5)
         np.testing.assert_allclose(outs["level_1"][col, stim], state[row, col, 1], atol=1e-5)
         np.testing.assert_allclose(outs["logits"][col, stim], logits[row, col], atol=1e-5)
     with pytest.raises(ValueError, match="responses"):

@@ -187,8 +187,9 @@ def column_outputs(model, responses, n_stimuli: int, *, batch_size: int = 256) -
         batch_size: canvases per settle.
 
     Returns:
-        ``{"encoder": [C, S, D], "level_0": ..., "level_{L-1}": [C, S, D], "logits": [C, S, K]}``
-        numpy float64 arrays: row ``c`` holds column ``c``'s outputs only.
+        ``{"encoder": [C, S, dim[0]], "level_0": ..., "level_{L-1}": [C, S, dim[L-1]],
+        "logits": [C, S, K]}`` numpy float64 arrays (each level without padding): row ``c``
+        holds column ``c``'s outputs only.
     """
     import torch
 
@@ -205,12 +206,16 @@ def column_outputs(model, responses, n_stimuli: int, *, batch_size: int = 256) -
             x = responses[lo : lo + batch_size]
             rows = torch.arange(x.shape[0], device=x.device)
             col = own[lo : lo + batch_size]
-            enc = sheet.initial_state(x)[:, :, 0]  # [b, C, D]
-            state = sheet.settle(x).state  # [b, C, L, D]
+            x0 = sheet.initial_state(x)  # one bottom-up pass, reused as settle's start
+            if sheet.config.init == "bottom_up":
+                enc = sheet.level(x0, 0)  # [b, C, dim[0]]: the encoder's reading
+            else:
+                enc = sheet.encoder(sheet.column_inputs(x))
+            state = sheet.settle(x, initial_state=x0).state  # [b, C, L, D]
             logits = model.readout(model.features(state))  # [b, C, K]
             out = {"encoder": enc[rows, col]}
             for lv in range(sheet.n_levels):
-                out[f"level_{lv}"] = state[rows, col, lv]
+                out[f"level_{lv}"] = sheet.level(state, lv)[rows, col]
             out["logits"] = logits[rows, col]
             for k, v in out.items():
                 parts.setdefault(k, []).append(v.cpu().numpy().astype(np.float64))
