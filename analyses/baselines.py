@@ -262,6 +262,24 @@ class BaselineConfig(Config):
             ),
         )
 
+    @classmethod
+    def quick(cls, **overrides: Any) -> BaselineConfig:
+        """A tiny sheet trained for a few steps: the size the experiments' ``--quick`` runs and
+        the test suite use (``overrides`` change any field)."""
+        fields = dict(
+            n_columns=16,
+            n_levels=2,
+            dim=8,
+            hidden=(8,),
+            k_cells=8,
+            neighbour_k=4,
+            n_steps=2,
+            steps=3,
+            batch_size=8,
+        )
+        fields.update(overrides)
+        return cls(**fields)
+
     @property
     def level_dims(self) -> tuple[int, ...]:
         """Embedding size of every level (``dim`` repeated when it is one integer)."""

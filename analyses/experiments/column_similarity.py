@@ -51,8 +51,8 @@ import numpy as np
 import xarray as xr
 
 from analyses.baselines import BaselineConfig
-from analyses.experiments.islands import _check_labels, _quick_baseline
-from neurosim.config import Config, check_positive_int, check_range, check_seed
+from analyses.experiments.islands import _check_canvas_experiment
+from neurosim.config import Config, check_positive_int
 
 __all__ = [
     "Config",
@@ -108,21 +108,8 @@ class Config(Config):
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
-        check_seed("seed", self.seed)
-        check_positive_int("n_seeds", self.n_seeds, 100)
-        _check_labels("models", self.models, MODELS)
-        _check_labels("retinas", self.retinas, ("uniform", "foveated"))
-        check_positive_int("digit_px", self.digit_px, 256)
-        check_positive_int("canvas_px", self.canvas_px, 1024)
-        check_range("canvas_px", self.canvas_px, self.digit_px, 1024)
-        check_positive_int("n_cells", self.n_cells)
-        check_range("n_cells", self.n_cells, 2 * self.baseline.k_cells, None)
-        check_range("pixels_per_deg", self.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
-        check_positive_int("n_train", self.n_train, 1258)
-        check_positive_int("n_accuracy", self.n_accuracy, 539)
+        _check_canvas_experiment(self, MODELS, self.digit_px)
         check_positive_int("n_stimuli", self.n_stimuli, 539)
-        if not isinstance(self.baseline, BaselineConfig):
-            raise ValueError(f"baseline must be a BaselineConfig; got {self.baseline!r}")
 
     @classmethod
     def quick(cls) -> Config:
@@ -135,7 +122,7 @@ class Config(Config):
             n_train=64,
             n_accuracy=32,
             n_stimuli=4,
-            baseline=_quick_baseline(),
+            baseline=BaselineConfig.quick(),
         )
 
 

@@ -61,6 +61,7 @@ import copy
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -102,19 +103,23 @@ def _check_labels(name: str, values: Sequence[str], allowed: Sequence[str]) -> N
         raise ValueError(f"{name} must not repeat a label; got {list(values)}")
 
 
-def _quick_baseline() -> BaselineConfig:
-    """A tiny sheet trained for a few steps: the test-suite size."""
-    return BaselineConfig(
-        n_columns=16,
-        n_levels=2,
-        dim=8,
-        hidden=(8,),
-        k_cells=8,
-        neighbour_k=4,
-        n_steps=2,
-        steps=3,
-        batch_size=8,
-    )
+def _check_canvas_experiment(config: Any, models: Sequence[str], min_canvas_px: int) -> None:
+    """The fields the canvas experiments (this one and column-similarity) share: seeds, model
+    and retina labels, canvas and digit sizes, the retina, the data sizes and the baseline."""
+    check_seed("seed", config.seed)
+    check_positive_int("n_seeds", config.n_seeds, 100)
+    _check_labels("models", config.models, models)
+    _check_labels("retinas", config.retinas, ("uniform", "foveated"))
+    check_positive_int("digit_px", config.digit_px, 256)
+    check_positive_int("canvas_px", config.canvas_px, 1024)
+    check_range("canvas_px", config.canvas_px, min_canvas_px, 1024)
+    if not isinstance(config.baseline, BaselineConfig):
+        raise ValueError(f"baseline must be a BaselineConfig; got {config.baseline!r}")
+    check_positive_int("n_cells", config.n_cells)
+    check_range("n_cells", config.n_cells, 2 * config.baseline.k_cells, None)
+    check_range("pixels_per_deg", config.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
+    check_positive_int("n_train", config.n_train, 1258)
+    check_positive_int("n_accuracy", config.n_accuracy, 539)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -158,19 +163,9 @@ class Config(Config):
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
-        check_seed("seed", self.seed)
-        check_positive_int("n_seeds", self.n_seeds, 100)
-        _check_labels("models", self.models, COLUMN_MODELS)
-        _check_labels("retinas", self.retinas, ("uniform", "foveated"))
-        check_positive_int("digit_px", self.digit_px, 256)
-        check_positive_int("canvas_px", self.canvas_px, 1024)
-        check_range("canvas_px", self.canvas_px, 2 * self.digit_px, 1024)
-        check_positive_int("n_cells", self.n_cells)
-        check_range("n_cells", self.n_cells, 2 * self.baseline.k_cells, None)
-        check_range("pixels_per_deg", self.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
-        check_positive_int("n_train", self.n_train, 1258)
+        # two digits side by side must fit on the canvas
+        _check_canvas_experiment(self, COLUMN_MODELS, 2 * self.digit_px)
         check_positive_int("n_test", self.n_test, 100_000)
-        check_positive_int("n_accuracy", self.n_accuracy, 539)
         if isinstance(self.mask_dilation_px, bool) or not isinstance(self.mask_dilation_px, int):
             raise ValueError(
                 f"mask_dilation_px must be an integer in [0, 8]; got {self.mask_dilation_px!r}"
@@ -178,8 +173,6 @@ class Config(Config):
         check_range("mask_dilation_px", self.mask_dilation_px, 0, 8)
         check_positive_int("kmeans_restarts", self.kmeans_restarts, 100)
         check_range("distance_bin_px", self.distance_bin_px, 0.0, 1e3, lo_inclusive=False)
-        if not isinstance(self.baseline, BaselineConfig):
-            raise ValueError(f"baseline must be a BaselineConfig; got {self.baseline!r}")
 
     @classmethod
     def quick(cls) -> Config:
@@ -194,7 +187,7 @@ class Config(Config):
             n_test=6,
             n_accuracy=32,
             kmeans_restarts=2,
-            baseline=_quick_baseline(),
+            baseline=BaselineConfig.quick(),
         )
 
 

@@ -179,17 +179,7 @@ class Config(_ConfigBase):
             digit_px=8,
             n_cells=128,
             heldout_n_train=48,
-            baseline=BaselineConfig(
-                n_columns=16,
-                n_levels=2,
-                dim=8,
-                hidden=(8,),
-                k_cells=8,
-                neighbour_k=4,
-                n_steps=2,
-                steps=4,
-                batch_size=16,
-            ),
+            baseline=BaselineConfig.quick(steps=4, batch_size=16),
         )
 
 
