@@ -33,6 +33,7 @@ __all__ = [
     "accuracy",
     "ConfidenceInterval",
     "confidence_interval",
+    "mean_ci_text",
     "mask_labels_at",
     "batched_kmeans",
     "islands_ari",
@@ -114,6 +115,16 @@ class ConfidenceInterval(NamedTuple):
     high: Any
     half_width: Any
     n: Any
+
+
+def mean_ci_text(values: Any, axis: int | str = "seed") -> str:
+    """``"+0.123±0.045"``: signed mean and 95 % t half-width of ``values`` over ``axis``
+    (``"+0.123"`` when one finite value gives no interval, ``"nan"`` when none)."""
+    ci = confidence_interval(values, axis=axis)
+    m, h = float(ci.mean), float(ci.half_width)
+    if not np.isfinite(m):
+        return "nan"
+    return f"{m:+.3f}" if not np.isfinite(h) else f"{m:+.3f}±{h:.3f}"
 
 
 def confidence_interval(

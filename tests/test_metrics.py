@@ -272,3 +272,14 @@ def test_batched_kmeans_recovers_blobs_and_respects_valid():
         batched_kmeans(x, 3, valid=valid[:, :5])
     with pytest.raises(ValueError, match="n_init"):
         batched_kmeans(x, 3, n_init=0)
+
+
+def test_mean_ci_text():
+    import xarray as xr
+
+    from analyses.metrics import mean_ci_text
+
+    two = xr.DataArray([0.1, 0.3], dims=("seed",))
+    assert mean_ci_text(two) == "+0.200±1.271"  # t_{0.975, 1} = 12.706, s / sqrt(2) = 0.1
+    assert mean_ci_text(xr.DataArray([0.5, np.nan], dims=("seed",))) == "+0.500"
+    assert mean_ci_text(xr.DataArray([np.nan], dims=("seed",))) == "nan"

@@ -52,6 +52,7 @@ import xarray as xr
 
 from analyses.baselines import BaselineConfig
 from analyses.experiments.islands import _check_canvas_experiment
+from analyses.metrics import mean_ci_text
 from neurosim.config import Config, check_positive_int
 
 __all__ = [
@@ -388,16 +389,6 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
 # ------------------------------------------------------------------------ reporting
 
 
-def _ci_text(values: xr.DataArray) -> str:
-    from analyses.metrics import confidence_interval
-
-    ci = confidence_interval(values, axis="seed")
-    m, h = float(ci.mean), float(ci.half_width)
-    if not np.isfinite(m):
-        return "nan"
-    return f"{m:+.3f}" if not np.isfinite(h) else f"{m:+.3f}±{h:.3f}"
-
-
 def summary(ds: xr.Dataset) -> str:
     """Per retina and model: accuracy, functional similarity (centred) per output, class
     agreement, centred accuracy, and weight similarity per layer; mean ± 95 % CI over seeds."""
@@ -418,10 +409,10 @@ def summary(ds: xr.Dataset) -> str:
             sel = dict(retina=r, model=m)
             fs = ds["functional_similarity"].sel(**sel, measure="centred")
             lines.append(
-                f"{r:<9}{m:<23}{_ci_text(ds['accuracy'].sel(sel)):>15}"
-                + "".join(f"{_ci_text(fs.sel(output=o)):>15}" for o in outputs)
-                + f"{_ci_text(ds['class_agreement'].sel(sel)):>15}"
-                + f"{_ci_text(ds['centred_accuracy'].sel(sel)):>15}"
+                f"{r:<9}{m:<23}{mean_ci_text(ds['accuracy'].sel(sel)):>15}"
+                + "".join(f"{mean_ci_text(fs.sel(output=o)):>15}" for o in outputs)
+                + f"{mean_ci_text(ds['class_agreement'].sel(sel)):>15}"
+                + f"{mean_ci_text(ds['centred_accuracy'].sel(sel)):>15}"
             )
     models = ds["model"].values.tolist()
     if "shared-columns" in models:
@@ -444,7 +435,7 @@ def summary(ds: xr.Dataset) -> str:
             fs = ds["functional_similarity"].sel(retina=r, model=m, measure="cosine")
             lines.append(
                 f"{r:<9}{m:<23}{'':>15}"
-                + "".join(f"{_ci_text(fs.sel(output=o)):>15}" for o in outputs)
+                + "".join(f"{mean_ci_text(fs.sel(output=o)):>15}" for o in outputs)
             )
     lines.append("weight similarity (mean pairwise cosine of the columns' weights) per layer:")
     lines.append(f"{'retina':<9}{'model':<23}" + "".join(f"{n:>15}" for n in layers))
@@ -452,7 +443,7 @@ def summary(ds: xr.Dataset) -> str:
         for m in ds["model"].values.tolist():
             wsim = ds["weight_similarity"].sel(retina=r, model=m)
             lines.append(
-                f"{r:<9}{m:<23}" + "".join(f"{_ci_text(wsim.sel(layer=n)):>15}" for n in layers)
+                f"{r:<9}{m:<23}" + "".join(f"{mean_ci_text(wsim.sel(layer=n)):>15}" for n in layers)
             )
     return "\n".join(lines)
 

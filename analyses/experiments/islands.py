@@ -67,6 +67,7 @@ import numpy as np
 import xarray as xr
 
 from analyses.baselines import BaselineConfig
+from analyses.metrics import mean_ci_text
 from neurosim.config import Config, check_choice, check_positive_int, check_range, check_seed
 
 __all__ = [
@@ -680,16 +681,6 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
 # ------------------------------------------------------------------------ reporting
 
 
-def _ci_text(values: xr.DataArray) -> str:
-    from analyses.metrics import confidence_interval
-
-    ci = confidence_interval(values, axis="seed")
-    m, h = float(ci.mean), float(ci.half_width)
-    if not np.isfinite(m):
-        return "nan"
-    return f"{m:+.3f}" if not np.isfinite(h) else f"{m:+.3f}±{h:.3f}"
-
-
 def summary(ds: xr.Dataset) -> str:
     """Per retina, model, dynamics and level: ARI, ARI on the digits, within/between cosine.
 
@@ -718,7 +709,7 @@ def summary(ds: xr.Dataset) -> str:
                     lines.append(
                         f"{r:<9}{m:<23}{d:<11}{lv:>3}"
                         + "".join(
-                            f"{_ci_text(ds[k].sel(sel)):>15}"
+                            f"{mean_ci_text(ds[k].sel(sel)):>15}"
                             for k in (
                                 "ari",
                                 "ari_unnormalized",
@@ -734,15 +725,15 @@ def summary(ds: xr.Dataset) -> str:
         lines.append(
             f"  {r:<9}"
             + "  ".join(
-                f"{m} {_ci_text(ds['accuracy'].sel(retina=r, model=m))}"
+                f"{m} {mean_ci_text(ds['accuracy'].sel(retina=r, model=m))}"
                 for m in ds["model"].values.tolist()
             )
         )
     for r in ds["retina"].values.tolist():
         lines.append(
             f"  reference, k-means of the column positions alone ({r}): "
-            f"ari {_ci_text(ds['ari_position_only'].sel(retina=r))}, "
-            f"ari_obj {_ci_text(ds['ari_objects_position_only'].sel(retina=r))}"
+            f"ari {mean_ci_text(ds['ari_position_only'].sel(retina=r))}, "
+            f"ari_obj {mean_ci_text(ds['ari_objects_position_only'].sel(retina=r))}"
         )
     cols = ", ".join(
         f"{r} {float(ds['n_digit_columns'].sel(retina=r).mean()):.1f}"
