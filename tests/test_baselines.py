@@ -21,20 +21,7 @@ from analyses.baselines import (
 )
 from neurosim.columns import ColumnLinear, WeightSharingError, assert_unshared, tie_columns_
 
-CFG = BaselineConfig(
-    n_columns=16,
-    n_levels=2,
-    dim=8,
-    hidden=(8,),
-    k_cells=8,
-    neighbour_k=4,
-    n_steps=2,
-    steps=30,
-    batch_size=16,
-    lr=1e-2,
-    warmup_fraction=0.2,
-    ramp_fraction=0.2,
-)
+CFG = BaselineConfig.quick(steps=30, batch_size=16, lr=1e-2, warmup_fraction=0.2, ramp_fraction=0.2)
 
 
 @pytest.fixture(scope="module", params=["uniform", "foveated"])
