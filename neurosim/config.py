@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import tomllib
 import types
 import typing
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "Config",
+    "check_int",
     "check_range",
     "check_choice",
     "check_positive_int",
@@ -61,11 +63,34 @@ def check_range(
         raise ValueError(f"{name} must be in {left}, {right}; got {value!r}")
 
 
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    """Return ``value`` as a Python int if it is an integer in ``[lo, hi]``; else ``ValueError``.
+
+    The one integer check of the package: numpy integers are accepted (``operator.index``),
+    bools and floats are not (``1.0`` and ``True`` are rejected). ``None`` for a bound means
+    unbounded on that side. The message names ``name`` and the allowed range, e.g.
+    ``"n_cells must be an integer in [2, 65536]; got 3.5"``.
+    """
+    out = None
+    if not isinstance(value, bool) and not (hasattr(value, "dtype") and value.dtype == bool):
+        try:
+            out = operator.index(value)
+        except TypeError:
+            out = None
+    if out is None or (lo is not None and out < lo) or (hi is not None and out > hi):
+        if hi is None:
+            allowed = "an integer" if lo is None else f"an integer >= {lo}"
+        elif lo is None:
+            allowed = f"an integer <= {hi}"
+        else:
+            allowed = f"an integer in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+    return out
+
+
 def check_positive_int(name: str, value: int, hi: int | None = None) -> None:
     """Raise ``ValueError`` unless ``value`` is an int >= 1 (and <= ``hi`` if given)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    check_range(name, value, 1, hi)
+    check_int(name, value, 1, hi)
 
 
 def check_seed(name: str, value: int, hi: int = 2**31 - 1) -> None:

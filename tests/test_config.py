@@ -52,7 +52,7 @@ def test_nan_and_bool_rejected():
         check_range("x", float("nan"), 0, 1)
     with pytest.raises(ValueError, match="n must be an integer >= 1"):
         check_positive_int("n", True)
-    with pytest.raises(ValueError, match=r"n must be in \[1, 4\]"):
+    with pytest.raises(ValueError, match=r"n must be an integer in \[1, 4\]"):
         check_positive_int("n", 5, hi=4)
 
 
@@ -72,3 +72,29 @@ def test_one_seed_check_for_every_config():
             cls(seed=1.5)
     with pytest.raises(ValueError, match="lattice_seed must be an integer"):
         ModelConfig(lattice_seed=-2)
+
+
+def test_check_int_is_the_one_integer_check():
+    """Integers (numpy ones too) pass and come back as int; bools, floats and out-of-range
+    values fail naming the argument and the allowed range."""
+    import numpy as np
+
+    from neurosim.config import check_int
+
+    assert check_int("n", 3, 1, 5) == 3
+    assert type(check_int("n", np.int64(3), 1, 5)) is int
+    assert check_int("n", -7) == -7
+    for bad, text in (
+        (True, r"n must be an integer in \[1, 5\]; got True"),
+        (np.bool_(True), r"n must be an integer in \[1, 5\]"),
+        (2.0, r"n must be an integer in \[1, 5\]; got 2.0"),
+        ("2", r"n must be an integer in \[1, 5\]"),
+        (0, r"n must be an integer in \[1, 5\]; got 0"),
+        (6, r"n must be an integer in \[1, 5\]; got 6"),
+    ):
+        with pytest.raises(ValueError, match=text):
+            check_int("n", bad, 1, 5)
+    with pytest.raises(ValueError, match="k must be an integer >= 0; got -1"):
+        check_int("k", -1, 0)
+    with pytest.raises(ValueError, match="k must be an integer <= 3; got 4"):
+        check_int("k", 4, None, 3)

@@ -303,7 +303,7 @@ def test_model_config_round_trips_and_validates():
         (dict(n_levels=0), "n_levels"),
         (dict(n_columns=1), "n_columns"),
         (dict(hidden=(4, 0)), r"hidden\[1\]"),
-        (dict(neighbour_k=24), r"neighbour_k must be in \[1, 23\]"),
+        (dict(neighbour_k=24), r"neighbour_k must be an integer in \[1, 23\]"),
         (dict(k_cells=0), "k_cells"),
         (dict(neighbour_growth=0.5), "neighbour_growth"),
         (dict(long_range_k=30), "long_range_k"),
