@@ -11,7 +11,7 @@ from neurosim.columns import (  # noqa: E402
     assert_unshared,
     tie_columns_,
 )
-from neurosim.dynamics import DynamicsConfig, consensus, drift, euler, relax  # noqa: E402
+from neurosim.dynamics import DynamicsConfig, consensus, drift, euler, integrate  # noqa: E402
 from neurosim.model import Model, ModelConfig, Settled, StepTerms  # noqa: E402
 from neurosim.neighbours import Neighbours, level_neighbours, neighbour_index  # noqa: E402
 
@@ -29,7 +29,7 @@ __all__ = [
     "DynamicsConfig",
     "drift",
     "euler",
-    "relax",
+    "integrate",
     "consensus",
     "Model",
     "ModelConfig",

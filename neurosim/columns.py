@@ -9,6 +9,13 @@ loop over columns.
 ``shared=True`` builds the weight-sharing baseline (a 1x1 convolution over the sheet, i.e. the CNN
 case): one ``[1, d_in, d_out]`` weight used by every column. It exists for baselines and benchmarks
 only and is never the default; :func:`assert_unshared` refuses such a model with a clear message.
+
+Replicas: several independent models of one shape (seeds, training sets, retinas) can be trained
+as one batched computation (:meth:`ColumnLinear.stack`): their columns are concatenated along the
+column axis, so replica ``r`` owns columns ``r*C .. (r+1)*C - 1`` and every parameter keeps its
+replica blocks along dim 0 (``[R*C, d_in, d_out]``; a shared layer holds one weight per replica,
+``[R, d_in, d_out]``, its ``n_groups``). Nothing crosses replicas: each column still reads only its
+own weights.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+
+from neurosim.config import check_int
 
 __all__ = [
     "ColumnLinear",
@@ -40,11 +49,6 @@ class WeightSharingError(AssertionError):
     """Raised by :func:`assert_unshared` when columns share (or broadcast) weights."""
 
 
-def _check_dim(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-
-
 class ColumnLinear(nn.Module):
     """A linear layer with independent weights for every column.
 
@@ -54,13 +58,16 @@ class ColumnLinear(nn.Module):
         n_columns: number of columns ``C`` (>= 1).
         d_in, d_out: input and output sizes (>= 1).
         shared: if True, one weight ``[1, d_in, d_out]`` serves all columns (baseline only).
+        n_groups: with ``shared=True``, the number of column groups that each share one weight
+            (``[n_groups, d_in, d_out]``, groups of ``n_columns / n_groups`` consecutive
+            columns: the replicas of a stacked shared model); 1 otherwise.
         bias: whether to learn a per-column bias ``[C, d_out]``.
         generator: ``torch.Generator`` for the initialisation (CPU); None uses torch's default.
         device, dtype: where to allocate the parameters.
 
     Parameters:
-        weight: ``[C, d_in, d_out]`` (``[1, d_in, d_out]`` when shared).
-        bias: ``[C, d_out]`` (``[1, d_out]`` when shared), or None.
+        weight: ``[C, d_in, d_out]`` (``[n_groups, d_in, d_out]`` when shared).
+        bias: ``[C, d_out]`` (``[n_groups, d_out]`` when shared), or None.
 
     Each column's weights are drawn independently from U(-1/sqrt(d_in), 1/sqrt(d_in)) (the
     ``nn.Linear`` default, Glorot-style bound); biases start at zero.
@@ -73,20 +80,28 @@ class ColumnLinear(nn.Module):
         d_out: int,
         *,
         shared: bool = False,
+        n_groups: int = 1,
         bias: bool = True,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_dim("n_columns", n_columns)
-        _check_dim("d_in", d_in)
-        _check_dim("d_out", d_out)
+        check_int("n_columns", n_columns, 1)
+        check_int("d_in", d_in, 1)
+        check_int("d_out", d_out, 1)
+        check_int("n_groups", n_groups, 1, n_columns)
+        if n_columns % n_groups or (n_groups > 1 and not shared):
+            raise ValueError(
+                f"n_groups must divide n_columns={n_columns} and is only for shared=True; "
+                f"got {n_groups}"
+            )
         self.n_columns = n_columns
         self.d_in = d_in
         self.d_out = d_out
         self.shared = bool(shared)
-        n_store = 1 if self.shared else n_columns
+        self.n_groups = n_groups
+        n_store = n_groups if self.shared else n_columns
         bound = 1.0 / math.sqrt(d_in)
         w = torch.rand(n_store, d_in, d_out, generator=generator, dtype=dtype or torch.float32)
         self.weight = nn.Parameter((w * 2.0 - 1.0).mul_(bound).to(device))
@@ -124,15 +139,16 @@ class ColumnLinear(nn.Module):
             # adding each into a zero-filled copy of the whole weight.
             w, w_extra = torch.split(self.weight, [d_x, self.d_in - d_x], dim=1)
             if self.shared:
-                e = extra @ w_extra[0]  # [C, d_out]
+                g = self.n_groups
+                e = torch.bmm(extra.view(g, -1, extra.shape[-1]), w_extra).reshape(-1, self.d_out)
+                if bias is not None:  # [G, d_out] -> every column of its group
+                    e = (e.view(g, -1, self.d_out) + bias[:, None]).reshape(-1, self.d_out)
+                bias = e  # [C, d_out]
             else:
                 e = torch.bmm(extra.unsqueeze(1), w_extra).squeeze(1)  # [C, d_out]
-            bias = e if bias is None else e + bias
+                bias = e if bias is None else e + bias
         if self.shared:
-            y = x @ w[0]
-            if bias is None:
-                return y
-            return y + (bias if extra is not None else bias[0])
+            return self._shared_forward(x, w, bias, per_column_bias=extra is not None)
         # Column-major batched matmul: [C, B, d_x] @ [C, d_x, d_out] -> [C, B, d_out].
         if bias is None:
             y = torch.bmm(x.transpose(0, 1), w)
@@ -140,10 +156,84 @@ class ColumnLinear(nn.Module):
             y = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), w)
         return y.transpose(0, 1)
 
+    def _shared_forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        bias: torch.Tensor | None,
+        *,
+        per_column_bias: bool,
+    ) -> torch.Tensor:
+        """``x [B, C, d] @ w[group(c)] (+ bias)``: one plain matmul per group of columns."""
+        b = x.shape[0]
+        g = self.n_groups
+        if g == 1:
+            y = x @ w[0]
+        else:  # [B, G, C/G, d] -> [G, B*C/G, d] @ [G, d, e]
+            xg = x.view(b, g, -1, x.shape[-1]).transpose(0, 1).reshape(g, -1, x.shape[-1])
+            y = torch.bmm(xg, w).view(g, b, -1, self.d_out).transpose(0, 1)
+            y = y.reshape(b, self.n_columns, self.d_out)
+        if bias is None:
+            return y
+        if per_column_bias:  # [C, d_out]
+            return y + bias
+        if g == 1:
+            return y + bias[0]
+        return (y.view(b, g, -1, self.d_out) + bias[None, :, None]).view(y.shape)
+
+    @classmethod
+    def stack(cls, layers: Sequence[ColumnLinear]) -> ColumnLinear:
+        """One layer holding the columns of ``layers`` side by side (replicas, see the module
+        doc): weights concatenated along dim 0 (copies), columns ``r*C .. (r+1)*C - 1`` are
+        layer ``r``'s. All layers must have the same shape and sharing."""
+        first = layers[0]
+        for i, layer in enumerate(layers):
+            same = (layer.n_columns, layer.d_in, layer.d_out, layer.shared, layer.bias is None)
+            want = (first.n_columns, first.d_in, first.d_out, first.shared, first.bias is None)
+            if same != want:
+                raise ValueError(
+                    f"layers[{i}] must have the shape of layers[0] (n_columns, d_in, d_out, "
+                    f"shared, no bias) = {want}; got {same}"
+                )
+        out = cls.__new__(cls)
+        nn.Module.__init__(out)
+        out.n_columns = first.n_columns * len(layers)
+        out.d_in, out.d_out, out.shared = first.d_in, first.d_out, first.shared
+        out.n_groups = sum(layer.n_groups for layer in layers) if first.shared else 1
+        with torch.no_grad():
+            out.weight = nn.Parameter(torch.cat([layer.weight for layer in layers]))
+            if first.bias is None:
+                out.register_parameter("bias", None)
+            else:
+                out.bias = nn.Parameter(torch.cat([layer.bias for layer in layers]))
+        return out
+
+    def replica(self, r: int, n_replicas: int) -> ColumnLinear:
+        """Replica ``r`` of a layer stacked from ``n_replicas`` layers, as a layer of its own
+        (a copy of its weights)."""
+        check_int("n_replicas", n_replicas, 1, self.n_columns)
+        check_int("r", r, 0, n_replicas - 1)
+        if self.n_columns % n_replicas or (self.shared and self.n_groups % n_replicas):
+            raise ValueError(f"n_replicas={n_replicas} does not divide the layer's columns")
+        out = ColumnLinear.__new__(ColumnLinear)
+        nn.Module.__init__(out)
+        out.n_columns = self.n_columns // n_replicas
+        out.d_in, out.d_out, out.shared = self.d_in, self.d_out, self.shared
+        out.n_groups = self.n_groups // n_replicas if self.shared else 1
+        rows = self.weight.shape[0] // n_replicas
+        with torch.no_grad():
+            out.weight = nn.Parameter(self.weight[r * rows : (r + 1) * rows].clone())
+            if self.bias is None:
+                out.register_parameter("bias", None)
+            else:
+                out.bias = nn.Parameter(self.bias[r * rows : (r + 1) * rows].clone())
+        return out
+
     def extra_repr(self) -> str:
+        groups = f", n_groups={self.n_groups}" if self.shared and self.n_groups > 1 else ""
         return (
             f"n_columns={self.n_columns}, d_in={self.d_in}, d_out={self.d_out}, "
-            f"shared={self.shared}, bias={self.bias is not None}"
+            f"shared={self.shared}{groups}, bias={self.bias is not None}"
         )
 
 
@@ -180,7 +270,7 @@ class ColumnMLP(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(ACTIVATIONS)}; got {activation!r}")
         for i, h in enumerate(hidden):
-            _check_dim(f"hidden[{i}]", h)
+            check_int(f"hidden[{i}]", h, 1)
         sizes = [d_in, *hidden, d_out]
         self.activation = activation
         self.shared = bool(shared)
@@ -211,6 +301,35 @@ class ColumnMLP(nn.Module):
             if i < last:
                 x = act(x)
         return x
+
+    @classmethod
+    def stack(cls, mlps: Sequence[ColumnMLP]) -> ColumnMLP:
+        """One MLP holding the columns of ``mlps`` side by side (replicas; see
+        :meth:`ColumnLinear.stack`). All must have the same layer sizes and activation."""
+        first = mlps[0]
+        for i, m in enumerate(mlps):
+            if m.activation != first.activation or len(m.layers) != len(first.layers):
+                raise ValueError(
+                    f"mlps[{i}] must have the activation and depth of mlps[0]; got "
+                    f"{m.activation}/{len(m.layers)} vs {first.activation}/{len(first.layers)}"
+                )
+        out = cls.__new__(cls)
+        nn.Module.__init__(out)
+        out.activation, out.shared = first.activation, first.shared
+        out.n_columns = sum(m.n_columns for m in mlps)
+        out.layers = nn.ModuleList(
+            ColumnLinear.stack([m.layers[i] for m in mlps]) for i in range(len(first.layers))
+        )
+        return out
+
+    def replica(self, r: int, n_replicas: int) -> ColumnMLP:
+        """Replica ``r`` of an MLP stacked from ``n_replicas`` MLPs, as an MLP of its own."""
+        out = ColumnMLP.__new__(ColumnMLP)
+        nn.Module.__init__(out)
+        out.activation, out.shared = self.activation, self.shared
+        out.layers = nn.ModuleList(layer.replica(r, n_replicas) for layer in self.layers)
+        out.n_columns = out.layers[0].n_columns
+        return out
 
 
 def _self_overlaps(t: torch.Tensor) -> bool:

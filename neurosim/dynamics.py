@@ -1,35 +1,58 @@
-"""The rate equations: consensus, drift and Euler integration.
+"""The rate equations: the drift, the consensus it relaxes to, and named integrators.
 
-Every level of every column relaxes towards a consensus (seed 001, 00:29:00-00:34:12; GLOM,
-Hinton 2021, arXiv:2102.12627, sec. 2):
+Every level of every column relaxes towards a consensus (the distillation talk, 00:29:00-00:34:12;
+GLOM, Hinton 2021, arXiv:2102.12627, sec. 2):
 
-    tau dx/dt = -x + consensus(x),
+    tau dx/dt = drift(x) = -x + consensus(x),
     consensus = (w_bu * bottom_up + w_td * top_down + w_lat * lateral + w_prev * x) / sum(w),
 
 where bottom_up is the column's own prediction from the level below, top_down its own prediction
 from the level above (given its position), lateral the attention-weighted average of the same
 level in neighbouring columns (:mod:`neurosim.attention`) and x the previous state. The top level
 has no top-down term; its weights are renormalised over the remaining terms (as are those of a
-column whose input is hidden, without bottom-up at level 0).
+column whose input is hidden, without bottom-up at level 0): :func:`consensus_weights`.
 
-The equation (:func:`drift`) is kept apart from the integrator (:func:`euler`) so the same drift
-can be written as a Brian2 equation string. With dt = tau the Euler step is exactly GLOM's
-discrete update x <- consensus; ``dt_ms < tau_ms`` is required for a smooth relaxation.
+The equation (:func:`drift`) is kept apart from the integrator (:func:`integrate` with a name
+from :data:`INTEGRATORS`), so the same drift can be written as a Brian2 equation string. Within
+one step the consensus is held fixed (it is computed from the state at the start of the step),
+so the drift is linear in x and both integrators are a move of x towards the consensus by a
+fraction ``a`` of the way, ``x + a (consensus - x)``:
+
+* ``"euler"``: ``x + dt * drift(x)``, ``a = dt / tau``. With ``dt = tau`` this is exactly GLOM's
+  discrete update ``x <- consensus`` (``DynamicsConfig`` allows ``dt_ms <= tau_ms``).
+* ``"exponential"`` (exponential Euler): the exact solution over the step for the held
+  consensus, ``consensus + (x - consensus) exp(-dt / tau)``, ``a = 1 - exp(-dt / tau)``; it
+  never overshoots, whatever dt.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
 from neurosim.config import Config, check_choice, check_positive_int, check_range
 
-__all__ = ["DynamicsConfig", "drift", "euler", "relax", "consensus", "TERMS"]
+__all__ = [
+    "DynamicsConfig",
+    "TERMS",
+    "INTEGRATORS",
+    "drift",
+    "euler",
+    "step_fraction",
+    "integrate",
+    "consensus",
+    "consensus_weights",
+    "weighted_consensus",
+]
 
+#: the consensus terms, in the order of every weight array ``[4, ...]``
 TERMS = ("bottom_up", "top_down", "lateral", "previous")
+#: the named integrators of :func:`integrate`
+INTEGRATORS = ("euler", "exponential")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,8 +61,10 @@ class DynamicsConfig(Config):
 
     Attributes:
         tau_ms: time constant of the relaxation (> 0).
-        dt_ms: Euler step, in (0, tau_ms).
-        n_steps: number of Euler steps of one settling (>= 1).
+        dt_ms: integration step, in (0, tau_ms]; ``dt_ms = tau_ms`` with ``"euler"`` is GLOM's
+            discrete update ``x <- consensus``.
+        integrator: ``"euler"`` or ``"exponential"`` (exponential Euler), see the module doc.
+        n_steps: number of integration steps of one settling (>= 1).
         w_bottom_up, w_top_down, w_lateral, w_previous: weights of the four consensus terms
             (>= 0, not all zero); normalised per level to sum to one.
         beta: inverse temperature of lateral attention at the first step (>= 0).
@@ -50,6 +75,7 @@ class DynamicsConfig(Config):
 
     tau_ms: float = 20.0
     dt_ms: float = 5.0
+    integrator: Literal["euler", "exponential"] = "euler"
     n_steps: int = 12
     w_bottom_up: float = 1.0
     w_top_down: float = 1.0
@@ -62,11 +88,13 @@ class DynamicsConfig(Config):
     def __post_init__(self) -> None:
         check_range("tau_ms", self.tau_ms, 0, None, lo_inclusive=False)
         check_range("dt_ms", self.dt_ms, 0, None, lo_inclusive=False)
-        if self.dt_ms >= self.tau_ms:
+        if self.dt_ms > self.tau_ms:
             raise ValueError(
-                f"dt_ms must be in (0, tau_ms={self.tau_ms:g}) (dt_ms < tau_ms); got {self.dt_ms!r}"
+                f"dt_ms must be in (0, tau_ms={self.tau_ms:g}] (dt_ms <= tau_ms); "
+                f"got {self.dt_ms!r}"
             )
-        check_positive_int("n_steps", self.n_steps)
+        check_choice("integrator", self.integrator, INTEGRATORS)
+        check_positive_int("n_steps", self.n_steps, 100_000)
         for name in ("w_bottom_up", "w_top_down", "w_lateral", "w_previous"):
             check_range(name, getattr(self, name), 0, None)
             if math.isinf(getattr(self, name)):
@@ -90,6 +118,11 @@ class DynamicsConfig(Config):
     def term_weights(self) -> tuple[float, float, float, float]:
         """Raw weights in the order of :data:`TERMS`."""
         return (self.w_bottom_up, self.w_top_down, self.w_lateral, self.w_previous)
+
+    @property
+    def fraction_per_step(self) -> float:
+        """How far one step moves the state towards the consensus (:func:`step_fraction`)."""
+        return step_fraction(self.integrator, self.tau_ms, self.dt_ms)
 
     def beta_at(self, step: int, n_steps: int | None = None) -> float:
         """Inverse temperature at Euler step ``step`` (0-based) of ``n_steps``."""
@@ -115,24 +148,117 @@ def euler(state: torch.Tensor, rate: torch.Tensor, dt_ms: float) -> torch.Tensor
     return state + dt_ms * rate
 
 
-def relax(
-    state: torch.Tensor, consensus: torch.Tensor, tau_ms: float, dt_ms: float
-) -> torch.Tensor:
-    """One Euler step of ``tau dx/dt = -x + consensus``, fused into a single pass.
+def step_fraction(integrator: str, tau_ms: float, dt_ms: float) -> float:
+    """How far one step moves the state towards a held consensus: ``dt / tau`` for ``"euler"``,
+    ``1 - exp(-dt / tau)`` for ``"exponential"`` (see the module doc)."""
+    check_choice("integrator", integrator, INTEGRATORS)
+    if integrator == "euler":
+        return dt_ms / tau_ms
+    return -math.expm1(-dt_ms / tau_ms)
 
-    ``euler(state, drift(state, consensus, tau_ms), dt_ms)`` written as
-    ``torch.lerp(state, consensus, dt_ms / tau_ms)`` (equal up to float rounding): one read of
-    each input and one write, forward and backward, instead of four elementwise passes — the
-    state is the largest tensor of a step, so this is what a settling step's cost is made of.
+
+def integrate(
+    state: torch.Tensor,
+    consensus: torch.Tensor,
+    tau_ms: float,
+    dt_ms: float,
+    integrator: str = "euler",
+) -> torch.Tensor:
+    """One step of ``tau dx/dt = drift(x) = -x + consensus`` with the named integrator.
+
+    ``"euler"`` is ``euler(state, drift(state, consensus, tau_ms), dt_ms)``, ``"exponential"``
+    the exact solution over the step for the held consensus; both are written as one fused
+    ``torch.lerp(state, consensus, a)`` with ``a = step_fraction(integrator, tau_ms, dt_ms)``
+    (equal to the two-pass form up to float rounding): one read of each input and one write,
+    forward and backward — the state is the largest tensor of a settling step.
+
+    Args:
+        state, consensus: tensors of one shape (e.g. ``[B, C, D]`` for one level).
+
+    Returns:
+        the new state, same shape.
     """
-    return torch.lerp(state, consensus, dt_ms / tau_ms)
+    return torch.lerp(state, consensus, step_fraction(integrator, tau_ms, dt_ms))
+
+
+def consensus_weights(
+    term_weights: torch.Tensor, input_mask: torch.Tensor | None = None
+) -> list[list[float | torch.Tensor]]:
+    """Normalised consensus weights per level, in the order of :data:`TERMS`.
+
+    Args:
+        term_weights: ``[4, L]`` raw non-negative weights (``Model.term_weights``; the top
+            level's top-down weight is 0). Read to the host once here (call it once per settling,
+            not per step: on a GPU every read is a device sync).
+        input_mask: optional ``BoolTensor [B, C]``, False = the column's input is hidden: its
+            level-0 bottom-up weight is 0 and its other level-0 weights are renormalised.
+
+    Returns:
+        ``weights[l]`` = four weights summing to one; floats, except at level 0 under an
+        ``input_mask`` where they are ``[B, C, 1]`` tensors.
+
+    Raises:
+        ValueError: a level (or, with a mask, a hidden column's level 0) has no positive weight.
+    """
+    raw = term_weights.detach().cpu().double()
+    if raw.ndim != 2 or raw.shape[0] != len(TERMS):
+        raise ValueError(f"term_weights must be [4, L]; got {tuple(term_weights.shape)}")
+    if bool((raw < 0).any()):
+        raise ValueError("consensus weights must be >= 0")
+    total = raw.sum(dim=0)
+    if bool((total <= 0).any()):
+        raise ValueError("consensus weights must have a positive sum over the terms at each level")
+    weights: list[list[float | torch.Tensor]] = [list(row) for row in (raw / total).t().tolist()]
+    if input_mask is not None:
+        w0 = [float(v) for v in raw[:, 0]]
+        rest = w0[1] + w0[2] + w0[3]
+        if rest <= 0 and not bool(input_mask.all()):
+            raise ValueError(
+                "consensus weights must have a positive sum over the terms at each level: "
+                "with an input_mask, w_top_down + w_lateral + w_previous must be > 0"
+            )
+        visible = input_mask.to(term_weights.dtype)[..., None]  # [B, C, 1]
+        total0 = visible * w0[0] + rest
+        weights[0] = [visible * w0[0] / total0] + [w / total0 for w in w0[1:]]
+    return weights
+
+
+def weighted_consensus(
+    terms: Sequence[torch.Tensor | None], weights: Sequence[float | torch.Tensor]
+) -> torch.Tensor:
+    """The consensus of one level: ``sum_j weights[j] * terms[j]`` (weights already normalised).
+
+    The one implementation of the consensus (:func:`consensus` and the model's step use it).
+
+    Args:
+        terms: the four terms in the order of :data:`TERMS`, each ``[..., D]`` or None (absent,
+            e.g. no top-down at the top level).
+        weights: four floats, or tensors broadcasting against the terms.
+
+    Returns:
+        ``[..., D]``: one product, then in-place fused multiply-adds into it (their backward
+        needs only the inputs); terms that are absent or have a float weight of 0 are skipped.
+    """
+    out = None
+    for term, w in zip(terms, weights, strict=True):
+        if term is None or (isinstance(w, float) and w == 0.0):
+            continue
+        if out is None:
+            out = term * w
+        elif isinstance(w, float):
+            out = out.add_(term, alpha=w)
+        else:
+            out = out.addcmul_(term, w)
+    if out is None:
+        raise ValueError("consensus weights must have a positive sum over the terms at each level")
+    return out
 
 
 def consensus(
     terms: dict[str, torch.Tensor],
     weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Weighted average of the consensus terms.
+    """Weighted average of the consensus terms of every level.
 
     Args:
         terms: ``{"bottom_up", "top_down", "lateral", "previous"}`` -> ``[B, C, L, D]`` each.
@@ -140,14 +266,17 @@ def consensus(
             in the order of :data:`TERMS`; normalised here to sum to one over the four terms.
 
     Returns:
-        ``[B, C, L, D]``.
+        ``[B, C, L, D]``, level by level :func:`weighted_consensus`.
     """
     total = weights.sum(dim=-2, keepdim=True)
     if bool((total <= 0).any()):
         raise ValueError("consensus weights must have a positive sum over the terms at each level")
     w = (weights / total).unsqueeze(-1)  # [..., 4, L, 1]
-    # one fresh product, then fused multiply-adds into it (its backward needs only the inputs)
-    out = terms[TERMS[0]] * w[..., 0, :, :]
-    for j, name in enumerate(TERMS[1:], start=1):
-        out = out.addcmul_(terms[name], w[..., j, :, :])
-    return out
+    n_levels = w.shape[-2]
+    levels = [
+        weighted_consensus(
+            [terms[name][..., lv, :] for name in TERMS], [w[..., j, lv, :] for j in range(4)]
+        )
+        for lv in range(n_levels)
+    ]
+    return torch.stack(levels, dim=-2)

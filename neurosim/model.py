@@ -4,32 +4,39 @@ A sheet of ``n_columns`` columns sits above the visual field. Each column
 
 - reads the responses of its ``k_cells`` nearest retina cells (a fixed index; on a foveated retina
   peripheral columns therefore cover more degrees: different columns preprocess the image
-  differently, the case weight sharing cannot handle — seed 001, 00:31:30-00:33:30), listed in a
-  canonical order (polarity, then row offset top to bottom, then column offset left to right), so
-  that input slot ``j`` means the same relative cell in every column with the same local layout
-  (what makes ``shared=True`` a true shared filter on a uniform retina),
+  differently, the case weight sharing cannot handle — the distillation talk, 00:31:30-00:33:30),
+  listed in a canonical order (:func:`neurosim.frontend.canonical_cell_order`), so that input
+  slot ``j`` means the same relative cell in every column with the same local layout (what makes
+  ``shared=True`` a true shared filter on a uniform retina),
 - holds ``n_levels`` embeddings, of one size ``dim`` or one size per level (state
   ``[batch, column, level, max(dim)]``, smaller levels zero-padded),
 - owns its networks (:class:`~neurosim.columns.ColumnMLP`, never shared unless ``shared=True``):
   a level-0 encoder (cells -> level 0), bottom-up nets (level l-1 -> l) and top-down nets
-  (level l+1 -> l) that also receive the column's position, a neural field (seed 003; GLOM,
+  (level l+1 -> l) that also receive the column's position, a neural field (the GLOM talk; GLOM,
   Hinton 2021, arXiv:2102.12627, sec. 2),
-- and relaxes by ``tau dx/dt = -x + consensus`` (:mod:`neurosim.dynamics`), the consensus mixing
-  bottom-up, top-down, lateral attention over neighbours (:mod:`neurosim.attention`) and the
-  previous state.
+- and relaxes by ``tau dx/dt = drift(x) = -x + consensus(x)``: one step of the sheet is the
+  drift's consensus (:func:`neurosim.dynamics.weighted_consensus`, mixing bottom-up, top-down,
+  lateral attention over neighbours (:mod:`neurosim.attention`) and the previous state) and a
+  named integrator (:func:`neurosim.dynamics.integrate`, Euler or exponential Euler).
 
 A static image is a boring video: ``settle(responses [B, n_cells])`` holds it for ``n_steps``;
-``settle(frames [T_in, B, n_cells])`` feeds frame t at step t (the last frame is held).
+``settle(frames [T_in, B, n_cells])`` feeds frame t at step t (the last frame is held). What a
+settling keeps is a record spec: ``settle(..., record=("state", "consensus"), every=k)``.
+
+Replicas: :meth:`Model.stack` puts several models of one shape (other seeds, other retinas) side
+by side as one sheet of ``R * C`` columns whose neighbourhoods never cross replicas, so that they
+are trained as one batched computation (:mod:`neurosim.replicas`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from torch import nn
 
@@ -38,15 +45,43 @@ from neurosim.columns import ACTIVATIONS, ColumnMLP
 from neurosim.config import (
     Config,
     check_choice,
+    check_int,
     check_per_level,
-    check_positive_int,
     check_range,
     check_seed,
 )
-from neurosim.dynamics import DynamicsConfig, relax
+from neurosim.dynamics import DynamicsConfig, consensus_weights, integrate, weighted_consensus
+from neurosim.frontend import (
+    as_positions,
+    canonical_cell_order,
+    column_lattice,
+    polarity_codes,
+    position_features,
+)
 from neurosim.neighbours import Neighbours, level_neighbours, widened_k
+from neurosim.settled import Settled, StepTerms
 
-__all__ = ["ModelConfig", "Model", "Settled", "StepTerms", "canonical_cell_order"]
+__all__ = [
+    "ModelConfig",
+    "Model",
+    "Settled",
+    "StepTerms",
+    "RECORDABLE",
+    "canonical_cell_order",
+    "position_features",
+]
+
+#: largest sheet a config accepts (the attention graph of a batch indexes B * C * k entries)
+MAX_COLUMNS = 65_536
+#: largest embedding, hidden or input width of a column net
+MAX_WIDTH = 4096
+#: what :meth:`Model.settle` can record at every ``every``-th step
+RECORDABLE = ("state", "bottom_up", "top_down", "lateral", "consensus")
+#: the record spec of ``return_trajectory=True``: every state and every step's terms
+_FULL_RECORD = RECORDABLE
+
+# kept for callers of the old private name
+_position_features = position_features
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,6 +112,12 @@ class ModelConfig(Config):
         column_lattice: where columns sit: ``"auto"`` follows the retina (foveated retina ->
             foveated_lattice, else uniform_lattice), or force ``"uniform"`` / ``"foveated"``.
         init: initial state: ``"bottom_up"`` (one bottom-up pass) or ``"zeros"``.
+        normalize: ``"layer"`` normalises the output of every column net (encoder, bottom-up,
+            top-down) to zero mean and unit RMS over the level's units (layer norm without a
+            learned scale; GLOM's normalised embeddings), ``"none"`` leaves them raw. With
+            ``"layer"`` every consensus term is a unit-RMS vector or a convex combination of
+            states, and each step a convex combination of state and consensus, so the state's
+            RMS per column and level can never exceed 1 (for dt <= tau; see ``Model.settle``).
         seed: seed of the weight initialisation and of the long-range neighbours.
         lattice_seed: seed of the foveated column lattice (``column_lattice`` ``"foveated"`` or
             ``"auto"`` on a foveated retina; >= 0). Separate from ``seed`` so that changing the
@@ -101,38 +142,31 @@ class ModelConfig(Config):
     n_frequencies: int = 3
     column_lattice: Literal["auto", "uniform", "foveated"] = "auto"
     init: Literal["bottom_up", "zeros"] = "bottom_up"
+    normalize: Literal["none", "layer"] = "none"
     seed: int = 0
     lattice_seed: int = 0
     dynamics: DynamicsConfig = dataclasses.field(default_factory=DynamicsConfig)
 
     def __post_init__(self) -> None:
-        check_positive_int("n_columns", self.n_columns)
-        if self.n_columns < 2:
-            raise ValueError(f"n_columns must be an integer >= 2; got {self.n_columns!r}")
-        check_positive_int("n_levels", self.n_levels)
-        check_per_level("dim", self.dim, self.n_levels)
+        check_int("n_columns", self.n_columns, 2, MAX_COLUMNS)
+        check_int("n_levels", self.n_levels, 1, 64)
+        for lv, d in enumerate(check_per_level("dim", self.dim, self.n_levels)):
+            check_int(f"dim[{lv}]" if isinstance(self.dim, tuple) else "dim", d, 1, MAX_WIDTH)
         for i, h in enumerate(self.hidden):
-            check_positive_int(f"hidden[{i}]", h)
+            check_int(f"hidden[{i}]", h, 1, MAX_WIDTH)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_positive_int("k_cells", self.k_cells)
-        check_positive_int("neighbour_k", self.neighbour_k, self.n_columns - 1)
+        check_int("k_cells", self.k_cells, 1, MAX_WIDTH)
+        check_int("neighbour_k", self.neighbour_k, 1, self.n_columns - 1)
         check_range("neighbour_growth", self.neighbour_growth, 1, 1e6)
         check_range("neighbour_radius_deg", self.neighbour_radius_deg, 0, 1e6)
-        if isinstance(self.long_range_k, bool) or not isinstance(self.long_range_k, int):
-            raise ValueError(f"long_range_k must be an integer >= 0; got {self.long_range_k!r}")
         k_top = widened_k(self.neighbour_k, self.neighbour_growth, self.n_levels, self.n_columns)
-        check_range("long_range_k", self.long_range_k, 0, self.n_columns - 1 - k_top[-1])
-        if isinstance(self.long_range_from_level, bool) or not isinstance(
-            self.long_range_from_level, int
-        ):
-            raise ValueError(
-                f"long_range_from_level must be an integer >= 0; got {self.long_range_from_level!r}"
-            )
-        check_range("long_range_from_level", self.long_range_from_level, 0, None)
+        check_int("long_range_k", self.long_range_k, 0, self.n_columns - 1 - k_top[-1])
+        check_int("long_range_from_level", self.long_range_from_level, 0)
         check_choice("position_encoding", self.position_encoding, ("xy", "fourier"))
-        check_positive_int("n_frequencies", self.n_frequencies)
+        check_int("n_frequencies", self.n_frequencies, 1, 16)
         check_choice("column_lattice", self.column_lattice, ("auto", "uniform", "foveated"))
         check_choice("init", self.init, ("bottom_up", "zeros"))
+        check_choice("normalize", self.normalize, ("none", "layer"))
         check_seed("seed", self.seed)
         check_seed("lattice_seed", self.lattice_seed)
         if not isinstance(self.dynamics, DynamicsConfig):
@@ -160,94 +194,6 @@ class ModelConfig(Config):
         return 2 if self.position_encoding == "xy" else 2 + 4 * self.n_frequencies
 
 
-class StepTerms:
-    """The terms of one Euler step, each ``[B, C, L, D]`` (stacked on first access).
-
-    ``bottom_up[:, :, 0]`` is the level-0 encoder's reading of the retina; ``top_down[:, :, -1]``
-    is zero (the top level has no level above: see ``Model.has_top_down``). In local mode
-    (``detach_inputs=True``) ``lateral`` carries no gradient and ``bottom_up``/``top_down`` depend
-    only on the column's own parameters. Levels smaller than ``D`` are zero-padded.
-
-    The step computes every term level by level; a term is stacked into one tensor only when it
-    is read (a settling run that keeps only its state never pays for the copies).
-
-    Attributes: ``bottom_up``, ``top_down``, ``lateral``, ``consensus`` (``[B, C, L, D]``) and
-    ``beta`` (the inverse temperature of this step's lateral attention).
-    """
-
-    def __init__(
-        self,
-        stack: Any,
-        levels: dict[str, list[torch.Tensor | None]],
-        beta: float,
-    ) -> None:
-        self._stack = stack
-        self._levels = levels
-        self._stacked: dict[str, torch.Tensor] = {}
-        self.beta = beta
-
-    def _get(self, name: str) -> torch.Tensor:
-        if name not in self._stacked:
-            parts = self._levels[name]
-            ref = next(p for p in parts if p is not None)
-            filled = [
-                p if p is not None else ref.new_zeros(*ref.shape[:-1], self._stack.dim)
-                for p in parts
-            ]
-            self._stacked[name] = self._stack.stack_levels(filled)
-        return self._stacked[name]
-
-    @property
-    def bottom_up(self) -> torch.Tensor:
-        return self._get("bottom_up")
-
-    @property
-    def top_down(self) -> torch.Tensor:
-        return self._get("top_down")
-
-    @property
-    def lateral(self) -> torch.Tensor:
-        return self._get("lateral")
-
-    @property
-    def consensus(self) -> torch.Tensor:
-        return self._get("consensus")
-
-
-@dataclasses.dataclass(frozen=True)
-class Settled:
-    """Result of :meth:`Model.settle`.
-
-    Attributes:
-        state: final state ``[B, C, L, D]``.
-        trajectory: ``[n_steps + 1, B, C, L, D]`` (initial state first) when
-            ``return_trajectory=True``, else None.
-        bottom_up, top_down, lateral, consensus: the per-step terms, time first:
-            ``[n_steps, B, C, L, D]`` when ``return_trajectory=True``, else ``[1, B, C, L, D]``
-            (the last step only). ``top_down[..., -1, :]`` is zero (no level above the top).
-        betas: the inverse temperature used at each step.
-    """
-
-    state: torch.Tensor
-    trajectory: torch.Tensor | None
-    bottom_up: torch.Tensor
-    top_down: torch.Tensor
-    lateral: torch.Tensor
-    consensus: torch.Tensor
-    betas: tuple[float, ...]
-
-
-def _position_features(pos: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """``[C, P]`` position encoding: xy scaled to [-1, 1] (+ Fourier features)."""
-    scale = float(np.abs(pos).max()) or 1.0
-    u = pos / scale
-    feats = [u]
-    if config.position_encoding == "fourier":
-        for i in range(config.n_frequencies):
-            feats += [np.sin(2.0**i * math.pi * u), np.cos(2.0**i * math.pi * u)]
-    return np.concatenate(feats, axis=1)
-
-
 class Model(nn.Module):
     """Column sheet with unshared per-column networks and GLOM-style settling.
 
@@ -258,16 +204,15 @@ class Model(nn.Module):
         column_positions_deg: ``[n_columns, 2]``; default: a lattice from the ``retina``
             package (``uniform_lattice`` or ``foveated_lattice``, see ``config.column_lattice``)
             over ``fov_deg``.
-        fov_deg: field of view for the column lattice; default ``2 * max |cell coordinate|``.
+        fov_deg: side of the square field the column lattice covers, in degrees; default
+            ``2 * max |cell coordinate|``.
         retina_kind: ``"uniform"`` or ``"foveated"``, used when ``column_lattice="auto"``.
         cell_polarity: ``[n_cells]`` polarity label of every cell (e.g. ``"on"``/``"off"``, any
             hashable values), used to order each column's cells (see ``cell_index`` below);
             polarities rank in order of first appearance in the cell list. ``None`` (plain
             position arrays): all cells count as one polarity, and cells at the same offset
-            from the column keep the order of their index in ``cell_positions_deg`` — for a list
-            of ON cells followed by OFF cells, ON before OFF at each place, so slots are still
-            consistent across columns, only interleaved by place instead of grouped by
-            polarity. :meth:`from_retina` passes ``retina.cells["polarity"]``.
+            from the column keep the order of their index in ``cell_positions_deg``.
+            :meth:`from_retina` passes ``retina.cells["polarity"]``.
         device: where to put parameters and buffers.
 
     Modules: ``encoder`` (cells -> level 0), ``bottom_up[l - 1]`` (level l-1 -> l, l >= 1),
@@ -275,14 +220,14 @@ class Model(nn.Module):
     :class:`~neurosim.columns.ColumnMLP`.
 
     Buffers: ``positions_deg [C, 2]``, ``cell_index [C, k_cells]`` (the column's ``k_cells``
-    nearest cells, sorted by (polarity, row offset top to bottom, column offset left to right,
-    cell index), offsets rounded to 1e-6 deg: :func:`canonical_cell_order`), ``position_features
-    [C, P]``, ``nb_index_{l} [C, k_l]`` (+ ``nb_mask_{l}`` for radius neighbourhoods),
-    ``has_top_down [L]`` (bool), ``term_weights [4, L]``, ``level_mask [L, D]`` (1 on the
-    entries a level uses, 0 on its padding; not saved in the state dict).
+    nearest cells in canonical order), ``position_features [C, P]``, ``nb_index_{l} [C, k_l]``
+    (+ ``nb_mask_{l}`` for radius neighbourhoods), ``has_top_down [L]`` (bool),
+    ``term_weights [4, L]`` (raw consensus weights, read once per settling), ``level_mask [L, D]``
+    (1 on the entries a level uses, 0 on its padding; not saved in the state dict).
 
     Attributes: ``level_dims`` (size of each level), ``dim`` (``D = max(level_dims)``, the
-    state's last axis), ``ragged`` (True when the level sizes differ).
+    state's last axis), ``ragged`` (True when the level sizes differ), ``n_replicas`` (1, or the
+    number of models stacked by :meth:`stack`), ``columns_per_replica``, ``cells_per_replica``.
     """
 
     def __init__(
@@ -299,8 +244,7 @@ class Model(nn.Module):
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise ValueError(f"config must be a ModelConfig; got {type(config).__name__}")
-        self.config = config
-        cells = _as_positions("cell_positions_deg", cell_positions_deg)
+        cells = as_positions("cell_positions_deg", cell_positions_deg)
         n_cells = cells.shape[0]
         if config.k_cells > n_cells:
             raise ValueError(
@@ -310,31 +254,31 @@ class Model(nn.Module):
         if fov_deg is None:
             fov_deg = 2.0 * float(np.abs(cells).max()) or 1.0
         if column_positions_deg is None:
-            columns = _column_lattice(config, fov_deg, retina_kind)
+            columns = column_lattice(
+                config.n_columns,
+                fov_deg,
+                config.column_lattice,
+                retina_kind=retina_kind,
+                seed=config.lattice_seed,
+            )
         else:
-            columns = _as_positions("column_positions_deg", column_positions_deg)
+            columns = as_positions("column_positions_deg", column_positions_deg)
         if columns.shape[0] != config.n_columns:
             raise ValueError(
                 f"n_columns={config.n_columns} does not match the {columns.shape[0]} column "
                 "positions"
             )
-        self.n_cells = n_cells
-        self.n_columns = config.n_columns
-        self.n_levels = config.n_levels
-        self.level_dims = config.level_dims
-        self.dim = config.state_dim
-        self.ragged = len(set(self.level_dims)) > 1
-
+        self._set_shape(config, n_cells, n_replicas=1)
         _, cell_index = cKDTree(cells).query(columns, k=config.k_cells)
         cell_index = np.asarray(cell_index, dtype=np.int64).reshape(columns.shape[0], -1)
         cell_index = canonical_cell_order(
-            cell_index, cells, columns, _polarity_codes(cell_polarity, n_cells)
+            cell_index, cells, columns, polarity_codes(cell_polarity, n_cells)
         )
         self.register_buffer("positions_deg", torch.as_tensor(columns, dtype=torch.float32))
         self.register_buffer("cell_index", torch.from_numpy(cell_index))
         self.register_buffer(
             "position_features",
-            torch.as_tensor(_position_features(columns, config), dtype=torch.float32),
+            torch.as_tensor(position_features(columns, config), dtype=torch.float32),
         )
         nbs = level_neighbours(
             columns,
@@ -349,19 +293,7 @@ class Model(nn.Module):
         for level, nb in enumerate(nbs):
             self.register_buffer(f"nb_index_{level}", nb.index)
             self.register_buffer(f"nb_mask_{level}", nb.mask)
-        has_td = torch.ones(config.n_levels, dtype=torch.bool)
-        has_td[-1] = False
-        self.register_buffer("has_top_down", has_td)
-        w = torch.tensor(config.dynamics.term_weights(), dtype=torch.float32)
-        term_weights = w[:, None].repeat(1, config.n_levels)
-        term_weights[1, -1] = 0.0
-        self.register_buffer("term_weights", term_weights)
-
-        # [L, D]: 1 where a level has an entry (all ones unless the level sizes differ)
-        level_mask = torch.zeros(config.n_levels, self.dim)
-        for level, d in enumerate(self.level_dims):
-            level_mask[level, :d] = 1.0
-        self.register_buffer("level_mask", level_mask, persistent=False)
+        self._register_level_buffers(config)
 
         gen = torch.Generator().manual_seed(config.seed)
         mlp = dict(activation=config.activation, shared=config.shared, generator=gen)
@@ -376,6 +308,36 @@ class Model(nn.Module):
         )
         if device is not None:
             self.to(device)
+
+    def _set_shape(self, config: ModelConfig, n_cells: int, *, n_replicas: int) -> None:
+        """Plain attributes of a sheet of ``n_replicas`` models of ``config``'s shape reading
+        ``n_cells`` cells each."""
+        self.config = config
+        self.replica_configs = (config,) * n_replicas
+        self.n_replicas = n_replicas
+        self.columns_per_replica = config.n_columns
+        self.cells_per_replica = n_cells
+        self.n_cells = n_cells * n_replicas
+        self.n_columns = config.n_columns * n_replicas
+        self.n_levels = config.n_levels
+        self.level_dims = config.level_dims
+        self.dim = config.state_dim
+        self.ragged = len(set(self.level_dims)) > 1
+        self.normalize = config.normalize == "layer"
+
+    def _register_level_buffers(self, config: ModelConfig) -> None:
+        has_td = torch.ones(config.n_levels, dtype=torch.bool)
+        has_td[-1] = False
+        self.register_buffer("has_top_down", has_td)
+        w = torch.tensor(config.dynamics.term_weights(), dtype=torch.float32)
+        term_weights = w[:, None].repeat(1, config.n_levels)
+        term_weights[1, -1] = 0.0
+        self.register_buffer("term_weights", term_weights)
+        # [L, D]: 1 where a level has an entry (all ones unless the level sizes differ)
+        level_mask = torch.zeros(config.n_levels, self.dim)
+        for level, d in enumerate(self.level_dims):
+            level_mask[level, :d] = 1.0
+        self.register_buffer("level_mask", level_mask, persistent=False)
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -405,6 +367,25 @@ class Model(nn.Module):
             cell_polarity=polarity,
             device=device,
         )
+
+    @classmethod
+    def stack(cls, models: Sequence[Model]) -> Model:
+        """Several models of one shape as one sheet of ``R * C`` columns (replicas).
+
+        See :func:`neurosim.replicas.stack_models`: replica ``r`` owns columns
+        ``r*C .. (r+1)*C - 1`` and reads cells ``r*n .. (r+1)*n - 1`` of the input
+        ``[B, R * n_cells]``; no neighbourhood crosses replicas, so each replica settles exactly
+        as the model alone would.
+        """
+        from neurosim.replicas import stack_models
+
+        return stack_models(models)
+
+    def replica(self, r: int) -> Model:
+        """Replica ``r`` of a stacked model as a model of its own (copies of its weights)."""
+        from neurosim.replicas import replica_model
+
+        return replica_model(self, r)
 
     @property
     def neighbours(self) -> list[Neighbours]:
@@ -436,16 +417,20 @@ class Model(nn.Module):
         """Per-level tensors ``[..., dim[l]]`` -> one ``[..., L, D]``, zero-padded to ``D``."""
         if self.ragged:
             levels = [
-                nn.functional.pad(x, (0, self.dim - x.shape[-1])) if x.shape[-1] < self.dim else x
+                F.pad(x, (0, self.dim - x.shape[-1])) if x.shape[-1] < self.dim else x
                 for x in levels
             ]
         return torch.stack(levels, dim=-2)
+
+    def _out(self, y: torch.Tensor) -> torch.Tensor:
+        """A column net's output as the embedding it proposes (layer-normalised if asked)."""
+        return F.layer_norm(y, y.shape[-1:]) if self.normalize else y
 
     def _encode(self, responses: torch.Tensor, input_mask: torch.Tensor | None) -> torch.Tensor:
         x = self.column_inputs(responses)
         if input_mask is not None:
             x = x * input_mask[..., None].to(x.dtype)
-        return self.encoder(x)
+        return self._out(self.encoder(x))
 
     def initial_state(
         self, responses: torch.Tensor, input_mask: torch.Tensor | None = None
@@ -456,7 +441,7 @@ class Model(nn.Module):
             return responses.new_zeros(b, self.n_columns, self.n_levels, self.dim)
         levels = [self._encode(responses, input_mask)]
         for net in self.bottom_up:
-            levels.append(net(levels[-1]))
+            levels.append(self._out(net(levels[-1])))
         return self.stack_levels(levels)
 
     def step(
@@ -468,8 +453,9 @@ class Model(nn.Module):
         n_steps: int | None = None,
         detach_inputs: bool = False,
         input_mask: torch.Tensor | None = None,
+        weights: list[list[float | torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, StepTerms]:
-        """One Euler step of every level of every column.
+        """One step of every level of every column: the drift's consensus and the integrator.
 
         Args:
             state: ``[B, C, L, D]``.
@@ -481,6 +467,9 @@ class Model(nn.Module):
                 through the column's own nets at this step (no gradient crosses columns or time).
             input_mask: optional ``BoolTensor [B, C]``; False hides a column's input (its cells
                 read as zero and its level-0 bottom-up term gets weight 0).
+            weights: the normalised consensus weights
+                (:func:`neurosim.dynamics.consensus_weights` of ``term_weights`` and
+                ``input_mask``); computed here when None (:meth:`settle` computes them once).
 
         Returns:
             ``(new_state [B, C, L, D], StepTerms)``.
@@ -491,6 +480,8 @@ class Model(nn.Module):
                 f"got {tuple(state.shape)}"
             )
         dyn = self.config.dynamics
+        if weights is None:
+            weights = consensus_weights(self.term_weights, input_mask)
         src = state.detach() if detach_inputs else state
         if self.ragged:
             # padding entries are zero by construction; this keeps them zero for any input
@@ -503,57 +494,27 @@ class Model(nn.Module):
             for x, d in zip(src.unbind(2), self.level_dims, strict=True)
         ]
         bu = [self._encode(responses, input_mask)]
-        bu += [net(xs[lv]) for lv, net in enumerate(self.bottom_up)]
+        bu += [self._out(net(xs[lv])) for lv, net in enumerate(self.bottom_up)]
         # The position enters the top-down nets as if concatenated to their input (neural field).
         td: list[torch.Tensor | None] = [
-            net(xs[lv + 1], self.position_features) for lv, net in enumerate(self.top_down)
+            self._out(net(xs[lv + 1], self.position_features))
+            for lv, net in enumerate(self.top_down)
         ]
         td.append(None)  # nothing above the top level
-        lat = [
-            lateral_attention(xs[lv], nb.index, beta, mask=nb.mask, check_index=False)
-            for lv, nb in enumerate(self.neighbours)
-        ]
-        # consensus and Euler step level by level, with scalar weights: no stacked copies of the
-        # terms, and one fused pass (dynamics.relax) for tau dx/dt = -x + consensus
-        coeffs = self._coefficients(input_mask)
+        lat, att = [], []
+        for lv, nb in enumerate(self.neighbours):
+            lateral, w = lateral_attention(
+                xs[lv], nb.index, beta, mask=nb.mask, return_weights=True, check_index=False
+            )
+            lat.append(lateral)
+            att.append(w)
         cons, new = [], []
         for lv in range(self.n_levels):
-            c = _weighted_sum((bu[lv], td[lv], lat[lv], xs[lv]), coeffs[lv])
+            c = weighted_consensus((bu[lv], td[lv], lat[lv], xs[lv]), weights[lv])
             cons.append(c)
-            new.append(relax(xs[lv], c, dyn.tau_ms, dyn.dt_ms))
+            new.append(integrate(xs[lv], c, dyn.tau_ms, dyn.dt_ms, dyn.integrator))
         terms = {"bottom_up": bu, "top_down": td, "lateral": lat, "consensus": cons}
-        return self.stack_levels(new), StepTerms(self, terms, beta)
-
-    def _coefficients(self, input_mask: torch.Tensor | None) -> list[list[float | torch.Tensor]]:
-        """Normalised consensus weights per level, in the order of ``dynamics.TERMS``: floats,
-        except at level 0 under an ``input_mask`` (``[B, C, 1]``: a hidden column has no
-        bottom-up term there, and its other weights are renormalised)."""
-        # read to the host once, not at every step (no GPU sync); the cache holds the buffer
-        # itself, so a replaced buffer or an in-place change (a new _version) is picked up
-        buf = self.term_weights
-        cache = getattr(self, "_coeff_cache", None)
-        if cache is None or cache[0] is not buf or cache[1] != buf._version:
-            raw = buf.detach().cpu().double()  # [4, L]
-            total = raw.sum(dim=0)
-            if bool((total <= 0).any()):
-                raise ValueError(
-                    "consensus weights must have a positive sum over the terms at each level"
-                )
-            self._coeff_cache = cache = (buf, buf._version, raw, (raw / total).t().tolist())
-        raw, cached = cache[2], cache[3]
-        coeffs = [list(row) for row in cached]
-        if input_mask is not None:
-            w0 = [float(v) for v in raw[:, 0]]
-            visible = input_mask.to(self.term_weights.dtype)[..., None]  # [B, C, 1]
-            rest = w0[1] + w0[2] + w0[3]
-            if rest <= 0 and not bool(input_mask.all()):
-                raise ValueError(
-                    "consensus weights must have a positive sum over the terms at each level: "
-                    "with an input_mask, w_top_down + w_lateral + w_previous must be > 0"
-                )
-            total0 = visible * w0[0] + rest
-            coeffs[0] = [visible * w0[0] / total0] + [w / total0 for w in w0[1:]]
-        return coeffs
+        return self.stack_levels(new), StepTerms(self, terms, att, beta)
 
     # ------------------------------------------------------------------ the forward API
     def settle(
@@ -561,6 +522,8 @@ class Model(nn.Module):
         inputs: torch.Tensor,
         *,
         n_steps: int | None = None,
+        record: Sequence[str] = (),
+        every: int = 1,
         return_trajectory: bool = False,
         detach_inputs: bool = False,
         input_mask: torch.Tensor | None = None,
@@ -571,51 +534,48 @@ class Model(nn.Module):
         Args:
             inputs: retina responses ``[B, n_cells]`` (held for every step: a boring video) or
                 frames ``[T_in, B, n_cells]`` (frame t drives step t; the last one is held;
-                ``T_in <= n_steps``).
-            n_steps: Euler steps (default ``config.dynamics.n_steps``).
-            return_trajectory: keep every state and every step's terms (see :class:`Settled`).
+                ``T_in <= n_steps``). A stacked model reads ``[B, R * cells_per_replica]``.
+            n_steps: integration steps (default ``config.dynamics.n_steps``).
+            record: what to keep at every ``every``-th step, any of :data:`RECORDABLE`
+                (``"state"`` keeps the initial state too); the final state, the last step's
+                terms and its attention weights are always kept (see :class:`Settled`).
+            every: record steps ``every, 2 * every, ...`` (1-based; >= 1).
+            return_trajectory: shorthand for ``record=RECORDABLE, every=1`` (every state and
+                every step's terms).
             detach_inputs: local mode of the learning rules (see :meth:`step`).
             input_mask: ``BoolTensor [B, C]``, False hides the column's input (fill-in).
             initial_state: ``[B, C, L, D]``; default :meth:`initial_state` of the first frame
                 (computed without gradient in local mode).
 
         Returns:
-            :class:`Settled`.
+            :class:`Settled`. With ``config.normalize == "layer"`` and ``dt_ms <= tau_ms`` every
+            state's RMS per (image, column, level) is at most 1: each term is a unit-RMS net
+            output or a convex combination of states, and a step is a convex combination of
+            the state and the consensus.
         """
         n = self.config.dynamics.n_steps if n_steps is None else n_steps
-        check_positive_int("n_steps", n)
-        if inputs.dim() == 2:
-            frames = inputs.unsqueeze(0)
-        elif inputs.dim() == 3:
-            frames = inputs
-            if frames.shape[0] > n:
-                raise ValueError(
-                    f"the number of frames must be in [1, n_steps={n}]; got {frames.shape[0]}"
-                )
-        else:
-            raise ValueError(
-                "inputs must be responses [batch, n_cells] or frames [time, batch, n_cells]; "
-                f"got shape {tuple(inputs.shape)}"
-            )
-        if input_mask is not None and tuple(input_mask.shape) != (
-            frames.shape[1],
-            self.n_columns,
-        ):
+        check_int("n_steps", n, 1, 100_000)
+        check_int("every", every, 1)
+        names = tuple(_FULL_RECORD if return_trajectory else record)
+        for name in names:
+            check_choice("record", name, RECORDABLE)
+        frames = self._frames(inputs, n)
+        if input_mask is not None and tuple(input_mask.shape) != (frames.shape[1], self.n_columns):
             raise ValueError(
                 f"input_mask must have shape [batch, {self.n_columns}]; "
                 f"got {tuple(input_mask.shape)}"
             )
-        if initial_state is None:
-            if detach_inputs:
-                with torch.no_grad():
-                    state = self.initial_state(frames[0], input_mask)
-            else:
+        if initial_state is not None:
+            state = initial_state
+        elif detach_inputs:
+            with torch.no_grad():
                 state = self.initial_state(frames[0], input_mask)
         else:
-            state = initial_state
-        trajectory = [state] if return_trajectory else None
-        kept: list[StepTerms] = []
-        betas = []
+            state = self.initial_state(frames[0], input_mask)
+        weights = consensus_weights(self.term_weights, input_mask)
+        states = [state] if "state" in names else None
+        kept: dict[str, list[StepTerms]] = {name: [] for name in names if name != "state"}
+        recorded, betas = [], []
         for t in range(n):
             frame = frames[min(t, frames.shape[0] - 1)]
             state, terms = self.step(
@@ -625,122 +585,32 @@ class Model(nn.Module):
                 n_steps=n,
                 detach_inputs=detach_inputs,
                 input_mask=input_mask,
+                weights=weights,
             )
             betas.append(terms.beta)
-            if return_trajectory:
-                trajectory.append(state)
-                kept.append(terms)
-            else:
-                kept = [terms]
+            if (t + 1) % every == 0:
+                recorded.append(t + 1)
+                if states is not None:
+                    states.append(state)
+                for k in kept.values():
+                    k.append(terms)
+        return Settled(state, states, kept, terms, tuple(recorded), tuple(betas))
 
-        def stack(name: str) -> torch.Tensor:
-            return torch.stack([getattr(k, name) for k in kept], dim=0)
-
-        return Settled(
-            state=state,
-            trajectory=torch.stack(trajectory, dim=0) if return_trajectory else None,
-            bottom_up=stack("bottom_up"),
-            top_down=stack("top_down"),
-            lateral=stack("lateral"),
-            consensus=stack("consensus"),
-            betas=tuple(betas),
+    def _frames(self, inputs: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """``inputs`` as frames ``[T_in, B, n_cells]`` (checked)."""
+        if inputs.dim() == 2:
+            return inputs.unsqueeze(0)
+        if inputs.dim() == 3:
+            if inputs.shape[0] > n_steps:
+                raise ValueError(
+                    f"the number of frames must be in [1, n_steps={n_steps}]; got {inputs.shape[0]}"
+                )
+            return inputs
+        raise ValueError(
+            "inputs must be responses [batch, n_cells] or frames [time, batch, n_cells]; "
+            f"got shape {tuple(inputs.shape)}"
         )
 
     def forward(self, inputs: torch.Tensor, **kwargs: Any) -> Settled:
         """Same as :meth:`settle`."""
         return self.settle(inputs, **kwargs)
-
-
-def _weighted_sum(
-    terms: tuple[torch.Tensor | None, ...], weights: list[float | torch.Tensor]
-) -> torch.Tensor:
-    """``sum_j weights[j] * terms[j]`` over the terms present with a nonzero weight; a weight is
-    a float or a tensor broadcasting against the terms. One product, then in-place fused
-    multiply-adds into it (their backward needs only the inputs)."""
-    out = None
-    for term, w in zip(terms, weights, strict=True):
-        if term is None or (isinstance(w, float) and w == 0.0):
-            continue
-        if out is None:
-            out = term * w
-        elif isinstance(w, float):
-            out = out.add_(term, alpha=w)
-        else:
-            out = out.addcmul_(term, w)
-    if out is None:
-        raise ValueError("consensus weights must have a positive sum over the terms at each level")
-    return out
-
-
-def _as_positions(name: str, pos: np.ndarray | torch.Tensor) -> np.ndarray:
-    arr = np.asarray(pos.detach().cpu() if torch.is_tensor(pos) else pos, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1:
-        raise ValueError(f"{name} must have shape [n, 2] (x_deg, y_deg); got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite")
-    return arr
-
-
-def _polarity_codes(polarity: np.ndarray | torch.Tensor | None, n_cells: int) -> np.ndarray:
-    """``[n_cells]`` int codes of the polarity labels, ranked by first appearance (0 if None)."""
-    if polarity is None:
-        return np.zeros(n_cells, dtype=np.int64)
-    arr = np.asarray(polarity.detach().cpu() if torch.is_tensor(polarity) else polarity)
-    if arr.shape != (n_cells,):
-        raise ValueError(f"cell_polarity must have shape [n_cells] = ({n_cells},); got {arr.shape}")
-    _, first, inverse = np.unique(arr, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inverse.reshape(-1)]
-
-
-def canonical_cell_order(
-    cell_index: np.ndarray,
-    cell_positions_deg: np.ndarray,
-    column_positions_deg: np.ndarray,
-    polarity_codes: np.ndarray,
-) -> np.ndarray:
-    """Sort each column's cells into a canonical slot order.
-
-    A k-d tree lists a column's cells by distance, and with ties (a regular lattice) or ON and
-    OFF cells at the same place the order among equals is arbitrary, so slot ``j`` would mean a
-    different relative cell in different columns. Unshared columns do not care (their own
-    weights absorb any fixed permutation of their inputs), but a shared filter would be
-    scrambled even on a uniform retina. Sorting by (polarity code, row offset top to bottom,
-    column offset left to right, cell index), offsets rounded to 1e-6 deg, gives every column
-    with the same local layout the same slot order.
-
-    Args:
-        cell_index: ``[C, k]`` cells read by each column (any order).
-        cell_positions_deg: ``[n_cells, 2]`` (x_deg, y_deg).
-        column_positions_deg: ``[C, 2]``.
-        polarity_codes: ``[n_cells]`` integer polarity of every cell (the most significant key).
-
-    Returns:
-        ``[C, k]`` int64, each row a permutation of the same row of ``cell_index``.
-    """
-    idx = np.asarray(cell_index, dtype=np.int64)
-    rel = cell_positions_deg[idx] - column_positions_deg[:, None, :]  # [C, k, 2]
-    # np.lexsort: the last key is the primary one
-    keys = (idx, np.round(rel[..., 0], 6), -np.round(rel[..., 1], 6), polarity_codes[idx])
-    order = np.lexsort(keys, axis=-1)
-    return np.take_along_axis(idx, order, axis=-1)
-
-
-def _column_lattice(config: ModelConfig, fov_deg: float, retina_kind: str) -> np.ndarray:
-    """Column positions from the retina package's lattices (imported lazily)."""
-    kind = config.column_lattice
-    if kind == "auto":
-        kind = "foveated" if "fove" in retina_kind.lower() else "uniform"
-    try:
-        from retina import foveated_lattice, uniform_lattice
-    except ImportError as err:
-        raise ValueError(
-            "column positions need retina.uniform_lattice/foveated_lattice, which could not be "
-            f"imported ({err}); pass column_positions_deg explicitly"
-        ) from None
-    if kind == "foveated":
-        pos = foveated_lattice(config.n_columns, fov_deg, seed=config.lattice_seed)
-    else:
-        pos = uniform_lattice(config.n_columns, fov_deg)
-    return _as_positions("column lattice", pos)

@@ -77,7 +77,7 @@ def test_config_round_trips_through_toml():
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        (dict(tau_ms=10.0, dt_ms=10.0), r"dt_ms must be in \(0, tau_ms=10\)"),
+        (dict(tau_ms=10.0, dt_ms=10.5), r"dt_ms must be in \(0, tau_ms=10\]"),
         (dict(tau_ms=10.0, dt_ms=12.0), "dt_ms"),
         (dict(dt_ms=0.0), "dt_ms"),
         (dict(tau_ms=-1.0), "tau_ms"),
@@ -86,6 +86,7 @@ def test_config_round_trips_through_toml():
         (dict(w_bottom_up=0.0, w_top_down=0.0, w_lateral=0.0, w_previous=0.0), "not all be 0"),
         (dict(beta=-0.1), "beta"),
         (dict(beta_schedule="cosine"), "beta_schedule"),
+        (dict(integrator="rk4"), "integrator must be one of"),
         (dict(beta=0.0, beta_schedule="geometric"), "geometric"),
     ],
 )
@@ -97,3 +98,57 @@ def test_bad_configs_name_the_field(kwargs, field):
 def test_unknown_toml_key_is_rejected():
     with pytest.raises(ValueError, match="unknown config key tau"):
         DynamicsConfig.from_dict({"tau": 3.0})
+
+
+def test_integrators_are_the_drift_and_a_named_step():
+    """Euler is x + dt * drift; exponential Euler is the exact solution for a held consensus;
+    with dt = tau Euler is GLOM's discrete update x <- consensus."""
+    from neurosim.dynamics import integrate, step_fraction
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    c = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(
+        integrate(x, c, 20.0, 5.0, "euler"), euler(x, drift(x, c, 20.0), 5.0)
+    )
+    torch.testing.assert_close(
+        integrate(x, c, 20.0, 5.0, "exponential"), c + (x - c) * math.exp(-5.0 / 20.0)
+    )
+    torch.testing.assert_close(integrate(x, c, 10.0, 10.0, "euler"), c)  # GLOM: x <- consensus
+    assert step_fraction("euler", 20.0, 5.0) == 0.25
+    assert step_fraction("exponential", 20.0, 5.0) == pytest.approx(1 - math.exp(-0.25))
+    # a config at dt = tau is allowed and gives a full step
+    glom = DynamicsConfig(tau_ms=10.0, dt_ms=10.0)
+    assert glom.fraction_per_step == 1.0
+    assert DynamicsConfig(integrator="exponential").fraction_per_step < 0.25
+
+
+def test_exponential_euler_is_exact_for_a_fixed_consensus():
+    """For a constant consensus the exponential step has no discretisation error at any dt."""
+    from neurosim.dynamics import integrate
+
+    x0 = torch.tensor([3.0], dtype=torch.float64)
+    c = torch.tensor([1.0], dtype=torch.float64)
+    for dt in (1.0, 10.0, 40.0):
+        x = x0.clone()
+        for _ in range(round(40.0 / dt)):
+            x = integrate(x, c, 20.0, dt, "exponential")
+        torch.testing.assert_close(x, c + (x0 - c) * math.exp(-40.0 / 20.0))
+
+
+def test_consensus_weights_renormalise_hidden_columns():
+    from neurosim.dynamics import consensus_weights, weighted_consensus
+
+    raw = torch.tensor([[1.0, 1.0], [1.0, 0.0], [2.0, 1.0], [0.0, 2.0]])
+    w = consensus_weights(raw)
+    assert w[0] == pytest.approx([0.25, 0.25, 0.5, 0.0])
+    assert w[1] == pytest.approx([0.25, 0.0, 0.25, 0.5])
+    mask = torch.tensor([[True, False]])
+    w_masked = consensus_weights(raw, mask)
+    torch.testing.assert_close(w_masked[0][0], torch.tensor([[[0.25], [0.0]]]))
+    torch.testing.assert_close(w_masked[0][2], torch.tensor([[[0.5], [2 / 3]]]))
+    terms = [torch.full((1, 2, 3), float(i)) for i in range(4)]
+    out = weighted_consensus(terms, w_masked[0])
+    torch.testing.assert_close(out[0, 1], torch.full((3,), (1 + 2 * 2) / 3))
+    with pytest.raises(ValueError, match="positive sum"):
+        consensus_weights(torch.zeros(4, 2))

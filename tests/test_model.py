@@ -291,7 +291,7 @@ def test_model_config_round_trips_and_validates():
     cfg = small_config(dynamics=DynamicsConfig(tau_ms=40.0, dt_ms=4.0))
     assert ModelConfig.from_toml(cfg.to_toml()) == cfg
     with pytest.raises(ValueError, match="dynamics.dt_ms"):
-        ModelConfig.from_dict({"dynamics": {"tau_ms": 5.0, "dt_ms": 5.0}})
+        ModelConfig.from_dict({"dynamics": {"tau_ms": 5.0, "dt_ms": 5.5}})
 
 
 @pytest.mark.parametrize(
@@ -496,3 +496,68 @@ def test_changing_term_weights_in_place_takes_effect():
     _, terms = model.step(x0, r)
     want = (terms.bottom_up + terms.top_down + terms.lateral + x0) / 4
     torch.testing.assert_close(terms.consensus, want)
+
+
+def test_record_spec_keeps_what_was_asked_every_k_steps():
+    model = build()
+    r = responses(model)
+    full = model.settle(r, n_steps=6, return_trajectory=True)
+    out = model.settle(r, n_steps=6, record=("state", "consensus"), every=2)
+    assert out.recorded_steps == (2, 4, 6)
+    assert out.trajectory.shape == (4, 2, 24, 3, 8)  # initial state + 3 recorded
+    torch.testing.assert_close(out.trajectory, full.trajectory[[0, 2, 4, 6]])
+    torch.testing.assert_close(out.consensus, full.consensus[[1, 3, 5]])
+    # not recorded: the last step only
+    assert out.bottom_up.shape == (1, 2, 24, 3, 8)
+    torch.testing.assert_close(out.bottom_up[0], full.bottom_up[-1])
+    torch.testing.assert_close(out.state, full.state)
+    none = model.settle(r, n_steps=6)
+    assert none.trajectory is None and none.recorded_steps == (1, 2, 3, 4, 5, 6)
+    with pytest.raises(ValueError, match="record must be one of"):
+        model.settle(r, record=("states",))
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        model.settle(r, record=("state",), every=0)
+
+
+def test_settled_carries_the_last_steps_attention_weights():
+    from neurosim.attention import lateral_attention
+
+    model = build()
+    r = responses(model)
+    out = model.settle(r, n_steps=3, record=("state",))
+    prev = out.trajectory[-2]
+    for lv, nb in enumerate(model.neighbours):
+        _, want = lateral_attention(prev[:, :, lv], nb.index, out.betas[-1], return_weights=True)
+        torch.testing.assert_close(out.attention[lv], want)
+        assert out.attention[lv].shape == (2, 24, nb.k)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "exponential"])
+def test_layer_normalised_sheet_keeps_every_state_in_the_unit_rms_ball(integrator):
+    """With normalised net outputs every term is unit-RMS or a convex combination of states, so
+    no state can grow, whatever the weights or the input scale (even at dt = tau)."""
+    dyn = DynamicsConfig(tau_ms=10.0, dt_ms=10.0, integrator=integrator, beta=50.0, n_steps=8)
+    model = build(small_config(normalize="layer", dynamics=dyn))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(30.0)  # huge weights: raw outputs would explode
+    r = 100.0 * responses(model)
+    with torch.no_grad():
+        out = model.settle(r, record=("state",))
+    rms = out.trajectory.square().mean(dim=-1).sqrt()  # [T, B, C, L]
+    assert float(rms.max()) <= 1.0 + 1e-5
+    assert float(rms[0].min()) > 0.99  # the bottom-up start is exactly unit RMS
+    raw = build(small_config(dynamics=dyn))
+    with torch.no_grad():
+        for p in raw.parameters():
+            p.mul_(30.0)
+    with torch.no_grad():
+        raw_rms = raw.settle(r).state.square().mean(-1).sqrt()
+    assert not bool((raw_rms <= 10.0).all())  # the raw sheet explodes (huge or not finite)
+
+
+def test_glom_discrete_update_is_x_becomes_the_consensus():
+    model = build(small_config(dynamics=DynamicsConfig(tau_ms=10.0, dt_ms=10.0, n_steps=2)))
+    out = model.settle(responses(model), return_trajectory=True)
+    torch.testing.assert_close(out.trajectory[1], out.consensus[0])
+    torch.testing.assert_close(out.trajectory[2], out.consensus[1])
