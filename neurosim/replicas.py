@@ -38,6 +38,7 @@ __all__ = [
     "clip_grad_norm_per_replica_",
 ]
 
+
 def _architecture(config):
     """The config with what may differ between replicas (seeds) set to a common value."""
     return dataclasses.replace(config, seed=0, lattice_seed=0)
