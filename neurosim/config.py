@@ -23,7 +23,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "Config",
@@ -198,9 +198,28 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+def _moved_message(cls: type, prefix: str, key: str) -> str | None:
+    """The error for a key that moved to a nested table (``cls.moved_keys``), or None."""
+    new = cls.moved_keys.get(key)
+    if new is None:
+        return None
+    table, _, field = f"{prefix}{new}".rpartition(".")
+    return (
+        f"config key {prefix}{key} has moved: it is now {field} in the [{table}] table "
+        f"({prefix}{new})"
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
-    """Base of all neurosim configs: frozen, keyword-only, validated, TOML round-trippable."""
+    """Base of all neurosim configs: frozen, keyword-only, validated, TOML round-trippable.
+
+    ``moved_keys`` (a class attribute) maps keys a config no longer has to their new dotted
+    place below it (e.g. ``{"n_columns": "model.n_columns"}``), so an old file fails with a
+    message naming the new table.
+    """
+
+    moved_keys: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -212,6 +231,9 @@ class Config:
         names = cls.field_names()
         unknown = [k for k in data if k not in names]
         if unknown:
+            moved = _moved_message(cls, _prefix, unknown[0])
+            if moved:
+                raise ValueError(moved)
             raise ValueError(
                 f"unknown config key {_prefix}{unknown[0]!s} for {cls.__name__}; "
                 f"allowed keys: {', '.join(names)}"
@@ -250,6 +272,9 @@ class Config:
         changes: dict[str, Any] = {}
         for key, value in overrides.items():
             if key not in names:
+                moved = _moved_message(type(self), _prefix, key)
+                if moved:
+                    raise ValueError(moved)
                 raise ValueError(
                     f"unknown config key {_prefix}{key} for {type(self).__name__}; "
                     f"allowed keys: {', '.join(names)}"

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from neurosim.config import check_choice
+
 __all__ = [
     "LOCALITIES",
     "detach_inputs_for",
@@ -46,6 +48,7 @@ __all__ = [
     "fill_in_loss",
     "contrastive_loss",
     "collapse_report",
+    "teacher_confidence",
     "neighbour_soft_targets",
     "neighbour_codistillation_loss",
     "codistillation_weight",
@@ -178,6 +181,8 @@ def consensus_codistillation_loss(
     mask: torch.Tensor | None = None,
     top_down_levels: torch.Tensor | None = None,
     level_dims: Sequence[int] | None = None,
+    loss: str = "mse",
+    per_column: bool = False,
 ) -> torch.Tensor:
     """Each column's bottom-up and top-down predictions regressed on its level's consensus.
 
@@ -201,13 +206,18 @@ def consensus_codistillation_loss(
             prediction there (whatever the model stores, zeros or a copy) is ignored.
         level_dims: optional ``[L]`` sizes of the levels (``Model.level_dims``) when they
             differ: the zero padding of a smaller level is left out of the means.
+        loss: ``"mse"`` (squared error per entry) or ``"cosine"`` (``1 - cos`` between the
+            prediction and the consensus, per vector: scale-free, so the rule cannot be served
+            by growing or shrinking the embeddings).
+        per_column: return one value per column ``[C]`` (the mean over everything else, each
+            prediction vector weighing alike) instead of the scalar.
 
     Returns:
-        Scalar: mean squared error of the bottom-up predictions over all trained entries plus the
-        mean squared error of the top-down predictions over the trained entries of the levels
+        Scalar: the error of the bottom-up predictions averaged over all trained entries plus
+        the error of the top-down predictions averaged over the trained entries of the levels
         that have a top-down net (each term a mean over its own entries, so the two nets carry
-        equal weight regardless of the number of levels). With a single level there is no
-        top-down term.
+        equal weight regardless of the number of levels); ``[C]`` with ``per_column``. With a
+        single level there is no top-down term.
     """
     if bottom_up.shape != consensus.shape:
         raise ValueError(
@@ -228,10 +238,15 @@ def consensus_codistillation_loss(
                 f"mask must broadcast to [..., C] = {tuple(lead_cols)}; got {tuple(mask.shape)}"
             ) from None
         weight = m.unsqueeze(-1).expand(*lead_cols, n_levels)
+    check_choice("loss", loss, ("mse", "cosine"))
+    if per_column or loss == "cosine":
+        return _consensus_per_vector(
+            bottom_up, top_down, target, weight, level_dims, top_down_levels, loss, per_column
+        )
     entries = _level_mask(level_dims, consensus)
-    loss = _masked_mean((bottom_up - target) ** 2, weight, entries)
+    total = _masked_mean((bottom_up - target) ** 2, weight, entries)
     if top_down is None:
-        return loss
+        return total
     if top_down.shape != consensus.shape:
         raise ValueError(
             f"top_down must have the shape of consensus {tuple(consensus.shape)}; "
@@ -247,11 +262,66 @@ def consensus_codistillation_loss(
                 f"top_down_levels must have shape [L] = ({n_levels},); got {tuple(levels.shape)}"
             )
     if not bool(levels.any()):
-        return loss
+        return total
     td_weight = levels.to(consensus.dtype).expand(*lead_cols, n_levels)
     if weight is not None:
         td_weight = td_weight * weight
-    return loss + _masked_mean((top_down - target) ** 2, td_weight, entries)
+    return total + _masked_mean((top_down - target) ** 2, td_weight, entries)
+
+
+def _top_down_levels(top_down_levels, n_levels, device):
+    if top_down_levels is None:
+        levels = torch.ones(n_levels, dtype=torch.bool, device=device)
+        levels[-1] = False
+        return levels
+    levels = top_down_levels.to(device=device, dtype=torch.bool)
+    if levels.shape != (n_levels,):
+        raise ValueError(
+            f"top_down_levels must have shape [L] = ({n_levels},); got {tuple(levels.shape)}"
+        )
+    return levels
+
+
+def _vector_errors(pred, target, level_dims, loss):
+    """``[..., C, L]`` error of every prediction vector (padding of smaller levels excluded)."""
+    entries = _level_mask(level_dims, target)
+    if loss == "cosine":
+        if entries is not None:
+            pred, target = pred * entries, target * entries
+        return 1.0 - F.cosine_similarity(pred, target, dim=-1, eps=1e-8)
+    sq = (pred - target) ** 2
+    if entries is None:
+        return sq.mean(dim=-1)
+    return (sq * entries).sum(dim=-1) / entries.sum(dim=-1)
+
+
+def _reduce(err: torch.Tensor, weight: torch.Tensor | None, per_column: bool) -> torch.Tensor:
+    """Weighted mean of ``err [..., C, L]``: over everything (a scalar), or over everything but
+    the columns (``[C]``) with ``per_column``."""
+    w = torch.ones_like(err) if weight is None else weight.to(err.dtype).expand_as(err)
+    dims = [d for d in range(err.ndim) if d != err.ndim - 2] if per_column else None
+    total = w.sum() if dims is None else w.sum(dim=dims)
+    num = (err * w).sum() if dims is None else (err * w).sum(dim=dims)
+    return num / total.clamp_min(torch.finfo(err.dtype).tiny)
+
+
+def _consensus_per_vector(bu, td, target, weight, level_dims, td_levels, loss, per_column):
+    errors = _vector_errors(bu, target, level_dims, loss)  # [..., C, L]
+    out = _reduce(errors, weight, per_column)
+    if td is None:
+        return out
+    if td.shape != target.shape:
+        raise ValueError(
+            f"top_down must have the shape of consensus {tuple(target.shape)}; "
+            f"got {tuple(td.shape)}"
+        )
+    levels = _top_down_levels(td_levels, target.shape[-2], target.device)
+    if not bool(levels.any()):
+        return out
+    td_w = levels.to(target.dtype).expand(errors.shape)
+    if weight is not None:
+        td_w = td_w * weight
+    return out + _reduce(_vector_errors(td, target, level_dims, loss), td_w, per_column)
 
 
 def draw_fill_in_mask(
@@ -307,7 +377,11 @@ def hide_column_inputs(
 
 
 def fill_in_loss(
-    predicted_input: torch.Tensor, column_input: torch.Tensor, hidden: torch.Tensor
+    predicted_input: torch.Tensor,
+    column_input: torch.Tensor,
+    hidden: torch.Tensor,
+    *,
+    per_column: bool = False,
 ) -> torch.Tensor:
     """Fill-in: the settled state must predict the input that a hidden column did not receive.
 
@@ -323,9 +397,12 @@ def fill_in_loss(
         predicted_input: ``[B, C, d_in]`` decoder output from the settled level-0 embeddings.
         column_input: ``[B, C, d_in]`` the unhidden input (detached here: it is data).
         hidden: ``[B, C]`` bool, ``True`` where the input was hidden.
+        per_column: return each column's loss ``[C]`` (mean over the images where it was
+            hidden; 0 where it never was).
 
     Returns:
-        Scalar: mean squared error over the hidden columns' input entries (0 if none hidden).
+        Scalar: mean squared error over the hidden columns' input entries (0 if none hidden);
+        ``[C]`` with ``per_column``.
     """
     if predicted_input.shape != column_input.shape:
         raise ValueError(
@@ -337,6 +414,10 @@ def fill_in_loss(
             f"hidden must be [B, C] = {tuple(column_input.shape[:2])}; got {tuple(hidden.shape)}"
         )
     sq = (predicted_input - column_input.detach()) ** 2
+    if per_column:
+        w = hidden.to(sq.dtype)  # [B, C]
+        per = sq.mean(dim=-1)  # [B, C]
+        return (per * w).sum(dim=0) / w.sum(dim=0).clamp_min(1.0)
     w = hidden.to(sq.dtype).unsqueeze(-1).expand_as(sq)
     total = w.sum()
     if total <= 0:
@@ -349,6 +430,9 @@ def contrastive_loss(
     temperature: float,
     *,
     positives: torch.Tensor | None = None,
+    detach_positives: bool = True,
+    groups: int = 1,
+    per_column: bool = False,
 ) -> torch.Tensor:
     """InfoNCE anti-collapse term: other images in the batch are the negatives.
 
@@ -363,16 +447,27 @@ def contrastive_loss(
             crop, or the consensus). If ``None``:
 
             * ``[B, C, D]``: the positive of column ``c`` of image ``b`` is the mean embedding of
-              the *other* columns of image ``b`` (leave-one-out), and the negatives are that mean
-              for the other images: columns of one image should agree more with each other than
-              with any other image (the whole-image level of GLOM);
+              the *other* columns of image ``b`` (leave-one-out, within the column's group),
+              and the negatives are that mean for the other images: columns of one image
+              should agree more with each other than with any other image (the whole-image
+              level of GLOM);
             * ``[B, D]``: the positive is the anchor itself (similarity 1, no gradient), so the
               loss reduces to the uniformity term that pushes different images apart
               (Wang & Isola 2020).
+        detach_positives: the positives are targets, not trained (default). This keeps the
+            term local: the loss of column ``c`` reaches only the parameters behind column
+            ``c``'s own embedding, never the other columns' through the leave-one-out mean.
+            ``False`` lets the gradient into the positives too (end-to-end training).
+        groups: ``[B, C, D]`` only: the columns form this many consecutive groups of equal size
+            (the replicas of a stacked model), each with its own leave-one-out positives; the
+            images of a batch are each group's own (replica ``r``'s image ``b`` is another image
+            than replica ``r'``'s).
+        per_column: ``[B, C, D]`` only: return each column's loss ``[C]`` (mean over anchors).
 
     Returns:
         Scalar: the mean cross-entropy over anchors (and columns), in nats; about ``log B`` when
         the embeddings have collapsed, towards 0 when each anchor singles out its positive.
+        ``[C]`` with ``per_column``.
     """
     t = _check_temperature(temperature)
     if embeddings.ndim not in (2, 3):
@@ -386,24 +481,35 @@ def contrastive_loss(
             f"got {tuple(positives.shape)}"
         )
     if embeddings.ndim == 2:
+        if per_column:
+            raise ValueError("per_column needs embeddings [B, C, D]")
         anchors = embeddings.unsqueeze(1)  # [B, 1, D]
-        pos = anchors if positives is None else positives.unsqueeze(1)
+        pos = anchors.detach() if positives is None else positives.unsqueeze(1)
     else:
         anchors = embeddings
+        n_col = embeddings.shape[1]
+        if not (isinstance(groups, int) and groups >= 1 and n_col % groups == 0):
+            raise ValueError(f"groups must be an integer >= 1 dividing C={n_col}; got {groups!r}")
         if positives is None:
-            n_col = embeddings.shape[1]
-            if n_col < 2:
-                raise ValueError("embeddings [B, C, D] need C >= 2 columns without positives")
-            total = embeddings.sum(dim=1, keepdim=True)
-            pos = (total - embeddings) / (n_col - 1)
+            per_group = n_col // groups
+            if per_group < 2:
+                raise ValueError("embeddings [B, C, D] need C >= 2 columns per group")
+            e = embeddings.view(batch, groups, per_group, -1)
+            total = e.sum(dim=2, keepdim=True)
+            pos = ((total - e) / (per_group - 1)).view_as(embeddings)
         else:
             pos = positives
+    if detach_positives:
+        pos = pos.detach()
     a = F.normalize(anchors, dim=-1)
     p = F.normalize(pos, dim=-1)
     # logits[c, b, b'] = cos(anchor[b, c], positive[b', c]) / T
     logits = torch.einsum("bcd,ecd->cbe", a, p) / t
     target = torch.arange(batch, device=embeddings.device).expand(logits.shape[0], batch)
-    return F.cross_entropy(logits.reshape(-1, batch), target.reshape(-1))
+    ce = F.cross_entropy(logits.reshape(-1, batch), target.reshape(-1), reduction="none")
+    if per_column:
+        return ce.view(logits.shape[0], batch).mean(dim=1)
+    return ce.mean()
 
 
 def collapse_report(
@@ -465,11 +571,22 @@ def _check_neighbours(
             )
 
 
+def teacher_confidence(probs: torch.Tensor) -> torch.Tensor:
+    """``1 - H(p) / log K`` of soft predictions ``[..., K]``: 1 for a one-hot teacher, 0 for a
+    uniform one (a column that has not seen the object has nothing to teach)."""
+    k = probs.shape[-1]
+    entropy = -torch.xlogy(probs, probs).sum(dim=-1)
+    return (1.0 - entropy / math.log(k)).clamp(0.0, 1.0)
+
+
 def neighbour_soft_targets(
     logits: torch.Tensor,
     neighbour_index: torch.Tensor,
     attention_weights: torch.Tensor | None,
     temperature: float,
+    *,
+    confidence: bool = False,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The detached attention-weighted average of the neighbours' soft predictions.
 
@@ -478,12 +595,17 @@ def neighbour_soft_targets(
         neighbour_index: ``[C, k]`` int, column ``c``'s neighbours (exclude ``c`` itself, or it
             partly teaches itself).
         attention_weights: ``[B, C, k]`` weights of those neighbours (rows summing to one, e.g.
-            the lateral attention of the model), or ``None`` for the plain average.
+            the lateral attention of the model, ``Settled.attention[level]``), or ``None`` for
+            the plain average.
         temperature: ``T > 0``.
+        confidence: also weigh each neighbour by its confidence (:func:`teacher_confidence` of
+            its soft prediction), so that uninformed neighbours teach less.
+        mask: optional ``BoolTensor [C, k]`` of the real neighbours (radius neighbourhoods).
 
     Returns:
         ``[B, C, K]`` probabilities ``sum_j w[b, c, j] softmax(logits[b, n[c, j]] / T)``
-        (renormalised over the weights), detached.
+        (renormalised over the weights; the plain mean of the neighbours where they all weigh
+        zero), detached.
     """
     t = _check_temperature(temperature)
     if logits.ndim != 3:
@@ -494,10 +616,18 @@ def neighbour_soft_targets(
         probs = F.softmax(logits.detach() / t, dim=-1)
         gathered = probs[:, neighbour_index.to(logits.device).long()]  # [B, C, k, K]
         if attention_weights is None:
-            return gathered.mean(dim=2)
-        w = attention_weights.detach().to(probs.dtype)
-        if bool((w < 0).any()):
-            raise ValueError("attention_weights must be non-negative")
+            w = torch.ones(gathered.shape[:-1], dtype=probs.dtype, device=probs.device)
+        else:
+            w = attention_weights.detach().to(probs.dtype)
+            if bool((w < 0).any()):
+                raise ValueError("attention_weights must be non-negative")
+        if mask is not None:
+            w = w * mask.to(w.dtype)
+        if confidence:
+            w = w * teacher_confidence(gathered)
+        total = w.sum(dim=-1, keepdim=True)
+        fallback = torch.ones_like(w) if mask is None else mask.to(w.dtype).expand_as(w)
+        w = torch.where(total > 0, w, fallback)
         w = w / w.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
         return torch.einsum("bck,bckz->bcz", w, gathered)
 
@@ -507,27 +637,41 @@ def neighbour_codistillation_loss(
     neighbour_index: torch.Tensor,
     attention_weights: torch.Tensor | None,
     temperature: float,
+    *,
+    confidence: bool = False,
+    mask: torch.Tensor | None = None,
+    per_column: bool = False,
 ) -> torch.Tensor:
     """Output co-distillation between columns: agree with the neighbours' softened opinion.
 
     Every column has its own (unshared) readout of class logits. Column ``c`` is trained towards
     the detached attention-weighted average of its neighbours' soft predictions at temperature
     ``T`` (:func:`neighbour_soft_targets`) with the ``T**2``-scaled KL of Hinton et al. (2015) —
-    the co-distillation of seed 001 (00:27-00:29) with the columns as the peer group. Add the
-    label cross-entropy separately and scale this term with :func:`codistillation_weight` so the
-    columns "learn separately for a while first".
+    the co-distillation of the distillation talk (00:27-00:29) with the columns as the peer
+    group. Add the label cross-entropy separately and scale this term with
+    :func:`codistillation_weight` so the columns "learn separately for a while first".
 
     Args:
         logits: ``[B, C, K]``.
         neighbour_index: ``[C, k]``.
         attention_weights: ``[B, C, k]`` or ``None`` (uniform).
         temperature: ``T > 0``.
+        confidence, mask: see :func:`neighbour_soft_targets`.
+        per_column: return each column's loss ``[C]`` (mean over images).
 
     Returns:
-        Scalar: ``T**2 * mean_{b, c} KL(target[b, c] || softmax(logits[b, c] / T))``.
+        Scalar: ``T**2 * mean_{b, c} KL(target[b, c] || softmax(logits[b, c] / T))``; ``[C]``
+        with ``per_column``.
     """
-    target = neighbour_soft_targets(logits, neighbour_index, attention_weights, temperature)
-    return distillation_kl(logits, target, temperature)
+    target = neighbour_soft_targets(
+        logits, neighbour_index, attention_weights, temperature, confidence=confidence, mask=mask
+    )
+    if not per_column:
+        return distillation_kl(logits, target, temperature)
+    t = _check_temperature(temperature)
+    log_q = F.log_softmax(logits / t, dim=-1)
+    kl = (torch.xlogy(target, target) - target * log_q).sum(dim=-1)  # [B, C]
+    return kl.mean(dim=0) * (t * t)
 
 
 def codistillation_weight(step: int, warmup_steps: int, ramp_steps: int = 0) -> float:

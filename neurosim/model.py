@@ -426,7 +426,11 @@ class Model(nn.Module):
         """A column net's output as the embedding it proposes (layer-normalised if asked)."""
         return F.layer_norm(y, y.shape[-1:]) if self.normalize else y
 
-    def _encode(self, responses: torch.Tensor, input_mask: torch.Tensor | None) -> torch.Tensor:
+    def encode(
+        self, responses: torch.Tensor, input_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The level-0 encoder's reading of the retina, ``[B, C, dim[0]]`` (layer-normalised
+        when ``config.normalize == "layer"``; hidden columns read zeros)."""
         x = self.column_inputs(responses)
         if input_mask is not None:
             x = x * input_mask[..., None].to(x.dtype)
@@ -439,7 +443,7 @@ class Model(nn.Module):
         b = responses.shape[0]
         if self.config.init == "zeros":
             return responses.new_zeros(b, self.n_columns, self.n_levels, self.dim)
-        levels = [self._encode(responses, input_mask)]
+        levels = [self.encode(responses, input_mask)]
         for net in self.bottom_up:
             levels.append(self._out(net(levels[-1])))
         return self.stack_levels(levels)
@@ -493,7 +497,7 @@ class Model(nn.Module):
             x[..., :d] if d < self.dim else x
             for x, d in zip(src.unbind(2), self.level_dims, strict=True)
         ]
-        bu = [self._encode(responses, input_mask)]
+        bu = [self.encode(responses, input_mask)]
         bu += [self._out(net(xs[lv])) for lv, net in enumerate(self.bottom_up)]
         # The position enters the top-down nets as if concatenated to their input (neural field).
         td: list[torch.Tensor | None] = [
@@ -594,7 +598,7 @@ class Model(nn.Module):
                     states.append(state)
                 for k in kept.values():
                     k.append(terms)
-        return Settled(state, states, kept, terms, tuple(recorded), tuple(betas))
+        return Settled(state, states, kept, terms, tuple(recorded), tuple(betas), input_mask)
 
     def _frames(self, inputs: torch.Tensor, n_steps: int) -> torch.Tensor:
         """``inputs`` as frames ``[T_in, B, n_cells]`` (checked)."""

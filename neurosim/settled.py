@@ -92,6 +92,7 @@ class Settled:
         attention: the last step's lateral attention weights, one ``[B, C, k_l]`` per level.
         recorded_steps: the 1-based steps whose terms and states were recorded.
         betas: the inverse temperature used at each step.
+        input_mask: the ``input_mask`` of the run (``[B, C]``, False = input hidden) or None.
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class Settled:
         last: StepTerms,
         recorded_steps: tuple[int, ...],
         betas: tuple[float, ...],
+        input_mask: torch.Tensor | None = None,
     ) -> None:
         self.state = state
         self.trajectory = None if states is None else torch.stack(states, dim=0)
@@ -111,6 +113,7 @@ class Settled:
         self.attention = last.attention
         self.recorded_steps = recorded_steps
         self.betas = betas
+        self.input_mask = input_mask
 
     def _term(self, name: str) -> torch.Tensor:
         if name not in self._cache:

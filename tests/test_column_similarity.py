@@ -83,12 +83,12 @@ def test_column_outputs_keep_each_columns_own_response():
     c, s = model.sheet.n_columns, 3
     x = torch.randn(c * s, retina.n_cells)
     outs = cs.column_outputs(model, x, s, batch_size=7)
-    assert outs["encoder"].shape == (c, s, cfg.baseline.dim)
+    assert outs["encoder"].shape == (c, s, cfg.baseline.model.dim)
     assert outs["logits"].shape == (c, s, 10)
     with torch.no_grad():
         state = model.sheet.settle(x).state
         logits = model.readout(model.features(state))
-        enc = model.sheet.encoder(model.sheet.column_inputs(x))
+        enc = model.sheet.encode(x)
     for col, stim in ((0, 0), (5, 2), (c - 1, 1)):
         row = col * s + stim
         np.testing.assert_allclose(outs["encoder"][col, stim], enc[row, col], atol=1e-5)

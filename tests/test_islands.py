@@ -54,7 +54,7 @@ def test_quick_run_dataset(quick_run, capsys):
         fin = ds[name].values[np.isfinite(ds[name].values)]
         assert fin.size and np.all(np.abs(fin) <= 1 + 1e-9)
     c = cfg.baseline.n_columns
-    assert ds["example_embedding"].shape == (len(cfg.models), 2, n_lv, c, cfg.baseline.dim)
+    assert ds["example_embedding"].shape == (len(cfg.models), 2, n_lv, c, cfg.baseline.model.dim)
     assert np.isfinite(ds["example_embedding"]).all()
     assert ds["example_image"].shape == (cfg.canvas_px, cfg.canvas_px)
     assert set(np.unique(ds["example_label"].values)) <= {0, 1, 2}

@@ -198,7 +198,7 @@ def column_outputs(model, responses, n_stimuli: int, *, batch_size: int = 256) -
             if sheet.config.init == "bottom_up":
                 enc = sheet.level(x0, 0)  # [b, C, dim[0]]: the encoder's reading
             else:
-                enc = sheet.encoder(sheet.column_inputs(x))
+                enc = sheet.encode(x)
             state = sheet.settle(x, initial_state=x0).state  # [b, C, L, D]
             logits = model.readout(model.features(state))  # [b, C, K]
             out = {"encoder": enc[rows, col]}

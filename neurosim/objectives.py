@@ -1,0 +1,444 @@
+"""The learning rules as objectives: local co-distillation, its label-only control, end to end.
+
+An objective is what a script trains a column sheet with. It is configured by a frozen
+:class:`ObjectiveConfig` and used in three steps, or in one as the loss function of
+:class:`~neurosim.train.Trainer`::
+
+    objective = Objective(ObjectiveConfig.local_codistillation(), total_steps=1000)
+    settled = objective.settle(classifier, batch, step)        # the right locality, fill-in mask
+    terms = objective.terms(classifier, settled, batch, step)  # every term, and "loss"
+    terms = objective(classifier, batch, step)                 # both at once
+
+``classifier`` is a :class:`~neurosim.readout.ColumnClassifier` (a column sheet with per-column
+readouts; stacked replicas allowed), ``batch`` a :class:`Batch` (or a tuple in its field order):
+retina responses, labels (``IGNORE_LABEL`` = unlabelled) and optionally how much of the object
+each column's input holds.
+
+The terms (each per column first, :meth:`Objective.column_terms`; a replica's term is the mean
+of its columns' values):
+
+``label``
+    ``"image"``: the image's label error broadcast to every column — the cross-entropy of the
+    image's logits (the mean of its columns' logits), whose gradient reaches each column as
+    ``(softmax(z_image) - y) / C`` on its own logits: every column learns from one global error
+    signal but only through its own nets. ``"column"``: each column's own cross-entropy.
+    ``"object"``: each column's own cross-entropy, weighted by how much of the object its input
+    holds (``Batch.object_weights``). ``"none"``: no labels (unlabelled training).
+``consensus``
+    consensus co-distillation (the distillation talk, 00:29-00:34; GLOM sec. 3): every column's
+    bottom-up and top-down predictions regressed on the detached consensus of their level at
+    every step, which holds the neighbours' opinions
+    (:func:`~neurosim.learning.consensus_codistillation_loss`, ``"cosine"`` (scale-free, the
+    default) or ``"mse"``).
+``neighbour``
+    output co-distillation: each column's soft prediction towards the detached soft
+    predictions of its neighbours, weighted by the settled lateral attention
+    (``Settled.attention``) and optionally by the teachers' confidence.
+``contrastive``
+    InfoNCE anti-collapse per level: a column's embedding picks the detached mean embedding of
+    the other columns of its image out of those of the other images (GLOM sec. 9.3).
+``fill_in``
+    hide some columns' input; their settled level-0 embedding must predict it through the
+    classifier's per-column decoder (GLOM sec. 3.3).
+
+Output co-distillation (``neighbour``) is off while the columns "learn a bit separately" (the
+first ``warmup_fraction`` of the steps; the distillation talk, 00:28) and then ramps up over
+``ramp_fraction`` (:func:`~neurosim.learning.codistillation_weight`). Consensus co-distillation
+is how the sheet's nets learn their part in the settling and runs from the start (GLOM sec. 3).
+
+Locality: with ``locality="local"`` the sheet is settled with ``detach_inputs=True`` and every
+target above is detached, so the loss of column ``c`` — every term alone — reaches only column
+``c``'s own parameters (tested for each term on both retinas). ``locality="bptt"`` trains end
+to end through the settling: :meth:`ObjectiveConfig.end_to_end` is the ``lc-backprop`` rule.
+The same objective trains any model with per-place logits (the CNN) when no term needs a
+settled sheet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from neurosim import learning
+from neurosim.config import Config, check_choice, check_int, check_range, check_seed
+from neurosim.readout import image_logits
+
+__all__ = [
+    "IGNORE_LABEL",
+    "LABEL_MODES",
+    "TERMS",
+    "Batch",
+    "ObjectiveConfig",
+    "Objective",
+]
+
+#: the label of an unlabelled image
+IGNORE_LABEL = -1
+#: the label terms
+LABEL_MODES = ("image", "column", "object", "none")
+#: every term an objective can hold, in the order of its results
+TERMS = ("label", "consensus", "neighbour", "contrastive", "fill_in")
+#: the terms scaled by the warm-up and ramp
+_RAMPED = ("neighbour",)
+_SEED_MIX = 1_000_003
+
+
+class Batch(NamedTuple):
+    """One training batch.
+
+    Attributes:
+        responses: retina responses ``[B, n_cells]``; a stacked model (``R`` replicas) reads
+            ``[B, R, cells_per_replica]`` (each replica its own images); a video
+            ``[B, R, T, cells_per_replica]`` (frame t drives step t).
+        labels: ``[B]`` or ``[B, R]`` class labels, :data:`IGNORE_LABEL` for unlabelled images.
+        object_weights: optional ``[B, C]`` / ``[B, R, C]``, how much of the object each column's
+            input holds (for ``label="object"``); not needed otherwise.
+    """
+
+    responses: torch.Tensor
+    labels: torch.Tensor
+    object_weights: torch.Tensor | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ObjectiveConfig(Config):
+    """The rule's terms and weights.
+
+    Attributes:
+        locality: ``"local"`` (no gradient across columns or steps) or ``"bptt"`` (end to end).
+        label: the label term, one of :data:`LABEL_MODES`.
+        w_label: its weight (>= 0).
+        w_consensus: weight of consensus co-distillation (>= 0).
+        consensus_loss: ``"cosine"`` (scale-free) or ``"mse"``.
+        w_neighbour: weight of output co-distillation between neighbours (>= 0).
+        temperature: ``T`` of the neighbours' soft targets (> 0).
+        neighbour_confidence: weigh each teacher by its confidence ``1 - H / log K``.
+        neighbour_level: the level whose neighbours and attention weights teach (-1 = top).
+        w_contrastive: weight of the anti-collapse InfoNCE term (>= 0).
+        contrastive_temperature: its temperature (> 0).
+        w_fill_in: weight of the fill-in term (>= 0; the classifier needs a decoder).
+        fill_in_fraction: fraction of columns whose input is hidden, in (0, 1).
+        warmup_fraction: fraction of the steps before output co-distillation starts, [0, 1).
+        ramp_fraction: fraction of the steps over which it ramps up to ``w_neighbour``, [0, 1].
+    """
+
+    locality: Literal["local", "bptt"] = "local"
+    label: Literal["image", "column", "object", "none"] = "image"
+    w_label: float = 1.0
+    w_consensus: float = 0.0
+    consensus_loss: Literal["mse", "cosine"] = "cosine"
+    w_neighbour: float = 0.0
+    temperature: float = 2.0
+    neighbour_confidence: bool = False
+    neighbour_level: int = -1
+    w_contrastive: float = 0.0
+    contrastive_temperature: float = 0.5
+    w_fill_in: float = 0.0
+    fill_in_fraction: float = 0.25
+    warmup_fraction: float = 0.3
+    ramp_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_choice("locality", self.locality, learning.LOCALITIES)
+        check_choice("label", self.label, LABEL_MODES)
+        check_choice("consensus_loss", self.consensus_loss, ("mse", "cosine"))
+        for name in ("w_label", "w_consensus", "w_neighbour", "w_contrastive", "w_fill_in"):
+            check_range(name, getattr(self, name), 0.0, 1e6)
+        check_range("temperature", self.temperature, 0.0, 100.0, lo_inclusive=False)
+        check_range(
+            "contrastive_temperature", self.contrastive_temperature, 0.0, 100.0, lo_inclusive=False
+        )
+        check_int("neighbour_level", self.neighbour_level, -64, 63)
+        check_range(
+            "fill_in_fraction",
+            self.fill_in_fraction,
+            0.0,
+            1.0,
+            lo_inclusive=False,
+            hi_inclusive=False,
+        )
+        check_range("warmup_fraction", self.warmup_fraction, 0.0, 1.0, hi_inclusive=False)
+        check_range("ramp_fraction", self.ramp_fraction, 0.0, 1.0)
+
+    @classmethod
+    def local_codistillation(cls, **overrides: Any) -> ObjectiveConfig:
+        """The local rule: the image-level label error plus scale-free consensus and neighbour
+        co-distillation (``overrides`` change any field)."""
+        fields = dict(locality="local", label="image", w_consensus=0.1, w_neighbour=1.0)
+        fields.update(overrides)
+        return cls(**fields)
+
+    @classmethod
+    def local_control(cls, **overrides: Any) -> ObjectiveConfig:
+        """:meth:`local_codistillation` with the co-distillation terms off: its control."""
+        return dataclasses.replace(
+            cls.local_codistillation(**overrides), w_consensus=0.0, w_neighbour=0.0
+        )
+
+    @classmethod
+    def end_to_end(cls, **overrides: Any) -> ObjectiveConfig:
+        """Backpropagation through the settling with the image's label only (lc-backprop)."""
+        fields = dict(locality="bptt", label="image")
+        fields.update(overrides)
+        return cls(**fields)
+
+    def weight(self, term: str) -> float:
+        """The (full) weight of ``term``."""
+        return float(getattr(self, f"w_{term}"))
+
+    @property
+    def active_terms(self) -> tuple[str, ...]:
+        """The terms with a nonzero weight (the label term only with labels)."""
+        out = []
+        for term in TERMS:
+            if term == "label" and self.label == "none":
+                continue
+            if self.weight(term) > 0:
+                out.append(term)
+        return tuple(out)
+
+    @property
+    def needs_settled_sheet(self) -> bool:
+        """False when only label terms are active (any model with per-place logits will do)."""
+        return any(t != "label" for t in self.active_terms) or self.locality == "local"
+
+
+class Objective:
+    """The configured rule (see the module doc) for a run of ``total_steps`` steps.
+
+    Args:
+        config: :class:`ObjectiveConfig`.
+        total_steps: length of the training run (for the warm-up and ramp).
+        seeds: one seed per replica for the objective's own random draws (the fill-in masks):
+            replica ``r`` at step ``s`` draws from a generator seeded by ``(seeds[r], s)``, so a
+            replica draws what the same model trained alone with that seed would.
+    """
+
+    def __init__(
+        self, config: ObjectiveConfig, *, total_steps: int, seeds: Sequence[int] = (0,)
+    ) -> None:
+        if not isinstance(config, ObjectiveConfig):
+            raise ValueError(f"config must be an ObjectiveConfig; got {type(config).__name__}")
+        self.config = config
+        self.total_steps = check_int("total_steps", total_steps, 1)
+        self.seeds = tuple(int(s) for s in seeds)
+        if not self.seeds:
+            raise ValueError("seeds must hold one seed per replica")
+        for i, s in enumerate(self.seeds):
+            check_seed(f"seeds[{i}]", s)
+        self.warmup = int(round(config.warmup_fraction * total_steps))
+        self.ramp = int(round(config.ramp_fraction * total_steps))
+
+    # ------------------------------------------------------------------ inputs
+    def codistillation_weight(self, step: int) -> float:
+        """The ramp factor of output co-distillation at ``step`` (0 during the warm-up)."""
+        return learning.codistillation_weight(int(step), self.warmup, self.ramp)
+
+    @staticmethod
+    def _split(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(the model's input, labels [B, R], object weights [B, R*C] or None)``.
+
+        A column classifier reads ``[B, R*n]`` (or frames ``[T, B, R*n]`` of a video); any other
+        model (the CNN) gets the responses with their replica axis, ``[B, R, ...]``.
+        """
+        b = batch if isinstance(batch, Batch) else Batch(*batch)
+        r = int(getattr(model, "n_replicas", 1))
+        x, y, w = b.responses, b.labels, b.object_weights
+        if y.dim() == 1:
+            x, y = x.unsqueeze(1), y.unsqueeze(1)
+            w = None if w is None else w.unsqueeze(1)
+        if y.dim() != 2 or y.shape[1] != r:
+            raise ValueError(f"labels must be [B] or [B, R={r}]; got {tuple(b.labels.shape)}")
+        if x.shape[:2] != y.shape:
+            raise ValueError(
+                f"responses must be [B, R, ...] with [B, R] = {tuple(y.shape)}; "
+                f"got {tuple(b.responses.shape)}"
+            )
+        w = None if w is None else w.flatten(1)
+        if not hasattr(model, "sheet"):
+            return x, y, w
+        if x.dim() == 4:  # video [B, R, T, n] -> frames [T, B, R*n]
+            return x.permute(2, 0, 1, 3).flatten(2), y, w
+        return x.flatten(1), y, w
+
+    def _fill_in_mask(self, model, batch_size: int, step: int, device) -> torch.Tensor:
+        """``[B, R*C]`` bool, True = hidden, drawn per replica from ``(seeds[r], step)``."""
+        sheet = model.sheet
+        if len(self.seeds) != sheet.n_replicas:
+            raise ValueError(
+                f"the objective has {len(self.seeds)} seeds for a model of {sheet.n_replicas} "
+                "replicas"
+            )
+        masks = []
+        for seed in self.seeds:
+            gen = torch.Generator().manual_seed((seed * _SEED_MIX + int(step)) % (2**63 - 1))
+            masks.append(
+                learning.draw_fill_in_mask(
+                    batch_size,
+                    sheet.columns_per_replica,
+                    self.config.fill_in_fraction,
+                    generator=gen,
+                )
+            )
+        return torch.cat(masks, dim=1).to(device)
+
+    # ------------------------------------------------------------------ the three steps
+    def settle(self, model, batch, step: int = 0):
+        """Settle ``model.sheet`` on the batch as the rule needs: local or end to end, with the
+        fill-in mask applied, recording every step's terms when the consensus term is on.
+        Returns :class:`~neurosim.settled.Settled` (its ``input_mask`` is the visible columns)."""
+        x, _, _ = self._split(model, batch)
+        cfg = self.config
+        mask = None
+        if cfg.w_fill_in > 0:
+            if getattr(model, "decoder", None) is None:
+                raise ValueError("w_fill_in > 0 needs a classifier built with fill_in=True")
+            batch_size = x.shape[1] if x.dim() == 3 else x.shape[0]
+            mask = ~self._fill_in_mask(model, batch_size, step, x.device)
+        record = ("bottom_up", "top_down", "consensus") if cfg.w_consensus > 0 else ()
+        return model.sheet.settle(
+            x,
+            record=record,
+            detach_inputs=learning.detach_inputs_for(cfg.locality),
+            input_mask=mask,
+        )
+
+    def column_terms(self, model, settled, batch, step: int = 0) -> dict[str, torch.Tensor]:
+        """Every active term per column, unweighted: ``{term: [R*C]}`` (a replica's term is the
+        mean of its columns' values). ``settled`` from :meth:`settle`, or None for a model that
+        is not a column sheet (per-place logits from ``model(inputs)``; label terms only)."""
+        cfg = self.config
+        x, y, w_obj = self._split(model, batch)
+        if settled is None:
+            if cfg.needs_settled_sheet:
+                raise ValueError("this objective needs a settled column sheet (settled=None)")
+            logits = model(x)
+        else:
+            logits = model.logits(settled.state)
+        out: dict[str, torch.Tensor] = {}
+        n_rep = int(getattr(model, "n_replicas", 1))
+        if "label" in cfg.active_terms:
+            out["label"] = _label_terms(cfg.label, logits, y, w_obj, n_rep)
+        if settled is None:
+            return out
+        sheet = model.sheet
+        if "consensus" in cfg.active_terms:
+            out["consensus"] = learning.consensus_codistillation_loss(
+                settled.bottom_up,
+                settled.top_down,
+                settled.consensus,
+                top_down_levels=sheet.has_top_down,
+                level_dims=sheet.level_dims if sheet.ragged else None,
+                loss=cfg.consensus_loss,
+                per_column=True,
+            )
+        if "neighbour" in cfg.active_terms:
+            lv = cfg.neighbour_level % sheet.n_levels
+            nb = sheet.neighbours[lv]
+            out["neighbour"] = learning.neighbour_codistillation_loss(
+                logits,
+                nb.index,
+                settled.attention[lv].detach(),
+                cfg.temperature,
+                confidence=cfg.neighbour_confidence,
+                mask=nb.mask,
+                per_column=True,
+            )
+        if "contrastive" in cfg.active_terms:
+            out["contrastive"] = torch.stack(
+                [
+                    learning.contrastive_loss(
+                        sheet.level(settled.state, lv),
+                        cfg.contrastive_temperature,
+                        detach_positives=cfg.locality == "local",
+                        groups=sheet.n_replicas,
+                        per_column=True,
+                    )
+                    for lv in range(sheet.n_levels)
+                ]
+            ).mean(dim=0)
+        if "fill_in" in cfg.active_terms:
+            frame = x[0] if x.dim() == 3 else x
+            hidden = ~settled.input_mask
+            out["fill_in"] = learning.fill_in_loss(
+                model.decoder(sheet.level(settled.state, 0)),
+                sheet.column_inputs(frame),
+                hidden,
+                per_column=True,
+            )
+        return out
+
+    def terms(self, model, settled, batch, step: int = 0) -> dict[str, torch.Tensor]:
+        """Every active term per replica ``[R]`` (unweighted), ``codistillation_weight`` (the
+        ramp factor now), ``replica_loss`` (each replica's weighted sum of its terms, ``[R]``)
+        and ``loss``: their sum over replicas (each replica's gradient is its own loss's)."""
+        cols = self.column_terms(model, settled, batch, step)
+        n_rep = int(getattr(model, "n_replicas", 1))
+        ramp = self.codistillation_weight(step)
+        out: dict[str, torch.Tensor] = {}
+        total = None
+        for term, value in cols.items():
+            per_replica = value.view(n_rep, -1).mean(dim=1)
+            weight = self.config.weight(term) * (ramp if term in _RAMPED else 1.0)
+            part = per_replica * weight
+            total = part if total is None else total + part
+            out[term] = per_replica.detach()
+        if total is None:
+            raise ValueError("the objective has no active term (every weight is 0)")
+        out["codistillation_weight"] = torch.full((n_rep,), ramp)
+        out["replica_loss"] = total.detach()
+        out["loss"] = total.sum()
+        return out
+
+    def __call__(self, model, batch, step: int = 0) -> dict[str, torch.Tensor]:
+        """:meth:`terms` of :meth:`settle`: the :class:`~neurosim.train.Trainer`'s loss
+        function ``loss_fn(model, batch, step)``."""
+        settled = self.settle(model, batch, step) if self.config.needs_settled_sheet else None
+        return self.terms(model, settled, batch, step)
+
+
+def _label_terms(
+    mode: str,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    object_weights: torch.Tensor | None,
+    n_replicas: int,
+) -> torch.Tensor:
+    """The label term per column ``[R*C]`` (see the module doc); unlabelled images are left out.
+
+    ``"image"``: column ``c``'s value is ``C * <e_b, z_bc> / C`` averaged over the labelled
+    images with ``e_b = softmax(z_image) - y`` detached, shifted by a detached constant so that
+    a replica's mean over columns is the cross-entropy of its image logits: the gradient of
+    that mean is exactly the gradient of the image-level cross-entropy, and column ``c``'s own
+    value reaches only column ``c``'s logits.
+    """
+    b, c_total, k = logits.shape
+    per = c_total // n_replicas
+    y = labels.to(logits.device)
+    known = y != IGNORE_LABEL  # [B, R]
+    n_known = known.sum(dim=0).clamp_min(1).to(logits.dtype)  # [R]
+    safe = torch.where(known, y, 0)
+    if mode == "image":
+        z = image_logits(logits, n_replicas)  # [B, R, K]
+        ce = F.cross_entropy(z.reshape(-1, k), safe.reshape(-1), reduction="none").view(b, -1)
+        ce_mean = (ce * known).sum(dim=0) / n_known  # [R]
+        err = (F.softmax(z, dim=-1) - F.one_hot(safe, k).to(z.dtype)).detach()  # [B, R, K]
+        err = err * known[..., None]
+        zc = logits.view(b, n_replicas, per, k)
+        s = torch.einsum("brk,brck->rc", err, zc) / (n_known[:, None] * per)  # [R, C]
+        value = per * s + (ce_mean - s.sum(dim=1)).detach()[:, None]
+        return value.reshape(-1)
+    y_col = safe.repeat_interleave(per, dim=1)  # [B, R*C]
+    ce = F.cross_entropy(logits.reshape(-1, k), y_col.reshape(-1), reduction="none").view(b, -1)
+    w = known.repeat_interleave(per, dim=1).to(logits.dtype)
+    if mode == "object":
+        if object_weights is None:
+            raise ValueError('label="object" needs Batch.object_weights')
+        w = w * object_weights.to(w.dtype).clamp_min(0.0)
+        total = w.view(b, n_replicas, per).sum(dim=(0, 2)).clamp_min(1e-12)  # [R]
+        return (ce * w).sum(dim=0) * per / total.repeat_interleave(per)
+    return (ce * w).sum(dim=0) / w.sum(dim=0).clamp_min(1.0)
