@@ -237,7 +237,7 @@ class Settled:
     betas: tuple[float, ...]
 
 
-def _position_features(pos: np.ndarray, config: ModelConfig) -> np.ndarray:
+def position_features(pos: np.ndarray, config: ModelConfig) -> np.ndarray:
     """``[C, P]`` position encoding: xy scaled to [-1, 1] (+ Fourier features)."""
     scale = float(np.abs(pos).max()) or 1.0
     u = pos / scale
@@ -334,7 +334,7 @@ class Model(nn.Module):
         self.register_buffer("cell_index", torch.from_numpy(cell_index))
         self.register_buffer(
             "position_features",
-            torch.as_tensor(_position_features(columns, config), dtype=torch.float32),
+            torch.as_tensor(position_features(columns, config), dtype=torch.float32),
         )
         nbs = level_neighbours(
             columns,
