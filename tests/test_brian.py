@@ -238,7 +238,7 @@ def test_missing_compiler_is_a_clear_error(monkeypatch):
     import brian2
 
     model = _model(dynamics=dict(n_steps=2))
-    monkeypatch.setattr(brian, "cython_available", lambda cache_dir=None: False)
+    monkeypatch.setattr(brian.preferences, "cython_available", lambda cache_dir=None: False)
     with pytest.raises(RuntimeError, match="C\\+\\+ compiler.*codegen='numpy'"):
         brian.build_network(model, _responses(), codegen="cython")
     with pytest.warns(RuntimeWarning, match="falling back to codegen='numpy'"):

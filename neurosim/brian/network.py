@@ -1,128 +1,36 @@
-"""The same rate equations, built and run in Brian2.
-
-Brian2: Stimberg, Brette & Goodman (2019), eLife 8:e47314.
-
-A trained :class:`neurosim.model.Model` becomes a ``brian2.Network`` whose trajectory equals the
-torch engine's (same forward-Euler step, float64): neuroscientists can then extend it with
-Brian2's units, text equations, monitors and spiking neurons.
-
-What becomes what
------------------
-``retina`` (``NeuronGroup``, one neuron per retina cell, ``x_deg``/``y_deg`` per neuron)
-    ``rate`` (dimensionless) is the cell's response. With ``responses`` as input it is read each
-    step from a ``TimedArray`` ``[n_frames, n_cells]``; with an ``image`` and a ``retina`` it is
-    the summed variable of ``Synapses`` from a ``pixels`` group (luminance from a ``TimedArray``
-    ``[n_frames, H*W]``) whose weights are the retina's sparse operator (the retina is linear:
-    ``retina(image) = operator @ image``, :mod:`retina.sampler`).
-``level{l}`` (one ``NeuronGroup`` per level, neuron ``column * dim + unit``)
-    ``tau dr/dt = -r + consensus`` with ``tau`` in ms and ``r`` dimensionless, ``consensus =
-    a_bottom_up * bottom_up + a_top_down * top_down + a_lateral * lateral + a_previous * r``
-    (the normalised term weights of :func:`neurosim.dynamics.consensus`); ``column``, ``unit``,
-    ``x_deg``, ``y_deg`` are per-neuron parameters. Integrated with Brian2's ``euler`` method,
-    ``r <- r + dt * (consensus - r) / tau``: the torch engine's :func:`~neurosim.dynamics.euler`
-    of :func:`~neurosim.dynamics.drift`.
-``{net}_h{k}`` (one ``NeuronGroup`` per hidden layer of every column MLP)
-    neuron ``column * width + unit``. Hidden units are *instantaneous* rate units
-    ``h = act(h_sum + h_bias)``: a subexpression of the summed synaptic input, evaluated within
-    the same time step before the level state update. This is the exact counterpart of the
-    torch MLP, which applies all its layers within one Euler step with no delay. A *fast* rate
-    unit (``tau_h dh/dt = -h + act(...)``, ``tau_h << tau``) would only approximate it, with an
-    error of order ``tau_h / tau``, and would force ``dt < tau_h``. The top-down nets' first
-    layer also receives the position encoding of its column, written out as an equation in
-    ``x_deg``, ``y_deg`` (a neural field; checked against ``model.position_features``).
-``Synapses`` (one per layer of every net; ``w`` per synapse)
-    the unshared weights ``[n_columns, d_in, d_out]``, connecting unit ``a`` of column ``c``
-    to unit ``b`` of the same column only; every pathway writes one summed variable of its
-    target (``h_sum`` of a hidden group, ``bu_sum`` / ``td_sum`` of a level).
-``lateral`` (a ``network_operation``, the documented exception)
-    ``lateral[c] = sum_n softmax_n(beta * <e_c, e_n>) e_n`` over the neighbour index of the
-    level (:mod:`neurosim.attention`). The softmax divides by a sum, over the neighbours, of
-    exponentials of dot products between two columns' whole vectors: a summed synaptic variable
-    can only add per-synapse terms that depend on one pre- and one post-synaptic *neuron* (one
-    unit), so neither the dot product (a sum over units of another column) nor its normalised
-    exponential can be written in Brian2 equations. The operation reads ``r`` of every level
-    and writes the level's ``lateral`` parameter before the state update, with ``beta`` from
-    the model's schedule at that step.
-``poisson`` (optional ``NeuronGroup`` of spiking cells, one per retina cell)
-    fires with probability ``rate_hz * dt`` per step, ``rate_hz = poisson_gain_hz *
-    clip(response, 0, inf)`` in Hz: ON cells fire for positive contrast, OFF cells (negated ON
-    responses) for negative. Spikes are an output for downstream spiking models; they do not
-    feed back into the rate network (so parity with torch is unaffected).
-
-Order within one time step (``when`` / ``order``): all summed variables (``before_groups``,
-ordered by depth: pixels -> cells -> hidden layers -> level inputs), then ``lateral``
-(``before_groups``, last), then every level's state update (``groups``). Every term is therefore
-computed from the states at time t, as in the torch engine (a Jacobi update of all levels).
-``StateMonitor`` records ``r`` at the start of every step; the final state is appended after
-the run, giving ``n_steps + 1`` states like ``Settled.trajectory``.
-
-Code generation: ``codegen="cython"`` (default; needs Cython and a C++ compiler, clear error
-otherwise), ``"numpy"`` (no compiler), or ``"auto"`` (Cython if it works, else numpy with a
-warning). Brian2's preferences are global; they are set only while building and running and
-restored afterwards. Each process compiles into its own cache directory (default
-``$TMPDIR/neurosim-brian2-<user>/pid-<pid>``, or the ``cache_dir=`` argument), so parallel
-workers never contend for one cache; pass the same ``cache_dir`` to reuse compiled code.
-"""
+"""Build and run the Brian2 network of a model: :func:`build_network`, :class:`BrianNetwork`."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-import getpass
 import math
-import os
-import sys
-import tempfile
 import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from neurosim.brian.equations import activation_expr, gelu_function, position_equations
+from neurosim.brian.preferences import (
+    brian_prefs,
+    default_cache_dir,
+    import_brian2,
+    resolve_codegen,
+)
+from neurosim.brian.spec import ColumnNetSpec, model_spec
 from neurosim.config import check_seed
 
-__all__ = [
-    "CODEGEN_TARGETS",
-    "BrianNetwork",
-    "ColumnNetSpec",
-    "build_network",
-    "run",
-    "model_spec",
-    "cython_available",
-    "default_cache_dir",
-    "trajectory_dataset",
-    "relative_error",
-]
-
-#: accepted values of ``codegen``
-CODEGEN_TARGETS = ("cython", "numpy", "auto")
+__all__ = ["BrianNetwork", "build_network", "run", "trajectory_dataset", "relative_error"]
 
 _SUMMED_WHEN = "before_groups"
 _LATERAL_ORDER = 1000
 _TERMS = ("bottom_up", "top_down", "lateral", "consensus")
 
 
-# ----------------------------------------------------------------------------- small helpers
-def _brian():
-    """Import brian2 lazily. Brian2 installs its own ``sys.excepthook`` on import (it writes a
-    debug log for *any* uncaught exception and asks for a Brian2 bug report); neurosim keeps
-    the hook that was there before, so errors unrelated to Brian2 are reported normally."""
-    if "brian2" in sys.modules:
-        return sys.modules["brian2"]
-    hook = sys.excepthook
-    import brian2
-
-    sys.excepthook = hook
-    return brian2
-
-
 def _time_ms(name: str, value: Any) -> float:
     """A duration as float ms: a number (ms, as the name says) or a brian2 time Quantity."""
-    b2 = _brian()
+    b2 = import_brian2()
     if isinstance(value, b2.Quantity):
         if value.dim != b2.second.dim and not value.is_dimensionless:
             raise ValueError(
@@ -140,7 +48,7 @@ def _time_ms(name: str, value: Any) -> float:
 
 def _rate_hz(name: str, value: Any) -> float:
     """A rate as float Hz: a number (Hz) or a brian2 Quantity in Hz."""
-    b2 = _brian()
+    b2 = import_brian2()
     if isinstance(value, b2.Quantity) and value.dim != b2.Hz.dim:
         raise ValueError(
             f"{name} must be a rate: a number in Hz or a brian2 Quantity in Hz; got {value!r}"
@@ -155,291 +63,6 @@ def _rate_hz(name: str, value: Any) -> float:
     return value
 
 
-def default_cache_dir() -> Path:
-    """This process's own Brian2/Cython cache.
-
-    ``$NEUROSIM_BRIAN2_CACHE_DIR`` when set (sweep workers set it to a per-worker folder that is
-    reused across runs), else ``$TMPDIR/neurosim-brian2-<user>/pid-<pid>``.
-    """
-    env = os.environ.get("NEUROSIM_BRIAN2_CACHE_DIR")
-    if env:
-        return Path(env)
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"neurosim-brian2-{user}" / f"pid-{os.getpid()}"
-
-
-@contextlib.contextmanager
-def _brian_prefs(target: str, cache_dir: Path) -> Iterator[None]:
-    """Set Brian2's (global) codegen target and Cython cache dir, restoring them on exit."""
-    prefs = _brian().prefs
-    keys = ("codegen.target", "codegen.runtime.cython.cache_dir", "core.default_float_dtype")
-    old = {k: prefs[k] for k in keys}
-    prefs["codegen.target"] = target
-    prefs["codegen.runtime.cython.cache_dir"] = str(cache_dir)
-    prefs["core.default_float_dtype"] = np.float64
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            prefs[k] = v
-
-
-@functools.lru_cache(maxsize=8)
-def _cython_check(cache_dir: str) -> bool:
-    from brian2.codegen.runtime.cython_rt import CythonCodeObject
-
-    with _brian_prefs("cython", Path(cache_dir)):
-        return bool(CythonCodeObject.is_available())
-
-
-def cython_available(cache_dir: str | Path | None = None) -> bool:
-    """Whether Brian2 can compile Cython code here (Cython and a C++ compiler work).
-
-    The test compilation is done once per cache directory and process.
-    """
-    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        import Cython  # noqa: F401
-    except ImportError:
-        return False
-    return _cython_check(str(path))
-
-
-def _resolve_codegen(codegen: str, cache_dir: Path) -> str:
-    if codegen not in CODEGEN_TARGETS:
-        raise ValueError(f"codegen must be one of {list(CODEGEN_TARGETS)}; got {codegen!r}")
-    if codegen == "numpy":
-        return "numpy"
-    if cython_available(cache_dir):
-        return "cython"
-    if codegen == "auto":
-        warnings.warn(
-            "Brian2 cannot compile Cython code here (no working C++ compiler or Cython); "
-            "falling back to codegen='numpy'",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return "numpy"
-    raise RuntimeError(
-        "codegen='cython' needs Cython and a working C++ compiler, and Brian2's test "
-        "compilation failed (see the Brian2 log for the compiler message). Install a compiler "
-        "(e.g. `apt install g++`, or set CC/CXX), or pass codegen='numpy' (no compiler needed, "
-        "slower) or codegen='auto'."
-    )
-
-
-# ----------------------------------------------------------------------------- activations
-@functools.lru_cache(maxsize=1)
-def _gelu_function():
-    """Brian2 ``Function`` for the exact (erf) GELU of ``torch.nn.functional.gelu``."""
-    b2 = _brian()
-    from scipy.special import erf
-
-    @b2.implementation(
-        "cython",
-        """
-from libc.math cimport erf as _neurosim_erf
-cdef double neurosim_gelu(double x):
-    return 0.5 * x * (1.0 + _neurosim_erf(x * 0.7071067811865476))
-""",
-        name="neurosim_gelu",
-    )
-    @b2.check_units(x=1, result=1)
-    def neurosim_gelu(x):
-        return 0.5 * x * (1.0 + erf(x * 0.7071067811865476))
-
-    return neurosim_gelu
-
-
-def _activation_expr(activation: str, arg: str) -> str:
-    """Brian2 expression of ``ACTIVATIONS[activation](arg)`` (:mod:`neurosim.columns`)."""
-    if activation == "gelu":
-        return f"neurosim_gelu({arg})"
-    if activation == "relu":
-        return f"clip({arg}, 0, inf)"
-    if activation == "tanh":
-        return f"tanh({arg})"
-    if activation == "silu":
-        return f"({arg}) / (1 + exp(-({arg})))"
-    raise ValueError(
-        f"activation must be one of ['gelu', 'relu', 'tanh', 'silu']; got {activation!r}"
-    )
-
-
-# ----------------------------------------------------------------------------- model export
-@dataclasses.dataclass(frozen=True)
-class ColumnNetSpec:
-    """One per-column MLP as float64 arrays.
-
-    Attributes:
-        name: ``"encoder"``, ``"bottom_up{l}"`` (into level l) or ``"top_down{l}"`` (into level l).
-        weights: per layer ``[n_columns, d_in, d_out]``.
-        biases: per layer ``[n_columns, d_out]`` (zeros where the layer has no bias).
-        activation: hidden nonlinearity (after every layer but the last).
-        n_position: trailing inputs of the first layer that are the position encoding (top-down).
-    """
-
-    name: str
-    weights: tuple[np.ndarray, ...]
-    biases: tuple[np.ndarray, ...]
-    activation: str
-    n_position: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class _ModelSpec:
-    n_columns: int
-    n_levels: int
-    dim: int  # width of the state arrays: max(level_dims)
-    level_dims: tuple[int, ...]  # neurons per column in each level
-    n_cells: int
-    positions_deg: np.ndarray  # [C, 2]
-    cell_index: np.ndarray  # [C, k]
-    position_encoding: str
-    n_frequencies: int
-    position_scale_deg: float
-    encoder: ColumnNetSpec
-    bottom_up: tuple[ColumnNetSpec, ...]  # into levels 1..L-1
-    top_down: tuple[ColumnNetSpec, ...]  # into levels 0..L-2
-    neighbours: tuple[tuple[np.ndarray, np.ndarray | None], ...]
-    term_weights: np.ndarray  # [4, L] normalised
-    tau_ms: float
-    dt_ms: float
-    init: str
-    dynamics: Any
-
-
-def _net_spec(name: str, mlp: Any, n_position: int = 0) -> ColumnNetSpec:
-    weights, biases = [], []
-    for layer in mlp.layers:
-        w = layer.weight.detach().cpu().to(dtype=_torch().float64).numpy()
-        weights.append(np.ascontiguousarray(w))
-        if layer.bias is None:
-            biases.append(np.zeros((w.shape[0], w.shape[2])))
-        else:
-            biases.append(layer.bias.detach().cpu().to(dtype=_torch().float64).numpy().copy())
-    return ColumnNetSpec(name, tuple(weights), tuple(biases), mlp.activation, n_position)
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-def _position_features_np(pos: np.ndarray, scale: float, encoding: str, n_freq: int) -> np.ndarray:
-    """``[C, P]``, the features the position equations compute (see ``_position_expr``)."""
-    u = pos / scale
-    feats = [u]
-    if encoding == "fourier":
-        for i in range(n_freq):
-            feats += [np.sin(2.0**i * math.pi * u), np.cos(2.0**i * math.pi * u)]
-    return np.concatenate(feats, axis=1)
-
-
-def _position_expr(p: int, encoding: str) -> str:
-    """Brian2 expression of position feature ``p`` in terms of ``x_deg``, ``y_deg``.
-
-    Order as :func:`neurosim.model._position_features`: ``[u_x, u_y]`` then per octave ``i``
-    ``[sin(2^i pi u_x), sin(2^i pi u_y), cos(2^i pi u_x), cos(2^i pi u_y)]``, ``u = pos / scale``.
-    """
-    coord = ("x_deg", "y_deg")[p % 2]
-    u = f"({coord} / position_scale_deg)"
-    if p < 2:
-        return u
-    octave, kind = divmod(p - 2, 4)
-    fn = "sin" if kind < 2 else "cos"
-    return f"{fn}({2.0**octave * math.pi!r} * {u})"
-
-
-def model_spec(model: Any) -> _ModelSpec:
-    """Export a :class:`neurosim.model.Model` to float64 numpy arrays (checks it is unshared).
-
-    Raises:
-        ValueError: ``model`` is not a Model, or is weight-shared (``shared=True`` or any
-            violation found by :func:`neurosim.columns.assert_unshared`), or its position
-            features do not follow its declared encoding.
-    """
-    from neurosim.columns import WeightSharingError, assert_unshared
-    from neurosim.model import Model
-
-    if not isinstance(model, Model):
-        raise ValueError(f"model must be a neurosim.model.Model; got {type(model).__name__}")
-    try:
-        assert_unshared(model)
-    except WeightSharingError as err:
-        raise ValueError(
-            f"model must have unshared per-column weights to be exported to Brian2: {err}"
-        ) from None
-    cfg = model.config
-    pos = model.positions_deg.detach().cpu().double().numpy()
-    scale = float(np.abs(pos).max()) or 1.0
-    feats = _position_features_np(pos, scale, cfg.position_encoding, cfg.n_frequencies)
-    buf = model.position_features.detach().cpu().double().numpy()
-    if buf.shape != feats.shape or not np.allclose(buf, feats, rtol=0, atol=1e-5):
-        raise ValueError(
-            "model.position_features does not match the position_encoding "
-            f"{cfg.position_encoding!r} that the Brian2 equations implement"
-        )
-    n_pos = buf.shape[1]
-    tw = model.term_weights.detach().cpu().double().numpy()
-    nbs = tuple(
-        (
-            nb.index.detach().cpu().numpy().astype(np.int64),
-            None if nb.mask is None else nb.mask.detach().cpu().numpy().astype(bool),
-        )
-        for nb in model.neighbours
-    )
-    return _ModelSpec(
-        n_columns=model.n_columns,
-        n_levels=model.n_levels,
-        dim=model.dim,
-        level_dims=tuple(model.level_dims),
-        n_cells=model.n_cells,
-        positions_deg=pos,
-        cell_index=model.cell_index.detach().cpu().numpy().astype(np.int64),
-        position_encoding=cfg.position_encoding,
-        n_frequencies=cfg.n_frequencies,
-        position_scale_deg=scale,
-        encoder=_net_spec("encoder", model.encoder),
-        bottom_up=tuple(
-            _net_spec(f"bottom_up{lv + 1}", net) for lv, net in enumerate(model.bottom_up)
-        ),
-        top_down=tuple(
-            _net_spec(f"top_down{lv}", net, n_pos) for lv, net in enumerate(model.top_down)
-        ),
-        neighbours=nbs,
-        term_weights=tw / tw.sum(axis=0, keepdims=True),
-        tau_ms=float(cfg.dynamics.tau_ms),
-        dt_ms=float(cfg.dynamics.dt_ms),
-        init=cfg.init,
-        dynamics=cfg.dynamics,
-    )
-
-
-def _numpy_mlp(net: ColumnNetSpec, x: np.ndarray) -> np.ndarray:
-    """``x [C, d_in] -> [C, d_out]`` with the exported weights (used for the initial state)."""
-    from scipy.special import erf
-
-    acts = {
-        "gelu": lambda z: 0.5 * z * (1.0 + erf(z * 0.7071067811865476)),
-        "relu": lambda z: np.maximum(z, 0.0),
-        "tanh": np.tanh,
-        "silu": lambda z: z / (1.0 + np.exp(-z)),
-    }
-    last = len(net.weights) - 1
-    for k, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
-        x = np.einsum("ci,cio->co", x, w) + b
-        if k < last:
-            x = acts[net.activation](x)
-    return x
-
-
-# ----------------------------------------------------------------------------- the network
 @dataclasses.dataclass
 class BrianNetwork:
     """A built Brian2 network of a neurosim model, ready to :meth:`run`.
@@ -489,7 +112,7 @@ class BrianNetwork:
         """
         if self._has_run:
             raise RuntimeError("this BrianNetwork has already run; build a new one")
-        b2 = _brian()
+        b2 = import_brian2()
         report = None
         bar = None
         if not quiet:
@@ -501,7 +124,7 @@ class BrianNetwork:
                 bar.n = int(round(float(completed) * self.n_steps))
                 bar.refresh()
 
-        with _brian_prefs(self.codegen, self.cache_dir):
+        with brian_prefs(self.codegen, self.cache_dir):
             if self.spikes is not None:
                 # Brian2 has one global generator (numpy's and the generated code's)
                 b2.seed(self.seed)
@@ -622,7 +245,6 @@ def relative_error(a: np.ndarray, b: np.ndarray, *, axis: int = 0) -> np.ndarray
     return num / np.maximum(den, np.finfo(np.float64).tiny)
 
 
-# ----------------------------------------------------------------------------- building
 def _column_major(c: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """``column`` and ``unit`` of every neuron of a group of ``c * width`` neurons."""
     idx = np.arange(c * width)
@@ -691,7 +313,7 @@ def build_network(
             Quantity without time units.
         RuntimeError: ``codegen="cython"`` without a working compiler.
     """
-    b2 = _brian()
+    b2 = import_brian2()
     spec = model_spec(model)
     c, n_lv, d = spec.n_columns, spec.n_levels, spec.dim
 
@@ -771,13 +393,13 @@ def build_network(
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    target = _resolve_codegen(codegen, cache)
+    target = resolve_codegen(codegen, cache)
 
     t0 = time.perf_counter()
     # Build with the numpy target: ``Synapses.connect`` runs its generated code once, at build
     # time, so compiling it with Cython would cost one compilation per Synapses for nothing.
     # The code objects of the simulation itself are created at run time, under ``target``.
-    with _brian_prefs("numpy", cache):
+    with brian_prefs("numpy", cache):
         net = _assemble(
             b2, spec, frames, image is not None, retina, dt, x0, betas, record_terms, gain_hz
         )
@@ -801,7 +423,7 @@ def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, g
     c, n_lv = spec.n_columns, spec.n_levels
     clock = b2.Clock(dt=dt * b2.ms, name="neurosim_clock")
     namespace: dict[str, Any] = {
-        "neurosim_gelu": _gelu_function(),
+        "neurosim_gelu": gelu_function(),
         "position_scale_deg": spec.position_scale_deg,
     }
     objects: list[Any] = []
@@ -897,7 +519,7 @@ def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, g
             td = "td_sum + td_bias"
             if first_td_is_level:
                 td += " + position_drive"
-                eqs += _position_equations(spec)
+                eqs += position_equations(spec.position_encoding, spec.n_frequencies)
             eqs.append(f"top_down = {td} : 1")
         else:
             eqs.append("top_down = 0 : 1")
@@ -955,9 +577,9 @@ def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, g
                 ]
                 arg = "h_sum + h_bias"
                 if k == 0 and net.n_position:
-                    eqs += _position_equations(spec)
+                    eqs += position_equations(spec.position_encoding, spec.n_frequencies)
                     arg += " + position_drive"
-                eqs.append(f"h = {_activation_expr(net.activation, arg)} : 1")
+                eqs.append(f"h = {activation_expr(net.activation, arg)} : 1")
                 target = b2.NeuronGroup(
                     c * d_out, "\n".join(eqs), clock=clock, name=f"{net.name}_h{k}"
                 )
@@ -1060,15 +682,22 @@ def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, g
     )
 
 
-def _position_equations(spec: _ModelSpec) -> list[str]:
-    """Equation lines of the position drive ``sum_p w_position_p * feature_p(x_deg, y_deg)``."""
-    n_pos = 2 if spec.position_encoding == "xy" else 2 + 4 * spec.n_frequencies
-    lines = [f"w_position_{p} : 1 (constant)" for p in range(n_pos)]
-    drive = " + ".join(
-        f"w_position_{p} * {_position_expr(p, spec.position_encoding)}" for p in range(n_pos)
-    )
-    lines.append(f"position_drive = {drive} : 1")
-    return lines
+def _numpy_mlp(net: ColumnNetSpec, x: np.ndarray) -> np.ndarray:
+    """``x [C, d_in] -> [C, d_out]`` with the exported weights (used for the initial state)."""
+    from scipy.special import erf
+
+    acts = {
+        "gelu": lambda z: 0.5 * z * (1.0 + erf(z * 0.7071067811865476)),
+        "relu": lambda z: np.maximum(z, 0.0),
+        "tanh": np.tanh,
+        "silu": lambda z: z / (1.0 + np.exp(-z)),
+    }
+    last = len(net.weights) - 1
+    for k, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        x = np.einsum("ci,cio->co", x, w) + b
+        if k < last:
+            x = acts[net.activation](x)
+    return x
 
 
 def _lateral_np(
