@@ -1,4 +1,8 @@
-"""Brian2 text equations of the model's pieces: activations and the position encoding."""
+"""Brian2 text equations of the model's pieces: levels, hidden units, activations, positions.
+
+All variables are dimensionless (``: 1``) except ``tau`` (``second``): the embedding rates of
+neurosim are unitless numbers, and Brian2 checks the units of every equation.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,22 @@ import math
 
 from neurosim.brian.preferences import import_brian2
 
-__all__ = ["gelu_function", "activation_expr", "position_expr", "position_equations"]
+__all__ = [
+    "gelu_function",
+    "activation_expr",
+    "position_expr",
+    "position_equations",
+    "level_equations",
+    "hidden_equations",
+]
+
+#: per-neuron parameters of every level and hidden group: its column, unit and place
+_NEURON_PARAMETERS = [
+    "column : integer (constant)",
+    "unit : integer (constant)",
+    "x_deg : 1 (constant)",
+    "y_deg : 1 (constant)",
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,3 +91,60 @@ def position_equations(encoding: str, n_frequencies: int) -> list[str]:
     drive = " + ".join(f"w_position_{p} * {position_expr(p, encoding)}" for p in range(n_pos))
     lines.append(f"position_drive = {drive} : 1")
     return lines
+
+
+def level_equations(
+    *, has_top_down: bool, position_drive: bool, encoding: str, n_frequencies: int
+) -> str:
+    """Equations of one level group: ``tau dr/dt = -r + consensus`` (Euler-integrated).
+
+    ``consensus`` weighs the four terms with the normalised ``a_*`` of
+    :func:`neurosim.dynamics.consensus`; ``bottom_up`` / ``top_down`` are the summed synaptic
+    inputs ``bu_sum`` / ``td_sum`` plus the last layer's bias; ``lateral`` is written each step
+    by the lateral-attention operation. Without a level above (``has_top_down=False``) the
+    top-down term is 0. ``position_drive``: the top-down net is one linear layer, so this level
+    also receives its position encoding (:func:`position_equations`).
+    """
+    eqs = [
+        "dr/dt = (consensus - r) / tau : 1",
+        "consensus = a_bottom_up * bottom_up + a_top_down * top_down"
+        " + a_lateral * lateral + a_previous * r : 1",
+        "bottom_up = bu_sum + bu_bias : 1",
+        "bu_sum : 1",
+        "bu_bias : 1 (constant)",
+        "lateral : 1",
+        "a_bottom_up : 1 (constant)",
+        "a_top_down : 1 (constant)",
+        "a_lateral : 1 (constant)",
+        "a_previous : 1 (constant)",
+        "tau : second (constant, shared)",
+        *_NEURON_PARAMETERS,
+    ]
+    if has_top_down:
+        eqs += ["td_sum : 1", "td_bias : 1 (constant)"]
+        td = "td_sum + td_bias"
+        if position_drive:
+            td += " + position_drive"
+            eqs += position_equations(encoding, n_frequencies)
+        eqs.append(f"top_down = {td} : 1")
+    else:
+        eqs.append("top_down = 0 : 1")
+    return "\n".join(eqs)
+
+
+def hidden_equations(
+    activation: str, *, position_drive: bool, encoding: str, n_frequencies: int
+) -> str:
+    """Equations of one hidden layer: the instantaneous rate ``h = act(h_sum + h_bias)``.
+
+    ``h_sum`` is the summed synaptic input of the layer below (same time step, no delay: the
+    torch MLP applies all its layers within one Euler step). ``position_drive``: the first
+    layer of a top-down net, which also reads the column's position encoding.
+    """
+    eqs = ["h_sum : 1", "h_bias : 1 (constant)", *_NEURON_PARAMETERS]
+    arg = "h_sum + h_bias"
+    if position_drive:
+        eqs += position_equations(encoding, n_frequencies)
+        arg += " + position_drive"
+    eqs.append(f"h = {activation_expr(activation, arg)} : 1")
+    return "\n".join(eqs)

@@ -11,21 +11,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neurosim.brian.equations import activation_expr, gelu_function, position_equations
+from neurosim.brian.assemble import TERMS, assemble
 from neurosim.brian.preferences import (
     brian_prefs,
     default_cache_dir,
     import_brian2,
     resolve_codegen,
 )
-from neurosim.brian.spec import ColumnNetSpec, model_spec
+from neurosim.brian.spec import ColumnNetSpec, ModelSpec, model_spec
 from neurosim.config import check_seed
 
 __all__ = ["BrianNetwork", "build_network", "run", "trajectory_dataset", "relative_error"]
-
-_SUMMED_WHEN = "before_groups"
-_LATERAL_ORDER = 1000
-_TERMS = ("bottom_up", "top_down", "lateral", "consensus")
 
 
 def _time_ms(name: str, value: Any) -> float:
@@ -160,7 +156,7 @@ class BrianNetwork:
         ds["rate"].attrs["long_name"] = "level embedding rate r (Brian2)"
         if self.term_monitors:
             step_ms = np.arange(n) * self.dt_ms
-            for term in _TERMS:
+            for term in TERMS:
                 arr = np.zeros((n, c, n_lv, d))
                 for lv, mon in enumerate(self.term_monitors):
                     if term in mon.record_variables:
@@ -245,12 +241,6 @@ def relative_error(a: np.ndarray, b: np.ndarray, *, axis: int = 0) -> np.ndarray
     return num / np.maximum(den, np.finfo(np.float64).tiny)
 
 
-def _column_major(c: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``column`` and ``unit`` of every neuron of a group of ``c * width`` neurons."""
-    idx = np.arange(c * width)
-    return idx // width, idx % width
-
-
 def _inputs_to_frames(name: str, values: Any, n_per_frame: int, shape_hint: str) -> np.ndarray:
     """``[n]`` or ``[T, n]`` (numpy or torch) -> float64 ``[T, n]``."""
     if hasattr(values, "detach"):
@@ -263,6 +253,90 @@ def _inputs_to_frames(name: str, values: Any, n_per_frame: int, shape_hint: str)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite")
     return arr
+
+
+def _steps(spec: ModelSpec, dt_ms: Any, duration_ms: Any) -> tuple[float, int]:
+    """The Euler step (ms, the model's) and the number of steps of the run."""
+    dt = spec.dt_ms if dt_ms is None else _time_ms("dt_ms", dt_ms)
+    if not math.isclose(dt, spec.dt_ms, rel_tol=1e-12, abs_tol=0.0):
+        raise ValueError(
+            f"dt_ms must equal the model's dynamics.dt_ms = {spec.dt_ms:g} ms (the same Euler "
+            f"step as the torch engine); got {dt:g} ms"
+        )
+    default_duration = spec.dynamics.n_steps * dt
+    duration = default_duration if duration_ms is None else _time_ms("duration_ms", duration_ms)
+    n_steps = int(round(duration / dt))
+    if n_steps < 1 or not math.isclose(n_steps * dt, duration, rel_tol=1e-9):
+        raise ValueError(
+            f"duration_ms must be a positive multiple of dt_ms = {dt:g} ms; got {duration:g} ms"
+        )
+    return dt, n_steps
+
+
+def _stimulus_frames(
+    spec: ModelSpec, responses: Any, image: Any, retina: Any, n_steps: int
+) -> np.ndarray:
+    """The stimulus as float64 frames: ``[n_frames, n_cells]`` responses, or ``[n_frames,
+    H*W]`` luminances of ``image`` (checked against ``retina``), ``1 <= n_frames <= n_steps``."""
+    if (responses is None) == (image is None):
+        raise ValueError("give exactly one of responses or image")
+    if image is None:
+        frames = _inputs_to_frames(
+            "responses", responses, spec.n_cells, f"[{spec.n_cells}] or [n_frames, {spec.n_cells}]"
+        )
+    else:
+        if retina is None:
+            raise ValueError("image needs retina= (the Retina whose operator maps pixels to cells)")
+        h, w = retina.image_shape
+        if retina.n_cells != spec.n_cells:
+            raise ValueError(
+                f"retina must have the model's {spec.n_cells} cells; got {retina.n_cells}"
+            )
+        img = image.detach().cpu().double().numpy() if hasattr(image, "detach") else image
+        img = np.asarray(img, dtype=np.float64)
+        if img.ndim not in (2, 3) or img.shape[-2:] != (h, w):
+            raise ValueError(
+                f"image must have shape [{h}, {w}] or [n_frames, {h}, {w}] (the retina's "
+                f"image_shape); got {tuple(img.shape)}"
+            )
+        frames = _inputs_to_frames(
+            "image",
+            img.reshape(*img.shape[:-2], h * w),
+            h * w,
+            f"[{h}, {w}] or [n_frames, {h}, {w}]",
+        )
+    if frames.shape[0] > n_steps:
+        raise ValueError(
+            f"the number of frames must be in [1, n_steps={n_steps}]; got {frames.shape[0]}"
+        )
+    return frames
+
+
+def _initial_state(
+    spec: ModelSpec, initial_state: Any, frames: np.ndarray, retina: Any, is_image: bool
+) -> np.ndarray:
+    """The state at time 0, ``[C, L, D]`` float64: ``initial_state`` if given, else as the
+    model's ``config.init`` (zeros, or one bottom-up pass of the first frame)."""
+    c, n_lv, d = spec.n_columns, spec.n_levels, spec.dim
+    if initial_state is not None:
+        if hasattr(initial_state, "detach"):
+            initial_state = initial_state.detach().cpu().double().numpy()
+        x0 = np.array(initial_state, dtype=np.float64)
+        if x0.shape != (c, n_lv, d):
+            raise ValueError(
+                f"initial_state must have shape [{c}, {n_lv}, {d}]; got {tuple(x0.shape)}"
+            )
+        return x0
+    x0 = np.zeros((c, n_lv, d))
+    if spec.init == "zeros":
+        return x0
+    first = np.asarray(retina.operator @ frames[0], dtype=np.float64) if is_image else frames[0]
+    levels = [_numpy_mlp(spec.encoder, first[spec.cell_index])]
+    for net in spec.bottom_up:
+        levels.append(_numpy_mlp(net, levels[-1]))
+    for lv, level in enumerate(levels):
+        x0[:, lv, : level.shape[1]] = level
+    return x0
 
 
 def build_network(
@@ -293,7 +367,8 @@ def build_network(
         duration_ms: simulated time, a positive multiple of dt (number in ms or brian2 time
             Quantity); default ``n_steps * dt_ms`` of the model's dynamics.
         dt_ms: Euler step; must equal the model's ``dynamics.dt_ms`` (default: that value).
-        codegen: ``"cython"`` (default), ``"numpy"`` or ``"auto"`` (see the module docstring).
+        codegen: ``"cython"`` (default), ``"numpy"`` or ``"auto"`` (see
+            :mod:`neurosim.brian.preferences`).
         cache_dir: Cython cache directory (default: this process's own, :func:`default_cache_dir`).
         initial_state: ``[n_columns, n_levels, dim]``; default as the model's ``config.init``
             (zeros, or one bottom-up pass computed from the exported weights).
@@ -315,80 +390,12 @@ def build_network(
     """
     b2 = import_brian2()
     spec = model_spec(model)
-    c, n_lv, d = spec.n_columns, spec.n_levels, spec.dim
-
-    # ..................................................... time
-    dt = spec.dt_ms if dt_ms is None else _time_ms("dt_ms", dt_ms)
-    if not math.isclose(dt, spec.dt_ms, rel_tol=1e-12, abs_tol=0.0):
-        raise ValueError(
-            f"dt_ms must equal the model's dynamics.dt_ms = {spec.dt_ms:g} ms (the same Euler "
-            f"step as the torch engine); got {dt:g} ms"
-        )
-    default_duration = spec.dynamics.n_steps * dt
-    duration = default_duration if duration_ms is None else _time_ms("duration_ms", duration_ms)
-    n_steps = int(round(duration / dt))
-    if n_steps < 1 or not math.isclose(n_steps * dt, duration, rel_tol=1e-9):
-        raise ValueError(
-            f"duration_ms must be a positive multiple of dt_ms = {dt:g} ms; got {duration:g} ms"
-        )
+    dt, n_steps = _steps(spec, dt_ms, duration_ms)
     check_seed("seed", seed)
     gain_hz = None if poisson_gain_hz is None else _rate_hz("poisson_gain_hz", poisson_gain_hz)
-
-    # ..................................................... stimulus
-    if (responses is None) == (image is None):
-        raise ValueError("give exactly one of responses or image")
-    if image is not None:
-        if retina is None:
-            raise ValueError("image needs retina= (the Retina whose operator maps pixels to cells)")
-        h, w = retina.image_shape
-        if retina.n_cells != spec.n_cells:
-            raise ValueError(
-                f"retina must have the model's {spec.n_cells} cells; got {retina.n_cells}"
-            )
-        img = image.detach().cpu().double().numpy() if hasattr(image, "detach") else image
-        img = np.asarray(img, dtype=np.float64)
-        if img.ndim not in (2, 3) or img.shape[-2:] != (h, w):
-            raise ValueError(
-                f"image must have shape [{h}, {w}] or [n_frames, {h}, {w}] (the retina's "
-                f"image_shape); got {tuple(img.shape)}"
-            )
-        frames = _inputs_to_frames(
-            "image",
-            img.reshape(*img.shape[:-2], h * w),
-            h * w,
-            f"[{h}, {w}] or [n_frames, {h}, {w}]",
-        )
-    else:
-        frames = _inputs_to_frames(
-            "responses", responses, spec.n_cells, f"[{spec.n_cells}] or [n_frames, {spec.n_cells}]"
-        )
-    if frames.shape[0] > n_steps:
-        raise ValueError(
-            f"the number of frames must be in [1, n_steps={n_steps}]; got {frames.shape[0]}"
-        )
-
-    # ..................................................... initial state and betas
-    if initial_state is not None:
-        if hasattr(initial_state, "detach"):
-            initial_state = initial_state.detach().cpu().double().numpy()
-        x0 = np.array(initial_state, dtype=np.float64)
-        if x0.shape != (c, n_lv, d):
-            raise ValueError(
-                f"initial_state must have shape [{c}, {n_lv}, {d}]; got {tuple(x0.shape)}"
-            )
-    elif spec.init == "zeros":
-        x0 = np.zeros((c, n_lv, d))
-    else:
-        if image is not None:
-            first = np.asarray(retina.operator @ frames[0], dtype=np.float64)
-        else:
-            first = frames[0]
-        levels = [_numpy_mlp(spec.encoder, first[spec.cell_index])]
-        for net in spec.bottom_up:
-            levels.append(_numpy_mlp(net, levels[-1]))
-        x0 = np.zeros((c, n_lv, d))
-        for lv, level in enumerate(levels):
-            x0[:, lv, : level.shape[1]] = level
+    frames = _stimulus_frames(spec, responses, image, retina, n_steps)
+    is_image = image is not None
+    x0 = _initial_state(spec, initial_state, frames, retina, is_image)
     betas = np.array([spec.dynamics.beta_at(t, n_steps) for t in range(n_steps)], dtype=np.float64)
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -400,10 +407,20 @@ def build_network(
     # time, so compiling it with Cython would cost one compilation per Synapses for nothing.
     # The code objects of the simulation itself are created at run time, under ``target``.
     with brian_prefs("numpy", cache):
-        net = _assemble(
-            b2, spec, frames, image is not None, retina, dt, x0, betas, record_terms, gain_hz
+        objects = assemble(
+            b2,
+            spec,
+            dt_ms=dt,
+            frames=frames,
+            is_image=is_image,
+            retina=retina,
+            x0=x0,
+            betas=betas,
+            record_terms=record_terms,
+            gain_hz=gain_hz,
         )
-    net.update(
+    return BrianNetwork(
+        **objects,
         n_steps=n_steps,
         dt_ms=dt,
         duration_ms=n_steps * dt,
@@ -414,271 +431,6 @@ def build_network(
         spec=spec,
         initial_state=x0,
         betas=betas,
-    )
-    return BrianNetwork(**net)
-
-
-def _assemble(b2, spec, frames, is_image, retina, dt, x0, betas, record_terms, gain_hz):
-    """Create the Brian2 objects (inside the codegen prefs context)."""
-    c, n_lv = spec.n_columns, spec.n_levels
-    clock = b2.Clock(dt=dt * b2.ms, name="neurosim_clock")
-    namespace: dict[str, Any] = {
-        "neurosim_gelu": gelu_function(),
-        "position_scale_deg": spec.position_scale_deg,
-    }
-    objects: list[Any] = []
-    synapses: dict[str, list[Any]] = {}
-
-    def summed(name, source, src_var, target, tgt_var, pre_idx, post_idx, weights, order):
-        syn = b2.Synapses(
-            source,
-            target,
-            model=f"w : 1 (constant)\n{tgt_var}_post = w * {src_var}_pre : 1 (summed)",
-            clock=clock,
-            name=name,
-        )
-        syn.connect(i=pre_idx, j=post_idx)
-        syn.w[:] = weights
-        for updater in syn.summed_updaters.values():
-            updater.when = _SUMMED_WHEN
-            updater.order = order
-        objects.append(syn)
-        return syn
-
-    # ..................................................... retina cells (and pixels)
-    cell_pos = np.zeros((spec.n_cells, 2))
-    if retina is not None and hasattr(retina, "positions_deg"):
-        cell_pos = np.asarray(retina.positions_deg, dtype=np.float64)
-    cells = b2.NeuronGroup(
-        spec.n_cells,
-        "rate : 1\nx_deg : 1 (constant)\ny_deg : 1 (constant)",
-        clock=clock,
-        name="retina",
-    )
-    cells.x_deg[:] = cell_pos[:, 0]
-    cells.y_deg[:] = cell_pos[:, 1]
-    objects.append(cells)
-    if is_image:
-        # explicit names: an auto-numbered name would change the generated code, and thus
-        # defeat the compiled-code cache, for every further network built in the process
-        namespace["image_luminance"] = b2.TimedArray(
-            frames, dt=dt * b2.ms, name="neurosim_image_luminance"
-        )
-        n_px = frames.shape[1]
-        pixels = b2.NeuronGroup(
-            n_px, "luminance = image_luminance(t, i) : 1", clock=clock, name="pixels"
-        )
-        objects.append(pixels)
-        op = retina.operator.tocoo()
-        keep = op.data != 0
-        synapses["retina"] = [
-            summed(
-                "retina_operator",
-                pixels,
-                "luminance",
-                cells,
-                "rate",
-                op.col[keep],
-                op.row[keep],
-                op.data[keep],
-                0,
-            )
-        ]
-    else:
-        namespace["cell_responses"] = b2.TimedArray(
-            frames, dt=dt * b2.ms, name="neurosim_cell_responses"
-        )
-        updater = cells.run_regularly("rate = cell_responses(t, i)", when=_SUMMED_WHEN, order=0)
-        objects.append(updater)
-
-    # ..................................................... levels
-    levels = []
-    for lv in range(n_lv):
-        has_td = lv < n_lv - 1
-        first_td_is_level = has_td and len(spec.top_down[lv].weights) == 1
-        eqs = [
-            "dr/dt = (consensus - r) / tau : 1",
-            "consensus = a_bottom_up * bottom_up + a_top_down * top_down"
-            " + a_lateral * lateral + a_previous * r : 1",
-            "bottom_up = bu_sum + bu_bias : 1",
-            "bu_sum : 1",
-            "bu_bias : 1 (constant)",
-            "lateral : 1",
-            "a_bottom_up : 1 (constant)",
-            "a_top_down : 1 (constant)",
-            "a_lateral : 1 (constant)",
-            "a_previous : 1 (constant)",
-            "tau : second (constant, shared)",
-            "column : integer (constant)",
-            "unit : integer (constant)",
-            "x_deg : 1 (constant)",
-            "y_deg : 1 (constant)",
-        ]
-        if has_td:
-            eqs += ["td_sum : 1", "td_bias : 1 (constant)"]
-            td = "td_sum + td_bias"
-            if first_td_is_level:
-                td += " + position_drive"
-                eqs += position_equations(spec.position_encoding, spec.n_frequencies)
-            eqs.append(f"top_down = {td} : 1")
-        else:
-            eqs.append("top_down = 0 : 1")
-        d_lv = spec.level_dims[lv]
-        grp = b2.NeuronGroup(
-            c * d_lv, "\n".join(eqs), method="euler", clock=clock, name=f"level{lv}"
-        )
-        col, unit = _column_major(c, d_lv)
-        grp.column[:] = col
-        grp.unit[:] = unit
-        grp.x_deg[:] = spec.positions_deg[col, 0]
-        grp.y_deg[:] = spec.positions_deg[col, 1]
-        grp.tau = spec.tau_ms * b2.ms
-        wts = spec.term_weights[:, lv]
-        grp.a_bottom_up = wts[0]
-        grp.a_top_down = wts[1]
-        grp.a_lateral = wts[2]
-        grp.a_previous = wts[3]
-        grp.r[:] = x0[:, lv, :d_lv].ravel()
-        levels.append(grp)
-        objects.append(grp)
-
-    # ..................................................... column nets
-    hidden: dict[str, list[Any]] = {}
-    nets = [(spec.encoder, None, 0, "bu", 1)]
-    nets += [(net, lv, lv + 1, "bu", 0) for lv, net in enumerate(spec.bottom_up)]
-    nets += [(net, lv + 1, lv, "td", 0) for lv, net in enumerate(spec.top_down)]
-    for net, src_level, dst_level, kind, base_order in nets:
-        groups = []
-        source = cells if src_level is None else levels[src_level]
-        src_var = "rate" if src_level is None else "r"
-        n_layers = len(net.weights)
-        syns = []
-        for k, (w, bias) in enumerate(zip(net.weights, net.biases, strict=True)):
-            d_in, d_out = w.shape[1] - (net.n_position if k == 0 else 0), w.shape[2]
-            w_state = w[:, :d_in]
-            cc, a, bb = np.meshgrid(np.arange(c), np.arange(d_in), np.arange(d_out), indexing="ij")
-            if k == 0 and src_level is None:
-                pre = spec.cell_index[cc, a]
-            else:
-                pre = cc * d_in + a
-            post = cc * d_out + bb
-            if k == n_layers - 1:
-                target = levels[dst_level]
-                tgt_var = f"{kind}_sum"
-                target.variables[f"{kind}_bias"].set_value(bias.ravel())
-            else:
-                eqs = [
-                    "h_sum : 1",
-                    "h_bias : 1 (constant)",
-                    "column : integer (constant)",
-                    "unit : integer (constant)",
-                    "x_deg : 1 (constant)",
-                    "y_deg : 1 (constant)",
-                ]
-                arg = "h_sum + h_bias"
-                if k == 0 and net.n_position:
-                    eqs += position_equations(spec.position_encoding, spec.n_frequencies)
-                    arg += " + position_drive"
-                eqs.append(f"h = {activation_expr(net.activation, arg)} : 1")
-                target = b2.NeuronGroup(
-                    c * d_out, "\n".join(eqs), clock=clock, name=f"{net.name}_h{k}"
-                )
-                col, unit = _column_major(c, d_out)
-                target.column[:] = col
-                target.unit[:] = unit
-                target.x_deg[:] = spec.positions_deg[col, 0]
-                target.y_deg[:] = spec.positions_deg[col, 1]
-                target.h_bias[:] = bias.ravel()
-                groups.append(target)
-                objects.append(target)
-                tgt_var = "h_sum"
-            if k == 0 and net.n_position:
-                w_pos = w[:, d_in:]  # [C, P, d_out]
-                for p in range(net.n_position):
-                    target.variables[f"w_position_{p}"].set_value(w_pos[:, p, :].ravel())
-            syns.append(
-                summed(
-                    f"{net.name}_w{k}",
-                    source,
-                    src_var,
-                    target,
-                    tgt_var,
-                    pre.ravel(),
-                    post.ravel(),
-                    w_state.ravel(),
-                    base_order + k,
-                )
-            )
-            source, src_var = target, "h"
-        hidden[net.name] = groups
-        synapses[net.name] = syns
-
-    # ..................................................... lateral attention
-    neighbours = spec.neighbours
-
-    def lateral_attention_op(t):
-        step = min(int(round(float(t / b2.ms) / dt)), len(betas) - 1)
-        beta = betas[step]
-        for grp, (index, mask) in zip(levels, neighbours, strict=True):
-            x = grp.variables["r"].get_value().reshape(c, -1)
-            grp.variables["lateral"].set_value(_lateral_np(x, index, mask, beta).ravel())
-
-    lateral = b2.NetworkOperation(
-        lateral_attention_op,
-        clock=clock,
-        when=_SUMMED_WHEN,
-        order=_LATERAL_ORDER,
-        name="lateral_attention",
-    )
-    objects.append(lateral)
-
-    # ..................................................... monitors
-    monitors = [
-        b2.StateMonitor(grp, "r", record=True, when="start", clock=clock, name=f"level{lv}_rate")
-        for lv, grp in enumerate(levels)
-    ]
-    objects += monitors
-    term_monitors = []
-    if record_terms:
-        for lv, grp in enumerate(levels):
-            mon = b2.StateMonitor(
-                grp,
-                list(_TERMS),
-                record=True,
-                when=_SUMMED_WHEN,
-                order=_LATERAL_ORDER + 1,
-                clock=clock,
-                name=f"level{lv}_terms",
-            )
-            term_monitors.append(mon)
-        objects += term_monitors
-    spikes = None
-    if gain_hz is not None:
-        poisson = b2.NeuronGroup(
-            spec.n_cells,
-            "response : 1 (linked)\n"
-            "poisson_gain : Hz (constant, shared)\n"
-            "rate_hz = poisson_gain * clip(response, 0, inf) : Hz",
-            threshold="rand() < rate_hz * dt",
-            clock=clock,
-            name="poisson_cells",
-        )
-        poisson.response = b2.linked_var(cells, "rate")
-        poisson.poisson_gain = gain_hz * b2.Hz
-        spikes = b2.SpikeMonitor(poisson, name="poisson_spikes")
-        objects += [poisson, spikes]
-
-    network = b2.Network(*objects, name="neurosim_network")
-    return dict(
-        network=network,
-        levels=levels,
-        cells=cells,
-        hidden=hidden,
-        synapses=synapses,
-        monitors=monitors,
-        term_monitors=term_monitors,
-        spikes=spikes,
-        namespace=namespace,
     )
 
 
@@ -698,31 +450,6 @@ def _numpy_mlp(net: ColumnNetSpec, x: np.ndarray) -> np.ndarray:
         if k < last:
             x = acts[net.activation](x)
     return x
-
-
-def _lateral_np(
-    x: np.ndarray, index: np.ndarray, mask: np.ndarray | None, beta: float
-) -> np.ndarray:
-    """:func:`neurosim.attention.lateral_attention` for one stimulus, in numpy.
-
-    ``x [C, D]``, ``index [C, K]``, ``mask [C, K]`` or None -> ``[C, D]``.
-    """
-    nb = x[index]  # [C, K, D]
-    raw = np.einsum("cd,ckd->ck", x, nb)
-    if mask is None:
-        shifted = (raw - raw.max(axis=1, keepdims=True)) * beta
-        wts = np.exp(shifted)
-        wts /= wts.sum(axis=1, keepdims=True)
-        return np.einsum("ck,ckd->cd", wts, nb)
-    has_any = mask.any(axis=1)
-    valid = mask | ~has_any[:, None]
-    raw_valid = np.where(valid, raw, -np.inf)
-    shifted = (np.where(valid, raw, 0.0) - raw_valid.max(axis=1, keepdims=True)) * beta
-    e = np.where(valid, np.exp(np.where(valid, shifted, 0.0)), 0.0)
-    wts = e / e.sum(axis=1, keepdims=True)
-    wts = wts * mask
-    lat = np.einsum("ck,ckd->cd", wts, nb)
-    return np.where(has_any[:, None], lat, x)
 
 
 def run(model: Any, responses: Any = None, *, quiet: bool = True, **kwargs: Any) -> xr.Dataset:

@@ -82,6 +82,7 @@ def brian_prefs(target: str, cache_dir: Path) -> Iterator[None]:
 
 @functools.lru_cache(maxsize=8)
 def _cython_check(cache_dir: str) -> bool:
+    """Brian2's test compilation of a Cython module in ``cache_dir`` (once per dir)."""
     from brian2.codegen.runtime.cython_rt import CythonCodeObject
 
     with brian_prefs("cython", Path(cache_dir)):
@@ -103,6 +104,12 @@ def cython_available(cache_dir: str | Path | None = None) -> bool:
 
 
 def resolve_codegen(codegen: str, cache_dir: Path) -> str:
+    """The target a run will use, ``"cython"`` or ``"numpy"``, for a requested ``codegen``.
+
+    ``"auto"`` falls back to numpy with a ``RuntimeWarning`` when Cython cannot compile here;
+    ``"cython"`` raises ``RuntimeError`` then; anything not in :data:`CODEGEN_TARGETS` raises
+    ``ValueError``.
+    """
     if codegen not in CODEGEN_TARGETS:
         raise ValueError(f"codegen must be one of {list(CODEGEN_TARGETS)}; got {codegen!r}")
     if codegen == "numpy":

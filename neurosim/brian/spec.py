@@ -55,6 +55,7 @@ class ModelSpec:
 
 
 def _net_spec(name: str, mlp: Any, n_position: int = 0) -> ColumnNetSpec:
+    """A :class:`~neurosim.columns.ColumnMLP` as float64 arrays (weights copied off the model)."""
     weights, biases = [], []
     for layer in mlp.layers:
         w = layer.weight.detach().cpu().to(dtype=torch.float64).numpy()
