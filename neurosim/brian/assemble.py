@@ -19,7 +19,9 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import torch
 
+from neurosim.attention import lateral_attention
 from neurosim.brian.equations import gelu_function, hidden_equations, level_equations
 from neurosim.brian.spec import ColumnNetSpec, ModelSpec
 
@@ -270,19 +272,32 @@ def _column_nets(
 def _lateral_operation(build: _Build, levels: list[Any], betas: np.ndarray) -> Any:
     """The ``network_operation`` writing every level's ``lateral`` from the states at time t.
 
-    ``betas [n_steps]``: the inverse temperature of each step (the model's schedule).
+    ``lateral[c] = sum_n softmax_n(beta * <r_c, r_n>) r_n`` over the level's neighbours is
+    computed by :func:`neurosim.attention.lateral_attention` itself, the torch engine's
+    function, on tensors that share memory with Brian2's state arrays (``torch.from_numpy``,
+    no copy): one implementation for both engines. ``betas [n_steps]``: the inverse
+    temperature of each step (the model's schedule).
     """
     b2, spec = build.b2, build.spec
     c, dt_ms = spec.n_columns, build.dt_ms
-    neighbours = spec.neighbours
+    # Built once: lateral_attention caches its sparse graph per index tensor. Measured (one
+    # thread, float64): 0.22-0.40 ms per level and step for C = 16-256 columns, against
+    # 0.04-0.19 ms for the numpy copy this replaces; about 5% of a Brian2 step (~11 ms at
+    # 16 columns x 3 levels x dim 8, Cython), and trajectories identical to 1e-15.
+    neighbours = [
+        (torch.from_numpy(index), None if mask is None else torch.from_numpy(mask))
+        for index, mask in spec.neighbours
+    ]
 
     def lateral_attention_op(t):
         """Write ``lateral`` of every level from its ``r`` at time ``t`` (a Quantity)."""
         step = min(int(round(float(t / b2.ms) / dt_ms)), len(betas) - 1)
-        beta = betas[step]
-        for grp, (index, mask) in zip(levels, neighbours, strict=True):
-            x = grp.variables["r"].get_value().reshape(c, -1)
-            grp.variables["lateral"].set_value(_lateral_np(x, index, mask, beta).ravel())
+        beta = float(betas[step])
+        with torch.no_grad():
+            for grp, (index, mask) in zip(levels, neighbours, strict=True):
+                x = torch.from_numpy(grp.variables["r"].get_value().reshape(1, c, -1))
+                lateral = lateral_attention(x, index, beta, mask=mask, check_index=False)
+                grp.variables["lateral"].set_value(lateral.numpy().ravel())
 
     op = b2.NetworkOperation(
         lateral_attention_op,
@@ -293,31 +308,6 @@ def _lateral_operation(build: _Build, levels: list[Any], betas: np.ndarray) -> A
     )
     build.objects.append(op)
     return op
-
-
-def _lateral_np(
-    x: np.ndarray, index: np.ndarray, mask: np.ndarray | None, beta: float
-) -> np.ndarray:
-    """:func:`neurosim.attention.lateral_attention` for one stimulus, in numpy.
-
-    ``x [C, D]``, ``index [C, K]``, ``mask [C, K]`` or None -> ``[C, D]``.
-    """
-    nb = x[index]  # [C, K, D]
-    raw = np.einsum("cd,ckd->ck", x, nb)
-    if mask is None:
-        shifted = (raw - raw.max(axis=1, keepdims=True)) * beta
-        wts = np.exp(shifted)
-        wts /= wts.sum(axis=1, keepdims=True)
-        return np.einsum("ck,ckd->cd", wts, nb)
-    has_any = mask.any(axis=1)
-    valid = mask | ~has_any[:, None]
-    raw_valid = np.where(valid, raw, -np.inf)
-    shifted = (np.where(valid, raw, 0.0) - raw_valid.max(axis=1, keepdims=True)) * beta
-    e = np.where(valid, np.exp(np.where(valid, shifted, 0.0)), 0.0)
-    wts = e / e.sum(axis=1, keepdims=True)
-    wts = wts * mask
-    lat = np.einsum("ck,ckd->cd", wts, nb)
-    return np.where(has_any[:, None], lat, x)
 
 
 def _monitors(build: _Build, levels: list[Any], record_terms: bool) -> tuple[list[Any], list[Any]]:
