@@ -220,6 +220,24 @@ def test_weight_shared_model_is_refused():
         brian.build_network(shared, _responses(), codegen="numpy")
 
 
+def test_position_equations_are_checked_against_the_model():
+    from neurosim.brian.equations import evaluate_position_equations
+    from neurosim.model import position_features
+
+    model = _model()
+    spec = brian.model_spec(model)
+    pos = model.positions_deg.double().numpy()
+    feats = evaluate_position_equations(
+        pos, spec.position_scale_deg, spec.position_encoding, spec.n_frequencies
+    )
+    assert feats.shape == (N_COLUMNS, 2 + 4 * model.config.n_frequencies)
+    np.testing.assert_allclose(feats, position_features(pos, model.config), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        model.position_features[:, 3] += 0.1  # a buffer that no longer follows the encoding
+    with pytest.raises(ValueError, match="position features.*do not match the position_encoding"):
+        brian.model_spec(model)
+
+
 def test_units_accepted_as_quantities():
     import brian2
 

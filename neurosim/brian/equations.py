@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
+
 from neurosim.brian.preferences import import_brian2
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "activation_expr",
     "position_expr",
     "position_equations",
+    "evaluate_position_equations",
     "level_equations",
     "hidden_equations",
 ]
@@ -81,12 +84,38 @@ def position_expr(p: int, encoding: str) -> str:
     return f"{fn}({2.0**octave * math.pi!r} * {u})"
 
 
+def _n_position_features(encoding: str, n_frequencies: int) -> int:
+    """``P``: 2 (``u_x, u_y``) plus, for ``"fourier"``, 4 per octave."""
+    return 2 if encoding == "xy" else 2 + 4 * n_frequencies
+
+
+def evaluate_position_equations(
+    positions_deg: np.ndarray, scale_deg: float, encoding: str, n_frequencies: int
+) -> np.ndarray:
+    """``[C, P]``: the features of :func:`position_expr`, their text evaluated with numpy.
+
+    Not a second implementation of the encoding: the very expressions the Brian2 groups
+    integrate, so that :func:`neurosim.brian.spec.model_spec` can compare them with the model's
+    ``position_features`` before building. ``positions_deg [C, 2]`` (deg).
+    """
+    names = {
+        "sin": np.sin,
+        "cos": np.cos,
+        "x_deg": positions_deg[:, 0],
+        "y_deg": positions_deg[:, 1],
+        "position_scale_deg": scale_deg,
+    }
+    n_pos = _n_position_features(encoding, n_frequencies)
+    cols = [eval(position_expr(p, encoding), {"__builtins__": {}}, names) for p in range(n_pos)]
+    return np.stack(cols, axis=1)
+
+
 def position_equations(encoding: str, n_frequencies: int) -> list[str]:
     """Equation lines of the position drive ``sum_p w_position_p * feature_p(x_deg, y_deg)``.
 
     ``encoding`` and ``n_frequencies`` as the model's config (``position_encoding``).
     """
-    n_pos = 2 if encoding == "xy" else 2 + 4 * n_frequencies
+    n_pos = _n_position_features(encoding, n_frequencies)
     lines = [f"w_position_{p} : 1 (constant)" for p in range(n_pos)]
     drive = " + ".join(f"w_position_{p} * {position_expr(p, encoding)}" for p in range(n_pos))
     lines.append(f"position_drive = {drive} : 1")

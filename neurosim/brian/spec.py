@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
 import torch
+
+from neurosim.brian.equations import evaluate_position_equations
 
 __all__ = ["ColumnNetSpec", "ModelSpec", "model_spec"]
 
@@ -33,6 +34,16 @@ class ColumnNetSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
+    """A :class:`neurosim.model.Model` as the float64 numpy arrays the Brian2 build reads.
+
+    Geometry: ``positions_deg [C, 2]`` (deg), ``cell_index [C, k_cells]`` (the cells each
+    column reads), ``neighbours`` per level ``(index [C, K], mask [C, K] or None)``; the
+    position encoding (``position_encoding``, ``n_frequencies``, ``position_scale_deg``: the
+    features are functions of ``pos / scale``); the nets as :class:`ColumnNetSpec`; the
+    dynamics (``term_weights [4, L]`` normalised per level: bottom-up, top-down, lateral,
+    previous; ``tau_ms``, ``dt_ms``; ``init``; the ``DynamicsConfig`` for the beta schedule).
+    """
+
     n_columns: int
     n_levels: int
     dim: int  # width of the state arrays: max(level_dims)
@@ -67,14 +78,28 @@ def _net_spec(name: str, mlp: Any, n_position: int = 0) -> ColumnNetSpec:
     return ColumnNetSpec(name, tuple(weights), tuple(biases), mlp.activation, n_position)
 
 
-def _position_features_np(pos: np.ndarray, scale: float, encoding: str, n_freq: int) -> np.ndarray:
-    """``[C, P]``, the features the position equations compute (see ``position_expr``)."""
-    u = pos / scale
-    feats = [u]
-    if encoding == "fourier":
-        for i in range(n_freq):
-            feats += [np.sin(2.0**i * math.pi * u), np.cos(2.0**i * math.pi * u)]
-    return np.concatenate(feats, axis=1)
+def _position_scale_deg(model: Any, pos: np.ndarray) -> float:
+    """The scale of the position equations, ``u = pos / scale``, checked against the model.
+
+    The scale is the model's (:func:`neurosim.model.position_features`: ``max |pos|``, 1 when
+    all positions are 0); the Brian2 equations' features are compared with that function's
+    (float64, to 1e-9) and with the model's float32 buffer (to 1e-5), so a change of the
+    model's encoding cannot silently desynchronise the two engines.
+    """
+    from neurosim.model import position_features
+
+    cfg = model.config
+    scale = float(np.abs(pos).max()) or 1.0
+    brian = evaluate_position_equations(pos, scale, cfg.position_encoding, cfg.n_frequencies)
+    ref = position_features(pos, cfg)
+    buf = model.position_features.detach().cpu().double().numpy()
+    for what, other, tol in (("position_features(pos, config)", ref, 1e-9), ("buffer", buf, 1e-5)):
+        if other.shape != brian.shape or not np.allclose(other, brian, rtol=0, atol=tol):
+            raise ValueError(
+                f"the model's position features ({what}) do not match the position_encoding "
+                f"{cfg.position_encoding!r} that the Brian2 equations implement"
+            )
+    return scale
 
 
 def model_spec(model: Any) -> ModelSpec:
@@ -98,15 +123,8 @@ def model_spec(model: Any) -> ModelSpec:
         ) from None
     cfg = model.config
     pos = model.positions_deg.detach().cpu().double().numpy()
-    scale = float(np.abs(pos).max()) or 1.0
-    feats = _position_features_np(pos, scale, cfg.position_encoding, cfg.n_frequencies)
-    buf = model.position_features.detach().cpu().double().numpy()
-    if buf.shape != feats.shape or not np.allclose(buf, feats, rtol=0, atol=1e-5):
-        raise ValueError(
-            "model.position_features does not match the position_encoding "
-            f"{cfg.position_encoding!r} that the Brian2 equations implement"
-        )
-    n_pos = buf.shape[1]
+    scale = _position_scale_deg(model, pos)
+    n_pos = model.position_features.shape[1]
     tw = model.term_weights.detach().cpu().double().numpy()
     nbs = tuple(
         (
