@@ -76,6 +76,8 @@ def test_trajectories_agree_at_every_step(parity):
     assert ds.rate.dims == ("time", "column", "level", "unit")
     assert ds.rate.shape == ref.shape == (13, N_COLUMNS, N_LEVELS, DIM)
     np.testing.assert_allclose(ds.time.values, np.arange(13) * 1.0)
+    # the initial state is the model's own initial_state, not a re-computation of it
+    np.testing.assert_array_equal(ds.rate.values[0], ref[0])
     err = brian.relative_error(ds.rate.values, ref)
     assert err.shape == (13,)
     assert np.all(err < REL_TOL), err
@@ -236,6 +238,17 @@ def test_position_equations_are_checked_against_the_model():
         model.position_features[:, 3] += 0.1  # a buffer that no longer follows the encoding
     with pytest.raises(ValueError, match="position features.*do not match the position_encoding"):
         brian.model_spec(model)
+
+
+def test_float32_model_runs_in_float64_and_is_left_as_it_is():
+    model = _model(dynamics=dict(n_steps=2)).float()
+    resp = _responses()
+    net = brian.build_network(model, resp, codegen="numpy")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with torch.no_grad():
+        ref = model.double().initial_state(resp[None])[0].numpy()
+    np.testing.assert_array_equal(net.initial_state, ref)
+    assert net.run().rate.sizes["time"] == 3  # (a network never run warns when deleted)
 
 
 def test_units_accepted_as_quantities():

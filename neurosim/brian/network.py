@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import xarray as xr
 
 from neurosim.brian.assemble import TERMS, assemble
@@ -18,7 +20,7 @@ from neurosim.brian.preferences import (
     import_brian2,
     resolve_codegen,
 )
-from neurosim.brian.spec import ColumnNetSpec, ModelSpec, model_spec
+from neurosim.brian.spec import ModelSpec, model_spec
 from neurosim.config import check_seed
 
 __all__ = ["BrianNetwork", "build_network", "run", "trajectory_dataset", "relative_error"]
@@ -313,10 +315,16 @@ def _stimulus_frames(
 
 
 def _initial_state(
-    spec: ModelSpec, initial_state: Any, frames: np.ndarray, retina: Any, is_image: bool
+    model: Any,
+    spec: ModelSpec,
+    initial_state: Any,
+    frames: np.ndarray,
+    retina: Any,
+    is_image: bool,
 ) -> np.ndarray:
-    """The state at time 0, ``[C, L, D]`` float64: ``initial_state`` if given, else as the
-    model's ``config.init`` (zeros, or one bottom-up pass of the first frame)."""
+    """The state at time 0, ``[C, L, D]`` float64: ``initial_state`` if given, else the
+    model's own :meth:`~neurosim.model.Model.initial_state` of the first frame (zeros, or one
+    bottom-up pass, as ``config.init``), computed in float64 on the CPU like the network."""
     c, n_lv, d = spec.n_columns, spec.n_levels, spec.dim
     if initial_state is not None:
         if hasattr(initial_state, "detach"):
@@ -327,16 +335,12 @@ def _initial_state(
                 f"initial_state must have shape [{c}, {n_lv}, {d}]; got {tuple(x0.shape)}"
             )
         return x0
-    x0 = np.zeros((c, n_lv, d))
-    if spec.init == "zeros":
-        return x0
     first = np.asarray(retina.operator @ frames[0], dtype=np.float64) if is_image else frames[0]
-    levels = [_numpy_mlp(spec.encoder, first[spec.cell_index])]
-    for net in spec.bottom_up:
-        levels.append(_numpy_mlp(net, levels[-1]))
-    for lv, level in enumerate(levels):
-        x0[:, lv, : level.shape[1]] = level
-    return x0
+    floats = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if not all(t.dtype == torch.float64 and t.device.type == "cpu" for t in floats):
+        model = copy.deepcopy(model).to(device="cpu", dtype=torch.float64)
+    with torch.no_grad():
+        return model.initial_state(torch.from_numpy(first)[None])[0].numpy()
 
 
 def build_network(
@@ -370,8 +374,9 @@ def build_network(
         codegen: ``"cython"`` (default), ``"numpy"`` or ``"auto"`` (see
             :mod:`neurosim.brian.preferences`).
         cache_dir: Cython cache directory (default: this process's own, :func:`default_cache_dir`).
-        initial_state: ``[n_columns, n_levels, dim]``; default as the model's ``config.init``
-            (zeros, or one bottom-up pass computed from the exported weights).
+        initial_state: ``[n_columns, n_levels, dim]``; default the model's own
+            ``initial_state`` of the first frame (zeros, or one bottom-up pass, as its
+            ``config.init``), in float64.
         record_terms: also record ``bottom_up``, ``top_down``, ``lateral``, ``consensus`` of
             every step.
         poisson_gain_hz: add Poisson spiking cells firing at ``gain * max(response, 0)`` Hz
@@ -395,7 +400,7 @@ def build_network(
     gain_hz = None if poisson_gain_hz is None else _rate_hz("poisson_gain_hz", poisson_gain_hz)
     frames = _stimulus_frames(spec, responses, image, retina, n_steps)
     is_image = image is not None
-    x0 = _initial_state(spec, initial_state, frames, retina, is_image)
+    x0 = _initial_state(model, spec, initial_state, frames, retina, is_image)
     betas = np.array([spec.dynamics.beta_at(t, n_steps) for t in range(n_steps)], dtype=np.float64)
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -432,24 +437,6 @@ def build_network(
         initial_state=x0,
         betas=betas,
     )
-
-
-def _numpy_mlp(net: ColumnNetSpec, x: np.ndarray) -> np.ndarray:
-    """``x [C, d_in] -> [C, d_out]`` with the exported weights (used for the initial state)."""
-    from scipy.special import erf
-
-    acts = {
-        "gelu": lambda z: 0.5 * z * (1.0 + erf(z * 0.7071067811865476)),
-        "relu": lambda z: np.maximum(z, 0.0),
-        "tanh": np.tanh,
-        "silu": lambda z: z / (1.0 + np.exp(-z)),
-    }
-    last = len(net.weights) - 1
-    for k, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
-        x = np.einsum("ci,cio->co", x, w) + b
-        if k < last:
-            x = acts[net.activation](x)
-    return x
 
 
 def run(model: Any, responses: Any = None, *, quiet: bool = True, **kwargs: Any) -> xr.Dataset:
