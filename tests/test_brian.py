@@ -72,10 +72,10 @@ def test_trajectories_agree_at_every_step(parity):
     from neurosim.columns import assert_unshared
 
     assert_unshared(model)
-    ref = settled.trajectory[:, 0].numpy()
-    assert ds.rate.dims == ("time", "column", "level", "unit")
-    assert ds.rate.shape == ref.shape == (13, N_COLUMNS, N_LEVELS, DIM)
-    np.testing.assert_allclose(ds.time.values, np.arange(13) * 1.0)
+    ref = settled.trajectory.numpy()  # [time, stimulus, column, level, unit]
+    assert ds.rate.dims == ("time", "stimulus", "column", "level", "unit")
+    assert ds.rate.shape == ref.shape == (13, 1, N_COLUMNS, N_LEVELS, DIM)
+    np.testing.assert_allclose(ds.time_ms.values, np.arange(13) * 1.0)
     # the initial state is the model's own initial_state, not a re-computation of it
     np.testing.assert_array_equal(ds.rate.values[0], ref[0])
     err = brian.relative_error(ds.rate.values, ref)
@@ -88,10 +88,11 @@ def test_trajectories_agree_at_every_step(parity):
 def test_terms_agree_at_every_step(parity):
     _, settled, _, ds = parity
     for term in ("bottom_up", "top_down", "lateral", "consensus"):
-        ref = getattr(settled, term)[:, 0].numpy()
+        ref = getattr(settled, term).numpy()
+        assert ds[term].dims == ("step", "stimulus", "column", "level", "unit")
         err = brian.relative_error(ds[term].values, ref)
         assert np.all(err < REL_TOL), (term, err)
-    assert np.all(ds["top_down"].values[:, :, -1] == 0)
+    assert np.all(ds["top_down"].isel(level=-1).values == 0)
 
 
 def test_network_structure(parity):
@@ -147,12 +148,13 @@ def test_parity_variants_with_frames(overrides):
     settled = _torch_settle(model, frames)
     net = brian.build_network(model, frames, codegen="numpy")
     ds = net.run()
-    err = brian.relative_error(ds.rate.values, settled.trajectory[:, 0].numpy())
+    err = brian.relative_error(ds.rate.values, settled.trajectory.numpy())
     assert np.all(err < REL_TOL), err
     dims = model.level_dims
     assert [len(grp) for grp in net.levels] == [N_COLUMNS * d for d in dims]
+    assert ds.level_dim.values.tolist() == list(dims)
     for lv, d in enumerate(dims):  # padding of smaller levels is exactly zero
-        assert np.all(ds.rate.values[:, :, lv, d:] == 0.0)
+        assert np.all(ds.rate.isel(level=lv).values[..., d:] == 0.0)
 
 
 def test_image_input_through_retina_and_poisson_cells():
@@ -177,7 +179,7 @@ def test_image_input_through_retina_and_poisson_cells():
     )
     assert len(net.synapses["retina"][0]) == ret.operator.nnz
     ds = net.run()
-    err = brian.relative_error(ds.rate.values, settled.trajectory[:, 0].numpy())
+    err = brian.relative_error(ds.rate.values, settled.trajectory.numpy())
     assert np.all(err < REL_TOL), err
     counts = ds.spike_count.values
     assert counts.shape == (ret.n_cells,)
@@ -297,7 +299,7 @@ def test_trajectories_agree_with_cython(tmp_path):
     net = brian.build_network(model, resp, codegen="cython", cache_dir=tmp_path)
     assert net.codegen == "cython"
     ds = net.run()
-    err = brian.relative_error(ds.rate.values, settled.trajectory[:, 0].numpy())
+    err = brian.relative_error(ds.rate.values, settled.trajectory.numpy())
     assert np.all(err < REL_TOL), err
     assert any(tmp_path.iterdir())  # compiled into the given cache directory
 

@@ -168,3 +168,28 @@ def test_trajectory_dataset_rejects_bad_inputs():
         trajectory_dataset(bad, 1.0, pos, level_dims=(5, 4))
     with pytest.raises(ValueError, match=r"terms\['lateral'\] must have shape \(3, 1, 3, 2, 5\)"):
         trajectory_dataset(traj, 1.0, pos, terms={"lateral": traj})
+
+
+def test_torch_and_brian2_give_the_same_layout():
+    """One settling in both engines: the same dims, coords and attrs; values to 1e-4."""
+    import torch
+
+    from neurosim.brian import build_network, relative_error
+    from neurosim.export import settled_dataset
+
+    model = _small_model(dim=(3, 6, 4)).double()
+    resp = torch.as_tensor(np.random.default_rng(2).normal(size=(model.n_cells,)))
+    with torch.no_grad():
+        settled = model.settle(resp[None], return_trajectory=True)
+    torch_ds = settled_dataset(settled, model)
+    brian_ds = build_network(model, resp, codegen="numpy").run()
+    assert brian_ds["rate"].dims == torch_ds["rate"].dims
+    assert brian_ds["rate"].shape == torch_ds["rate"].shape == (6, 1, 9, 3, 6)
+    assert set(brian_ds.coords) == set(torch_ds.coords)
+    for name in torch_ds.coords:
+        xr.testing.assert_allclose(brian_ds[name], torch_ds[name])
+        assert brian_ds[name].attrs == torch_ds[name].attrs
+    assert brian_ds["rate"].attrs["units"] == torch_ds["rate"].attrs["units"] == "1"
+    assert check_variable_attrs(brian_ds) == check_variable_attrs(torch_ds) == []
+    err = relative_error(brian_ds["rate"].values, torch_ds["rate"].values)
+    assert np.all(err < 1e-4), err

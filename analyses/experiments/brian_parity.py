@@ -10,14 +10,20 @@ untrained model, and the results say so). Then one test digit is shown to both e
 * torch: ``Model.settle`` in float64 (``n_steps`` Euler steps of ``dt_ms``);
 * Brian2: :func:`neurosim.brian.build_network` with the *image* as a ``TimedArray`` of pixels
   driving the retina's cells through ``Synapses`` that hold the retina's operator, the same
-  ``dt_ms``, Cython code generation (``codegen``).
+  ``dt_ms``, code generation ``codegen`` (default ``auto``: Cython when a C++ compiler works,
+  else numpy; ``--quick`` uses numpy, which compiles nothing).
+
+Both trajectories go through :func:`neurosim.export.trajectory_dataset` (the torch one via
+:func:`~neurosim.export.settled_dataset`), so they share one layout; the one stimulus is
+selected, which leaves dims ``(time, column, level, unit)``.
 
 Results (``results.nc``)
 ------------------------
 ``torch_rate``, ``brian_rate`` and ``difference`` (brian - torch), dims ``(time, column, level,
-unit)``; ``relative_error(time)`` = max |difference| / max |torch_rate| at each recorded time;
-``image(y_px, x_px)``; ``train_loss(train_step)``. Attributes: ``trained`` (0/1), wall times of
-both engines and Brian2's build time, the codegen target used.
+unit)``, coords ``time_ms``, ``x_deg``, ``y_deg`` and ``level_mask``; ``relative_error(time)`` =
+max |difference| / max |torch_rate| at each recorded time; ``image(y_px, x_px)``;
+``train_loss(train_step)``. Attributes: ``trained`` (0/1), wall times of both engines and
+Brian2's build time, the codegen target used.
 """
 
 from __future__ import annotations
@@ -165,6 +171,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     from neurosim import brian
     from neurosim.columns import assert_unshared
     from neurosim.dynamics import DynamicsConfig
+    from neurosim.export import settled_dataset
     from neurosim.model import Model, ModelConfig
     from retina import Retina
 
@@ -212,7 +219,6 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         resp = torch.as_tensor(retina(image), dtype=torch.float64)[None]
         settled = model.settle(resp, n_steps=cfg.n_steps, return_trajectory=True)
     torch_s = time.perf_counter() - t0
-    torch_traj = settled.trajectory[:, 0].numpy()
 
     net = brian.build_network(
         model,
@@ -223,15 +229,14 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         codegen=cfg.codegen,
         cache_dir=cfg.cache_dir or None,
     )
-    bds = net.run(quiet=quiet)
-    brian_traj = bds.rate.values
+    bds = net.run(quiet=quiet).isel(stimulus=0, drop=True)
 
-    ds = brian.trajectory_dataset(
-        torch_traj, cfg.dt_ms, model.positions_deg.numpy(), name="torch_rate"
-    )
-    ds["torch_rate"].attrs["long_name"] = "level embedding rate, torch engine (float64)"
-    ds["brian_rate"] = (("time", "column", "level", "unit"), brian_traj)
-    ds["brian_rate"].attrs = {"units": "1", "long_name": "level embedding rate, Brian2 engine"}
+    ds = settled_dataset(settled, model, dt_ms=cfg.dt_ms, name="torch_rate")
+    ds = ds.isel(stimulus=0, drop=True)
+    ds["torch_rate"].attrs["long_name"] = "level embedding rate r, torch engine (float64)"
+    ds["brian_rate"] = bds["rate"]
+    ds["brian_rate"].attrs["long_name"] = "level embedding rate r, Brian2 engine"
+    torch_traj, brian_traj = ds["torch_rate"].values, ds["brian_rate"].values
     ds["difference"] = ds["brian_rate"] - ds["torch_rate"]
     ds["difference"].attrs = {"units": "1", "long_name": "brian_rate - torch_rate"}
     ds["relative_error"] = (
@@ -277,7 +282,7 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     ax.set_axis_off()
 
     ax = axes[0, 1]
-    t = ds["time"].values
+    t = ds["time_ms"].values
     levels = ds.sizes["level"]
     for lv, style in zip(range(levels), cycle_styles(levels), strict=True):
         torch_line = ds["torch_rate"].isel(column=0, level=lv, unit=0).values

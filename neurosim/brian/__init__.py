@@ -1,8 +1,9 @@
 """The same rate equations, built and run in Brian2.
 
 Modules: :mod:`~neurosim.brian.spec` (what is read off the torch model),
-:mod:`~neurosim.brian.equations` (Brian2 text equations), :mod:`~neurosim.brian.network`
-(building and running), :mod:`~neurosim.brian.preferences` (code generation and its cache).
+:mod:`~neurosim.brian.equations` (Brian2 text equations), :mod:`~neurosim.brian.assemble`
+(the Brian2 objects, one function each), :mod:`~neurosim.brian.network` (``build_network``,
+``BrianNetwork.run``), :mod:`~neurosim.brian.preferences` (code generation and its cache).
 
 Brian2: Stimberg, Brette & Goodman (2019), eLife 8:e47314.
 
@@ -33,14 +34,16 @@ What becomes what
     unit (``tau_h dh/dt = -h + act(...)``, ``tau_h << tau``) would only approximate it, with an
     error of order ``tau_h / tau``, and would force ``dt < tau_h``. The top-down nets' first
     layer also receives the position encoding of its column, written out as an equation in
-    ``x_deg``, ``y_deg`` (a neural field; checked against ``model.position_features``).
+    ``x_deg``, ``y_deg`` (a neural field; checked against :func:`neurosim.model.position_features`
+    before building).
 ``Synapses`` (one per layer of every net; ``w`` per synapse)
     the unshared weights ``[n_columns, d_in, d_out]``, connecting unit ``a`` of column ``c``
     to unit ``b`` of the same column only; every pathway writes one summed variable of its
     target (``h_sum`` of a hidden group, ``bu_sum`` / ``td_sum`` of a level).
 ``lateral`` (a ``network_operation``, the documented exception)
     ``lateral[c] = sum_n softmax_n(beta * <e_c, e_n>) e_n`` over the neighbour index of the
-    level (:mod:`neurosim.attention`). The softmax divides by a sum, over the neighbours, of
+    level, computed by the torch engine's own :func:`neurosim.attention.lateral_attention` on
+    tensors that share Brian2's arrays. The softmax divides by a sum, over the neighbours, of
     exponentials of dot products between two columns' whole vectors: a summed synaptic variable
     can only add per-synapse terms that depend on one pre- and one post-synaptic *neuron* (one
     unit), so neither the dot product (a sum over units of another column) nor its normalised
@@ -53,30 +56,21 @@ What becomes what
     responses) for negative. Spikes are an output for downstream spiking models; they do not
     feed back into the rate network (so parity with torch is unaffected).
 
-Order within one time step (``when`` / ``order``): all summed variables (``before_groups``,
-ordered by depth: pixels -> cells -> hidden layers -> level inputs), then ``lateral``
-(``before_groups``, last), then every level's state update (``groups``). Every term is therefore
-computed from the states at time t, as in the torch engine (a Jacobi update of all levels).
-``StateMonitor`` records ``r`` at the start of every step; the final state is appended after
-the run, giving ``n_steps + 1`` states like ``Settled.trajectory``.
+Every term of a step is computed from the states at time t, as in the torch engine (a Jacobi
+update of all levels; the schedule is in :mod:`~neurosim.brian.assemble`). ``StateMonitor``
+records ``r`` at the start of every step; the final state is appended after the run, giving
+``n_steps + 1`` states like ``Settled.trajectory``, returned in the torch engine's layout by
+:func:`neurosim.export.trajectory_dataset`: ``rate [time, stimulus, column, level, unit]``.
 
-Code generation: ``codegen="cython"`` (default; needs Cython and a C++ compiler, clear error
-otherwise), ``"numpy"`` (no compiler), or ``"auto"`` (Cython if it works, else numpy with a
-warning). Brian2's preferences are global; they are set only while building and running and
-restored afterwards. Each process compiles into its own cache directory (default
-``$TMPDIR/neurosim-brian2-<user>/pid-<pid>``, or the ``cache_dir=`` argument), so parallel
-workers never contend for one cache; pass the same ``cache_dir`` to reuse compiled code.
+Code generation: ``codegen="cython"`` (default), ``"numpy"`` or ``"auto"``; Brian2's global
+preferences are set only while building and running, and each process compiles into its own
+cache directory (:mod:`~neurosim.brian.preferences`).
 """
 
-from neurosim.brian.network import (
-    BrianNetwork,
-    build_network,
-    relative_error,
-    run,
-    trajectory_dataset,
-)
+from neurosim.brian.network import BrianNetwork, build_network, relative_error, run
 from neurosim.brian.preferences import CODEGEN_TARGETS, cython_available, default_cache_dir
 from neurosim.brian.spec import ColumnNetSpec, model_spec
+from neurosim.export import trajectory_dataset  # its home is neurosim.export; kept importable
 
 __all__ = [
     "CODEGEN_TARGETS",

@@ -22,8 +22,9 @@ from neurosim.brian.preferences import (
 )
 from neurosim.brian.spec import ModelSpec, model_spec
 from neurosim.config import check_seed
+from neurosim.export import trajectory_dataset
 
-__all__ = ["BrianNetwork", "build_network", "run", "trajectory_dataset", "relative_error"]
+__all__ = ["BrianNetwork", "build_network", "run", "relative_error"]
 
 
 def _time_ms(name: str, value: Any) -> float:
@@ -102,11 +103,16 @@ class BrianNetwork:
     _has_run: bool = False
 
     def run(self, *, quiet: bool = True) -> xr.Dataset:
-        """Simulate ``duration_ms`` and return the trajectory (see :func:`trajectory_dataset`).
+        """Simulate ``duration_ms`` and return the trajectory.
 
-        A network runs once; build a new one for another run. Returns a Dataset with ``rate``
-        ``[time (n_steps + 1), column, level, unit]`` (and the terms ``[step, column, level,
-        unit]`` if recorded, and ``spike_count [cell]`` with Poisson cells).
+        A network runs once; build a new one for another run. Returns the layout of the torch
+        engine's :func:`neurosim.export.settled_dataset`: ``rate [time (n_steps + 1),
+        stimulus (1), column, level, unit]`` with coords ``time_ms``, ``x_deg``, ``y_deg``,
+        ``level_mask`` (see :func:`neurosim.export.trajectory_dataset`); the terms
+        ``bottom_up``, ``top_down``, ``lateral``, ``consensus`` ``[step (n_steps), stimulus,
+        column, level, unit]`` if recorded; ``spike_count [cell]`` and ``spike_rate_hz
+        [cell]`` (Hz) with Poisson cells. Attributes: ``engine``, ``codegen`` (the target
+        used), ``dt_ms``, ``duration_ms``, ``n_steps``, ``build_s``, ``run_s``.
         """
         if self._has_run:
             raise RuntimeError("this BrianNetwork has already run; build a new one")
@@ -141,37 +147,42 @@ class BrianNetwork:
         return self._dataset()
 
     # .................................................................................
-    def _dataset(self) -> xr.Dataset:
+    def _levels_array(self, values: list[np.ndarray]) -> np.ndarray:
+        """Per-level recordings ``[T, C * dim[l]]`` -> ``[T, 1, C, L, D]`` (one stimulus),
+        smaller levels zero-padded as the torch state."""
         spec = self.spec
-        c, n_lv, d, n = spec.n_columns, spec.n_levels, spec.dim, self.n_steps
-        dims = spec.level_dims
-        traj = np.zeros((n + 1, c, n_lv, d))  # levels smaller than d stay zero-padded
+        n_t = values[0].shape[0]
+        out = np.zeros((n_t, 1, spec.n_columns, spec.n_levels, spec.dim))
+        for lv, (rec, d_lv) in enumerate(zip(values, spec.level_dims, strict=True)):
+            out[:, 0, :, lv, :d_lv] = np.asarray(rec).reshape(n_t, spec.n_columns, d_lv)
+        return out
+
+    def _dataset(self) -> xr.Dataset:
+        """The run as :func:`neurosim.export.trajectory_dataset` (the torch layout), plus the
+        recorded terms, the Poisson spike counts and the run's attributes."""
+        n = self.n_steps
+        recorded = []
         for lv, (grp, mon) in enumerate(zip(self.levels, self.monitors, strict=True)):
-            rec = np.asarray(mon.variables["r"].get_value())  # [T, C*D_l]
+            rec = np.asarray(mon.variables["r"].get_value())  # [n, C * dim[l]], times 0..n-1
             if rec.shape[0] != n:
                 raise RuntimeError(f"level {lv} recorded {rec.shape[0]} steps, expected {n}")
-            traj[:n, :, lv, : dims[lv]] = rec.reshape(n, c, dims[lv])
-            traj[n, :, lv, : dims[lv]] = np.asarray(grp.variables["r"].get_value()).reshape(
-                c, dims[lv]
+            final = np.asarray(grp.variables["r"].get_value())[None]  # the state at time n
+            recorded.append(np.concatenate([rec, final]))
+        terms = {
+            term: self._levels_array(
+                [mon.variables[term].get_value() for mon in self.term_monitors]
             )
-        ds = trajectory_dataset(traj, self.dt_ms, spec.positions_deg, name="rate")
-        ds["rate"].attrs["long_name"] = "level embedding rate r (Brian2)"
-        if self.term_monitors:
-            step_ms = np.arange(n) * self.dt_ms
-            for term in TERMS:
-                arr = np.zeros((n, c, n_lv, d))
-                for lv, mon in enumerate(self.term_monitors):
-                    if term in mon.record_variables:
-                        rec = np.asarray(mon.variables[term].get_value())
-                        arr[:, :, lv, : dims[lv]] = rec.reshape(n, c, dims[lv])
-                ds[term] = xr.DataArray(
-                    arr,
-                    dims=("step", "column", "level", "unit"),
-                    attrs={"units": "1", "long_name": f"{term} term of each Euler step"},
-                )
-            ds = ds.assign_coords(
-                step_time_ms=("step", step_ms, {"units": "ms", "long_name": "step start time"})
-            )
+            for term in (TERMS if self.term_monitors else ())
+        }
+        ds = trajectory_dataset(
+            self._levels_array(recorded),
+            self.dt_ms,
+            self.spec.positions_deg,
+            level_dims=self.spec.level_dims,
+            name="rate",
+            long_name="level embedding rate r (Brian2)",
+            terms=terms,
+        )
         if self.spikes is not None:
             counts = np.asarray(self.spikes.count[:], dtype=np.int64)
             ds["spike_count"] = xr.DataArray(
@@ -194,41 +205,6 @@ class BrianNetwork:
             run_s=self.run_s,
         )
         return ds
-
-
-def trajectory_dataset(
-    trajectory: np.ndarray,
-    dt_ms: float,
-    positions_deg: np.ndarray,
-    *,
-    name: str = "rate",
-) -> xr.Dataset:
-    """A trajectory ``[time, column, level, unit]`` as a Dataset (time in ms from 0 by dt_ms).
-
-    The layout of the torch trajectory ``Settled.trajectory[:, b]`` and of :meth:`BrianNetwork.run`.
-    """
-    traj = np.asarray(trajectory, dtype=np.float64)
-    if traj.ndim != 4:
-        raise ValueError(f"trajectory must be [time, column, level, unit]; got {traj.shape}")
-    t, c, n_lv, d = traj.shape
-    pos = np.asarray(positions_deg, dtype=np.float64)
-    return xr.Dataset(
-        {
-            name: xr.DataArray(
-                traj,
-                dims=("time", "column", "level", "unit"),
-                attrs={"units": "1", "long_name": "level embedding rate r"},
-            )
-        },
-        coords={
-            "time": ("time", np.arange(t) * float(dt_ms), {"units": "ms", "long_name": "time"}),
-            "column": np.arange(c),
-            "level": np.arange(n_lv),
-            "unit": np.arange(d),
-            "x_deg": ("column", pos[:, 0], {"units": "deg", "long_name": "column x position"}),
-            "y_deg": ("column", pos[:, 1], {"units": "deg", "long_name": "column y position"}),
-        },
-    )
 
 
 def relative_error(a: np.ndarray, b: np.ndarray, *, axis: int = 0) -> np.ndarray:
@@ -442,7 +418,8 @@ def build_network(
 def run(model: Any, responses: Any = None, *, quiet: bool = True, **kwargs: Any) -> xr.Dataset:
     """Build (see :func:`build_network`, same arguments) and run; return the Dataset.
 
-    ``rate [time, column, level, unit]`` with ``n_steps + 1`` times from 0 by ``dt_ms``.
+    ``rate [time, stimulus, column, level, unit]`` with ``n_steps + 1`` times from 0 by
+    ``dt_ms`` and one stimulus (see :meth:`BrianNetwork.run`).
     """
     net = build_network(model, responses, **kwargs)
     return net.run(quiet=quiet)
