@@ -273,24 +273,30 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
 
 def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """Image, example unit trajectories in both engines, and the relative error per time."""
-    from analyses.figures import cycle_styles, new_figure, save_figure
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = new_figure(1, 3, width_in=7.0, height_in=2.4)
+    from analyses.figures import STYLE, cycle_styles, new_figure, save_figure
+
+    fig, axes = new_figure(1, 3, width_in=7.5, height_in=2.6)
     ax = axes[0, 0]
-    ax.imshow(ds["image"].values, cmap="gray")
+    shown = ax.imshow(ds["image"].values, cmap="gray", vmin=0.0)
     ax.set_title("test image")
-    ax.set_axis_off()
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    with plt.rc_context(STYLE):  # the colorbar's axes are made now, in the figures' style
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="luminance (dimensionless)")
 
     ax = axes[0, 1]
     t = ds["time_ms"].values
     levels = ds.sizes["level"]
+    every = max(1, len(t) // 12)
     for lv, style in zip(range(levels), cycle_styles(levels), strict=True):
         torch_line = ds["torch_rate"].isel(column=0, level=lv, unit=0).values
         brian_line = ds["brian_rate"].isel(column=0, level=lv, unit=0).values
         ax.plot(
             t, torch_line, color=style["color"], linestyle=style["linestyle"], label=f"level {lv}"
         )
-        every = max(1, len(t) // 12)
         ax.plot(
             t[::every],
             brian_line[::every],
@@ -299,19 +305,35 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
             marker=style["marker"],
             markersize=3,
         )
+    engines = [
+        Line2D([], [], color="0.0", linestyle="-", label="torch (lines)"),
+        Line2D(
+            [],
+            [],
+            color="0.0",
+            linestyle="none",
+            marker="o",
+            markersize=3,
+            label="Brian2 (markers)",
+        ),
+    ]
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("rate r (column 0, unit 0)")
-    ax.set_title("lines: torch, markers: Brian2")
-    ax.legend(frameon=False, fontsize=6)
+    ax.set_ylabel("rate r (dimensionless)")
+    ax.set_title("column 0, unit 0")
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + engines, frameon=False, fontsize=6)
 
     ax = axes[0, 2]
     err = np.maximum(ds["relative_error"].values, 1e-18)
-    ax.semilogy(t, err, color="0.0", marker="o", markersize=2)
+    ax.semilogy(
+        t, err, color="0.0", marker="o", markersize=2, label="max |Brian2 - torch| / max |torch|"
+    )
     ax.axhline(1e-4, color="0.5", linestyle="--", label="tolerance 1e-4")
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("relative error")
+    ax.set_ylabel("relative error (dimensionless)")
     ax.set_title(f"Brian2 ({ds.attrs.get('codegen', '?')}) vs torch")
-    ax.legend(frameon=False, fontsize=6)
+    ax.set_ylim(top=1.0)  # room above the tolerance line for the legend
+    ax.legend(frameon=False, fontsize=6, loc="upper right")
     return save_figure(fig, out_dir, "brian_parity")
 
 
@@ -333,9 +355,16 @@ def summary(ds: xr.Dataset) -> str:
     if ds.sizes.get("train_step", 0):
         loss = ds["train_loss"].values
         lines.append(f"train loss: {loss[0]:.4g} -> {loss[-1]:.4g}")
+    codegen = ds.attrs.get("codegen", "?")
+    if codegen == "cython":
+        compiled = "Cython; includes compilation on a cold cache"
+    elif codegen == "numpy":
+        compiled = "numpy code generation: nothing compiled"
+    else:
+        compiled = f"code generation {codegen}"
     lines.append(
         f"wall time: torch {ds.attrs.get('torch_s', float('nan')):.3f} s, Brian2 run "
-        f"{ds.attrs.get('brian_run_s', float('nan')):.3f} s (includes Cython compilation on a "
-        f"cold cache; build {ds.attrs.get('brian_build_s', float('nan')):.3f} s)"
+        f"{ds.attrs.get('brian_run_s', float('nan')):.3f} s ({compiled}; build "
+        f"{ds.attrs.get('brian_build_s', float('nan')):.3f} s)"
     )
     return "\n".join(lines)
