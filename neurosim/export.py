@@ -236,6 +236,59 @@ def _state_variable(
     return xr.DataArray(values, dims=dims, attrs=attrs, name=name)
 
 
+def _state_coords(
+    pos: np.ndarray,
+    dims: tuple[int, ...],
+    mask: np.ndarray,
+    n_stimuli: int,
+    times: tuple[int, int, float],
+    *,
+    with_steps: bool,
+) -> dict[str, Any]:
+    """Coords of a state Dataset: time (steps and ms), columns (deg), levels and their padding.
+
+    ``pos [C, 2]`` (deg), ``dims`` (one size per level), ``mask [L, D]``; ``times = (first
+    step, number of times, dt_ms)``; ``with_steps``: also the ``step`` dim of per-step terms
+    (one fewer than the times).
+    """
+    first, n_t, dt_ms = times
+    steps = first + np.arange(n_t)
+    step_attrs = {"units": "1", "long_name": "Euler step index"}
+    coords: dict[str, Any] = {
+        "time": ("time", steps, step_attrs),
+        "time_ms": ("time", steps * dt_ms, {"units": "ms", "long_name": "time from the start"}),
+        "stimulus": np.arange(n_stimuli),
+        "column": np.arange(pos.shape[0]),
+        "level": np.arange(mask.shape[0]),
+        "unit": np.arange(mask.shape[1]),
+        "x_deg": ("column", pos[:, 0], {"units": "deg", "long_name": "column x position"}),
+        "y_deg": ("column", pos[:, 1], {"units": "deg", "long_name": "column y position"}),
+        "ecc_deg": (
+            "column",
+            np.hypot(pos[:, 0], pos[:, 1]),
+            {"units": "deg", "long_name": "column eccentricity"},
+        ),
+        "level_dim": (
+            "level",
+            np.asarray(dims, dtype=np.int64),
+            {"units": "1", "long_name": "units a level uses (the rest is zero padding)"},
+        ),
+        "level_mask": (
+            ("level", "unit"),
+            mask,
+            {"units": "1", "long_name": "True where the level has this unit"},
+        ),
+    }
+    if with_steps:
+        coords["step"] = ("step", steps[:-1], step_attrs)
+        coords["step_time_ms"] = (
+            "step",
+            steps[:-1] * dt_ms,
+            {"units": "ms", "long_name": "time of the state a step starts from"},
+        )
+    return coords
+
+
 def trajectory_dataset(
     trajectory: Any,
     dt_ms: float,
@@ -315,44 +368,7 @@ def trajectory_dataset(
                 f"{key} must be zero on the padding of smaller levels (level l beyond unit "
                 f"level_dims[l] = {dims}); got non-zero values there"
             )
-    steps = first_step + np.arange(n_t)
-    coords: dict[str, Any] = {
-        "time": ("time", steps, {"units": "1", "long_name": "Euler step index"}),
-        "time_ms": ("time", steps * dt_ms, {"units": "ms", "long_name": "time from the start"}),
-        "stimulus": np.arange(n_b),
-        "column": np.arange(n_c),
-        "level": np.arange(n_lv),
-        "unit": np.arange(d),
-        "x_deg": ("column", pos[:, 0], {"units": "deg", "long_name": "column x position"}),
-        "y_deg": ("column", pos[:, 1], {"units": "deg", "long_name": "column y position"}),
-        "ecc_deg": (
-            "column",
-            np.hypot(pos[:, 0], pos[:, 1]),
-            {"units": "deg", "long_name": "column eccentricity"},
-        ),
-        "level_dim": (
-            "level",
-            np.asarray(dims, dtype=np.int64),
-            {"units": "1", "long_name": "units a level uses (the rest is zero padding)"},
-        ),
-        "level_mask": (
-            ("level", "unit"),
-            mask,
-            {"units": "1", "long_name": "True where the level has this unit"},
-        ),
-    }
-    if terms:
-        step_ms = (first_step + np.arange(n_terms)) * dt_ms
-        coords["step"] = (
-            "step",
-            first_step + np.arange(n_terms),
-            {"units": "1", "long_name": "Euler step index"},
-        )
-        coords["step_time_ms"] = (
-            "step",
-            step_ms,
-            {"units": "ms", "long_name": "time of the state a step starts from"},
-        )
+    coords = _state_coords(pos, dims, mask, n_b, (first_step, n_t, dt_ms), with_steps=bool(terms))
     data = {
         key: _state_variable(key, arr, var_dims, text, ragged)
         for key, (arr, var_dims, text) in variables.items()
