@@ -164,23 +164,13 @@ def _train(model, retina, cfg: Config, rng: np.random.Generator, quiet: bool) ->
     return np.asarray(losses, dtype=np.float64)
 
 
-def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
-    """Train briefly, settle one image in torch and in Brian2, return both trajectories."""
-    import torch
-
-    from neurosim import brian
+def _retina_and_model(cfg: Config):
+    """The uniform retina and the (untrained) column model it feeds, as the config says."""
     from neurosim.columns import assert_unshared
     from neurosim.dynamics import DynamicsConfig
-    from neurosim.export import settled_dataset
     from neurosim.model import Model, ModelConfig
     from retina import Retina
 
-    if device != "cpu":
-        raise ValueError(
-            f"device must be 'cpu' for brian-parity (Brian2 runs on CPU); got {device!r}"
-        )
-    cfg = config
-    rng = np.random.default_rng(cfg.seed)
     retina = Retina.uniform(
         n_cells=cfg.n_cells,
         fov_deg=cfg.fov_deg,
@@ -210,6 +200,44 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     )
     model = Model.from_retina(retina, mcfg)
     assert_unshared(model)
+    return retina, model
+
+
+def _comparison(settled, model, brian_ds: xr.Dataset, dt_ms: float) -> xr.Dataset:
+    """``torch_rate``, ``brian_rate``, ``difference (time, column, level, unit)`` and
+    ``relative_error (time)`` of the one stimulus, both engines in the layout of
+    :func:`neurosim.export.trajectory_dataset`."""
+    from neurosim.brian import relative_error
+    from neurosim.export import settled_dataset
+
+    ds = settled_dataset(settled, model, dt_ms=dt_ms, name="torch_rate")
+    ds = ds.isel(stimulus=0, drop=True)
+    ds["torch_rate"].attrs["long_name"] = "level embedding rate r, torch engine (float64)"
+    ds["brian_rate"] = brian_ds["rate"].isel(stimulus=0, drop=True)
+    ds["brian_rate"].attrs["long_name"] = "level embedding rate r, Brian2 engine"
+    ds["difference"] = ds["brian_rate"] - ds["torch_rate"]
+    ds["difference"].attrs = {"units": "1", "long_name": "brian_rate - torch_rate"}
+    ds["relative_error"] = (
+        ("time",),
+        relative_error(ds["brian_rate"].values, ds["torch_rate"].values),
+        {"units": "1", "long_name": "max |difference| / max |torch_rate| per time"},
+    )
+    return ds
+
+
+def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
+    """Train briefly, settle one image in torch and in Brian2, return both trajectories."""
+    import torch
+
+    from neurosim import brian
+
+    if device != "cpu":
+        raise ValueError(
+            f"device must be 'cpu' for brian-parity (Brian2 runs on CPU); got {device!r}"
+        )
+    cfg = config
+    rng = np.random.default_rng(cfg.seed)
+    retina, model = _retina_and_model(cfg)
     losses = _train(model, retina, cfg, rng, quiet) if cfg.train_steps else np.zeros(0)
     model = model.double().eval()
     image = _images(cfg, 1, rng)[0]
@@ -229,21 +257,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         codegen=cfg.codegen,
         cache_dir=cfg.cache_dir or None,
     )
-    bds = net.run(quiet=quiet).isel(stimulus=0, drop=True)
-
-    ds = settled_dataset(settled, model, dt_ms=cfg.dt_ms, name="torch_rate")
-    ds = ds.isel(stimulus=0, drop=True)
-    ds["torch_rate"].attrs["long_name"] = "level embedding rate r, torch engine (float64)"
-    ds["brian_rate"] = bds["rate"]
-    ds["brian_rate"].attrs["long_name"] = "level embedding rate r, Brian2 engine"
-    torch_traj, brian_traj = ds["torch_rate"].values, ds["brian_rate"].values
-    ds["difference"] = ds["brian_rate"] - ds["torch_rate"]
-    ds["difference"].attrs = {"units": "1", "long_name": "brian_rate - torch_rate"}
-    ds["relative_error"] = (
-        ("time",),
-        brian.relative_error(brian_traj, torch_traj),
-        {"units": "1", "long_name": "max |difference| / max |torch_rate| per time"},
-    )
+    ds = _comparison(settled, model, net.run(quiet=quiet), cfg.dt_ms)
     ds["image"] = (
         ("y_px", "x_px"),
         image,
