@@ -19,7 +19,7 @@ What becomes what
     the summed variable of ``Synapses`` from a ``pixels`` group (luminance from a ``TimedArray``
     ``[n_frames, H*W]``) whose weights are the retina's sparse operator (the retina is linear:
     ``retina(image) = operator @ image``, :mod:`retina.sampler`).
-``level{l}`` (one ``NeuronGroup`` per level, neuron ``column * dim + unit``)
+``level{l}`` (one ``NeuronGroup`` per level, neuron ``column * dim[l] + unit``)
     ``tau dr/dt = -r + consensus`` with ``tau`` in ms and ``r`` dimensionless, ``consensus =
     a_bottom_up * bottom_up + a_top_down * top_down + a_lateral * lateral + a_previous * r``
     (the normalised term weights of :func:`neurosim.dynamics.consensus`); ``column``, ``unit``,

@@ -68,16 +68,25 @@ class BrianNetwork:
 
     Attributes:
         network: the ``brian2.Network``.
-        levels: one ``NeuronGroup`` per level (``C * dim`` neurons, index ``column * dim + unit``).
+        levels: one ``NeuronGroup`` per level (``C * dim[l]`` neurons, ``column * dim[l] + unit``).
         cells: the retina ``NeuronGroup`` (``rate``: cell response).
         hidden: ``{net name: [NeuronGroup per hidden layer]}``.
         synapses: ``{net name: [Synapses per layer]}`` (plus ``"retina"`` with an image input).
-        monitors: one ``StateMonitor`` of ``r`` per level (and of the terms if recorded).
+        monitors: one ``StateMonitor`` of ``r`` per level.
+        term_monitors: one ``StateMonitor`` of the four terms per level (empty unless
+            ``record_terms``).
         spikes: ``SpikeMonitor`` of the Poisson cells, or None.
-        n_steps, dt_ms, duration_ms: the run.
+        namespace: the equations' external names (GELU, ``TimedArray`` inputs), passed to
+            ``Network.run``.
+        spec: the :class:`~neurosim.brian.spec.ModelSpec` the network was built from.
+        initial_state: ``[C, L, D]``, the state at time 0.
+        betas: ``[n_steps]``, the attention inverse temperature of each step.
+        n_steps, dt_ms, duration_ms: the run (ms).
         codegen: the code generation target used (``"cython"`` or ``"numpy"``).
         cache_dir: the Cython cache directory.
-        build_s: wall time of the build (includes code generation for ``connect``).
+        seed: Brian2's seed for the Poisson cells.
+        build_s: wall time of the build (includes code generation for ``connect``), s.
+        run_s: wall time of the run (s; NaN before it).
     """
 
     network: Any
