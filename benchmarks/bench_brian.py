@@ -82,7 +82,7 @@ def worker(args: dict) -> dict:
     model = _model(args["n_columns"], args["n_levels"], args["dim"], args["n_steps"])
     resp = _responses()
     with torch.no_grad():
-        ref = model.settle(resp[None], return_trajectory=True).trajectory[:, 0].numpy()
+        ref = model.settle(resp[None], return_trajectory=True).trajectory.numpy()
     out = {"import_s": import_s, "runs": []}
     for _ in range(2 if args["second"] else 1):
         t1 = time.perf_counter()

@@ -14,15 +14,19 @@ column whose input is hidden, without bottom-up at level 0): :func:`consensus_we
 
 The equation (:func:`drift`) is kept apart from the integrator (:func:`integrate` with a name
 from :data:`INTEGRATORS`), so the same drift can be written as a Brian2 equation string. Within
-one step the consensus is held fixed (it is computed from the state at the start of the step),
-so the drift is linear in x and both integrators are a move of x towards the consensus by a
-fraction ``a`` of the way, ``x + a (consensus - x)``:
+one step the other terms (bottom-up, top-down, lateral) are held at their values from the start
+of the step; the consensus then depends on x only through its previous-state term
+``a_prev * x``, so the drift is linear in x, ``(1 - a_prev) (m - x) / tau`` with ``m`` the
+weighted mean of the held terms, and both integrators move x towards the consensus by a
+fraction ``f`` of the way, ``x + f (consensus - x)``:
 
-* ``"euler"``: ``x + dt * drift(x)``, ``a = dt / tau``. With ``dt = tau`` this is exactly GLOM's
+* ``"euler"``: ``x + dt * drift(x)``, ``f = dt / tau``. With ``dt = tau`` this is exactly GLOM's
   discrete update ``x <- consensus`` (``DynamicsConfig`` allows ``dt_ms <= tau_ms``).
-* ``"exponential"`` (exponential Euler): the exact solution over the step for the held
-  consensus, ``consensus + (x - consensus) exp(-dt / tau)``, ``a = 1 - exp(-dt / tau)``; it
-  never overshoots, whatever dt.
+* ``"exponential"`` (exponential Euler): the exact solution over the step of the linear part
+  with the held terms, ``m + (x - m) exp(-(1 - a_prev) dt / tau)``, i.e.
+  ``f = (1 - exp(-(1 - a_prev) dt / tau)) / (1 - a_prev)`` (``1 - exp(-dt / tau)`` without a
+  previous-state term); it never overshoots ``m``, whatever dt. Brian2's ``exact`` method
+  integrates the same equation (:mod:`neurosim.brian`).
 """
 
 from __future__ import annotations
@@ -121,7 +125,8 @@ class DynamicsConfig(Config):
 
     @property
     def fraction_per_step(self) -> float:
-        """How far one step moves the state towards the consensus (:func:`step_fraction`)."""
+        """How far one step moves the state towards the consensus without a previous-state
+        term (:func:`step_fraction`)."""
         return step_fraction(self.integrator, self.tau_ms, self.dt_ms)
 
     def beta_at(self, step: int, n_steps: int | None = None) -> float:
@@ -148,13 +153,27 @@ def euler(state: torch.Tensor, rate: torch.Tensor, dt_ms: float) -> torch.Tensor
     return state + dt_ms * rate
 
 
-def step_fraction(integrator: str, tau_ms: float, dt_ms: float) -> float:
-    """How far one step moves the state towards a held consensus: ``dt / tau`` for ``"euler"``,
-    ``1 - exp(-dt / tau)`` for ``"exponential"`` (see the module doc)."""
+def step_fraction(
+    integrator: str,
+    tau_ms: float,
+    dt_ms: float,
+    previous_weight: float | torch.Tensor = 0.0,
+) -> float | torch.Tensor:
+    """How far one step moves the state towards the consensus (see the module doc):
+    ``dt / tau`` for ``"euler"``; ``(1 - exp(-(1 - a) dt / tau)) / (1 - a)`` for
+    ``"exponential"``, ``a = previous_weight`` the normalised weight of the previous-state term
+    (in [0, 1]; a float, or a tensor broadcasting against the state; ``a = 1`` gives the limit
+    ``dt / tau``)."""
     check_choice("integrator", integrator, INTEGRATORS)
     if integrator == "euler":
         return dt_ms / tau_ms
-    return -math.expm1(-dt_ms / tau_ms)
+    if isinstance(previous_weight, torch.Tensor):
+        rate = (1.0 - previous_weight).clamp_min(1e-12)
+        return -torch.expm1(-rate * (dt_ms / tau_ms)) / rate
+    rate = 1.0 - float(previous_weight)
+    if rate <= 1e-12:
+        return dt_ms / tau_ms
+    return -math.expm1(-rate * dt_ms / tau_ms) / rate
 
 
 def integrate(
@@ -163,22 +182,28 @@ def integrate(
     tau_ms: float,
     dt_ms: float,
     integrator: str = "euler",
+    previous_weight: float | torch.Tensor = 0.0,
 ) -> torch.Tensor:
     """One step of ``tau dx/dt = drift(x) = -x + consensus`` with the named integrator.
 
     ``"euler"`` is ``euler(state, drift(state, consensus, tau_ms), dt_ms)``, ``"exponential"``
-    the exact solution over the step for the held consensus; both are written as one fused
-    ``torch.lerp(state, consensus, a)`` with ``a = step_fraction(integrator, tau_ms, dt_ms)``
-    (equal to the two-pass form up to float rounding): one read of each input and one write,
-    forward and backward — the state is the largest tensor of a settling step.
+    the exact solution over the step of the linear part (the leak and the previous-state term of
+    weight ``previous_weight``) with the other terms held; both are written as one fused
+    ``torch.lerp(state, consensus, f)`` with ``f = step_fraction(...)`` (equal to the two-pass
+    form up to float rounding): one read of each input and one write, forward and backward —
+    the state is the largest tensor of a settling step.
 
     Args:
         state, consensus: tensors of one shape (e.g. ``[B, C, D]`` for one level).
+        previous_weight: the consensus weight of ``state`` (normalised), for ``"exponential"``.
 
     Returns:
         the new state, same shape.
     """
-    return torch.lerp(state, consensus, step_fraction(integrator, tau_ms, dt_ms))
+    f = step_fraction(integrator, tau_ms, dt_ms, previous_weight)
+    if isinstance(f, torch.Tensor):
+        return state + f * (consensus - state)
+    return torch.lerp(state, consensus, f)
 
 
 def consensus_weights(

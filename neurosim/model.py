@@ -516,7 +516,7 @@ class Model(nn.Module):
         for lv in range(self.n_levels):
             c = weighted_consensus((bu[lv], td[lv], lat[lv], xs[lv]), weights[lv])
             cons.append(c)
-            new.append(integrate(xs[lv], c, dyn.tau_ms, dyn.dt_ms, dyn.integrator))
+            new.append(integrate(xs[lv], c, dyn.tau_ms, dyn.dt_ms, dyn.integrator, weights[lv][3]))
         terms = {"bottom_up": bu, "top_down": td, "lateral": lat, "consensus": cons}
         return self.stack_levels(new), StepTerms(self, terms, att, beta)
 

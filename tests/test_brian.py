@@ -72,10 +72,12 @@ def test_trajectories_agree_at_every_step(parity):
     from neurosim.columns import assert_unshared
 
     assert_unshared(model)
-    ref = settled.trajectory[:, 0].numpy()
-    assert ds.rate.dims == ("time", "column", "level", "unit")
-    assert ds.rate.shape == ref.shape == (13, N_COLUMNS, N_LEVELS, DIM)
-    np.testing.assert_allclose(ds.time.values, np.arange(13) * 1.0)
+    ref = settled.trajectory.numpy()  # [time, stimulus, column, level, unit]
+    assert ds.rate.dims == ("time", "stimulus", "column", "level", "unit")
+    assert ds.rate.shape == ref.shape == (13, 1, N_COLUMNS, N_LEVELS, DIM)
+    np.testing.assert_allclose(ds.time_ms.values, np.arange(13) * 1.0)
+    # the initial state is the model's own initial_state, not a re-computation of it
+    np.testing.assert_array_equal(ds.rate.values[0], ref[0])
     err = brian.relative_error(ds.rate.values, ref)
     assert err.shape == (13,)
     assert np.all(err < REL_TOL), err
@@ -86,10 +88,11 @@ def test_trajectories_agree_at_every_step(parity):
 def test_terms_agree_at_every_step(parity):
     _, settled, _, ds = parity
     for term in ("bottom_up", "top_down", "lateral", "consensus"):
-        ref = getattr(settled, term)[:, 0].numpy()
+        ref = getattr(settled, term).numpy()
+        assert ds[term].dims == ("step", "stimulus", "column", "level", "unit")
         err = brian.relative_error(ds[term].values, ref)
         assert np.all(err < REL_TOL), (term, err)
-    assert np.all(ds["top_down"].values[:, :, -1] == 0)
+    assert np.all(ds["top_down"].isel(level=-1).values == 0)
 
 
 def test_network_structure(parity):
@@ -136,21 +139,24 @@ def test_network_structure(parity):
             init="zeros",
         ),
         dict(dim=(4, 8, 6)),  # one size per level: groups of C * dim[l] neurons
+        dict(dynamics=dict(integrator="exponential", dt_ms=2.5)),  # Brian2's "exact" method
     ],
-    ids=["relu-linear", "tanh-2hidden-xy", "silu-radius-zeros", "per-level-dims"],
+    ids=["relu-linear", "tanh-2hidden-xy", "silu-radius-zeros", "per-level-dims", "exp-euler"],
 )
 def test_parity_variants_with_frames(overrides):
-    model = _model(**overrides, dynamics=dict(n_steps=8, beta_schedule="constant", beta=2.0))
+    dyn = dict(n_steps=8, beta_schedule="constant", beta=2.0, **overrides.pop("dynamics", {}))
+    model = _model(**overrides, dynamics=dyn)
     frames = _responses(n_frames=3)
     settled = _torch_settle(model, frames)
     net = brian.build_network(model, frames, codegen="numpy")
     ds = net.run()
-    err = brian.relative_error(ds.rate.values, settled.trajectory[:, 0].numpy())
+    err = brian.relative_error(ds.rate.values, settled.trajectory.numpy())
     assert np.all(err < REL_TOL), err
     dims = model.level_dims
     assert [len(grp) for grp in net.levels] == [N_COLUMNS * d for d in dims]
+    assert ds.level_dim.values.tolist() == list(dims)
     for lv, d in enumerate(dims):  # padding of smaller levels is exactly zero
-        assert np.all(ds.rate.values[:, :, lv, d:] == 0.0)
+        assert np.all(ds.rate.isel(level=lv).values[..., d:] == 0.0)
 
 
 def test_image_input_through_retina_and_poisson_cells():
@@ -175,7 +181,7 @@ def test_image_input_through_retina_and_poisson_cells():
     )
     assert len(net.synapses["retina"][0]) == ret.operator.nnz
     ds = net.run()
-    err = brian.relative_error(ds.rate.values, settled.trajectory[:, 0].numpy())
+    err = brian.relative_error(ds.rate.values, settled.trajectory.numpy())
     assert np.all(err < REL_TOL), err
     counts = ds.spike_count.values
     assert counts.shape == (ret.n_cells,)
@@ -214,10 +220,47 @@ def test_bad_inputs_fail_clearly():
         brian.build_network(torch.nn.Linear(2, 2), resp, codegen="numpy")
 
 
+def test_stacked_and_layer_normalised_models_are_refused():
+    with pytest.raises(ValueError, match="normalize must be 'none' for the Brian2 backend"):
+        brian.build_network(_model(normalize="layer"), _responses(n_frames=1), codegen="numpy")
+    stacked = Model.stack([_model(), _model()])
+    with pytest.raises(ValueError, match=r"not 2 stacked replicas: export model.replica\(r\)"):
+        brian.build_network(stacked, _responses(n_frames=1), codegen="numpy")
+
+
 def test_weight_shared_model_is_refused():
     shared = _model(shared=True)
     with pytest.raises(ValueError, match="unshared per-column weights.*shared=True"):
         brian.build_network(shared, _responses(), codegen="numpy")
+
+
+def test_position_equations_are_checked_against_the_model():
+    from neurosim.brian.equations import evaluate_position_equations
+    from neurosim.model import position_features
+
+    model = _model()
+    spec = brian.model_spec(model)
+    pos = model.positions_deg.double().numpy()
+    feats = evaluate_position_equations(
+        pos, spec.position_scale_deg, spec.position_encoding, spec.n_frequencies
+    )
+    assert feats.shape == (N_COLUMNS, 2 + 4 * model.config.n_frequencies)
+    np.testing.assert_allclose(feats, position_features(pos, model.config), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        model.position_features[:, 3] += 0.1  # a buffer that no longer follows the encoding
+    with pytest.raises(ValueError, match="position features.*do not match the position_encoding"):
+        brian.model_spec(model)
+
+
+def test_float32_model_runs_in_float64_and_is_left_as_it_is():
+    model = _model(dynamics=dict(n_steps=2)).float()
+    resp = _responses()
+    net = brian.build_network(model, resp, codegen="numpy")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with torch.no_grad():
+        ref = model.double().initial_state(resp[None])[0].numpy()
+    np.testing.assert_array_equal(net.initial_state, ref)
+    assert net.run().rate.sizes["time"] == 3  # (a network never run warns when deleted)
 
 
 def test_units_accepted_as_quantities():
@@ -238,7 +281,7 @@ def test_missing_compiler_is_a_clear_error(monkeypatch):
     import brian2
 
     model = _model(dynamics=dict(n_steps=2))
-    monkeypatch.setattr(brian, "cython_available", lambda cache_dir=None: False)
+    monkeypatch.setattr(brian.preferences, "cython_available", lambda cache_dir=None: False)
     with pytest.raises(RuntimeError, match="C\\+\\+ compiler.*codegen='numpy'"):
         brian.build_network(model, _responses(), codegen="cython")
     with pytest.warns(RuntimeWarning, match="falling back to codegen='numpy'"):
@@ -266,7 +309,7 @@ def test_trajectories_agree_with_cython(tmp_path):
     net = brian.build_network(model, resp, codegen="cython", cache_dir=tmp_path)
     assert net.codegen == "cython"
     ds = net.run()
-    err = brian.relative_error(ds.rate.values, settled.trajectory[:, 0].numpy())
+    err = brian.relative_error(ds.rate.values, settled.trajectory.numpy())
     assert np.all(err < REL_TOL), err
     assert any(tmp_path.iterdir())  # compiled into the given cache directory
 
@@ -288,7 +331,10 @@ def test_brian_parity_experiment_quick(tmp_path):
     np.testing.assert_allclose(back["brian_rate"], ds["brian_rate"])
     paths = brian_parity.figures(back, tmp_path)
     assert all(p.is_file() for p in paths)
-    assert "max rel. error" in brian_parity.summary(back)
+    text = brian_parity.summary(back)
+    assert "max rel. error" in text
+    # the text speaks of the code generation that ran (numpy here), not of Cython
+    assert "codegen=numpy" in text and "nothing compiled" in text and "Cython" not in text
 
 
 def test_no_compiler_detected_in_a_fresh_process(tmp_path):

@@ -114,6 +114,17 @@ def test_integrators_are_the_drift_and_a_named_step():
     torch.testing.assert_close(
         integrate(x, c, 20.0, 5.0, "exponential"), c + (x - c) * math.exp(-5.0 / 20.0)
     )
+    # with a previous-state term a: exact for tau dx/dt = (1 - a)(m - x), m the other terms
+    a, m = 0.25, torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    cons = a * x + (1 - a) * m
+    torch.testing.assert_close(
+        integrate(x, cons, 20.0, 5.0, "exponential", a), m + (x - m) * math.exp(-0.75 * 0.25)
+    )
+    t = torch.full((3, 5, 1), a, dtype=torch.float64)
+    torch.testing.assert_close(
+        integrate(x, cons, 20.0, 5.0, "exponential", t),
+        integrate(x, cons, 20.0, 5.0, "exponential", a),
+    )
     torch.testing.assert_close(integrate(x, c, 10.0, 10.0, "euler"), c)  # GLOM: x <- consensus
     assert step_fraction("euler", 20.0, 5.0) == 0.25
     assert step_fraction("exponential", 20.0, 5.0) == pytest.approx(1 - math.exp(-0.25))

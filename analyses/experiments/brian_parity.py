@@ -10,14 +10,20 @@ untrained model, and the results say so). Then one test digit is shown to both e
 * torch: ``Model.settle`` in float64 (``n_steps`` Euler steps of ``dt_ms``);
 * Brian2: :func:`neurosim.brian.build_network` with the *image* as a ``TimedArray`` of pixels
   driving the retina's cells through ``Synapses`` that hold the retina's operator, the same
-  ``dt_ms``, Cython code generation (``codegen``).
+  ``dt_ms``, code generation ``codegen`` (default ``auto``: Cython when a C++ compiler works,
+  else numpy; ``--quick`` uses numpy, which compiles nothing).
+
+Both trajectories go through :func:`neurosim.export.trajectory_dataset` (the torch one via
+:func:`~neurosim.export.settled_dataset`), so they share one layout; the one stimulus is
+selected, which leaves dims ``(time, column, level, unit)``.
 
 Results (``results.nc``)
 ------------------------
 ``torch_rate``, ``brian_rate`` and ``difference`` (brian - torch), dims ``(time, column, level,
-unit)``; ``relative_error(time)`` = max |difference| / max |torch_rate| at each recorded time;
-``image(y_px, x_px)``; ``train_loss(train_step)``. Attributes: ``trained`` (0/1), wall times of
-both engines and Brian2's build time, the codegen target used.
+unit)``, coords ``time_ms``, ``x_deg``, ``y_deg`` and ``level_mask``; ``relative_error(time)`` =
+max |difference| / max |torch_rate| at each recorded time; ``image(y_px, x_px)``;
+``train_loss(train_step)``. Attributes: ``trained`` (0/1), wall times of both engines and
+Brian2's build time, the codegen target used.
 """
 
 from __future__ import annotations
@@ -158,22 +164,13 @@ def _train(model, retina, cfg: Config, rng: np.random.Generator, quiet: bool) ->
     return np.asarray(losses, dtype=np.float64)
 
 
-def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
-    """Train briefly, settle one image in torch and in Brian2, return both trajectories."""
-    import torch
-
-    from neurosim import brian
+def _retina_and_model(cfg: Config):
+    """The uniform retina and the (untrained) column model it feeds, as the config says."""
     from neurosim.columns import assert_unshared
     from neurosim.dynamics import DynamicsConfig
     from neurosim.model import Model, ModelConfig
     from retina import Retina
 
-    if device != "cpu":
-        raise ValueError(
-            f"device must be 'cpu' for brian-parity (Brian2 runs on CPU); got {device!r}"
-        )
-    cfg = config
-    rng = np.random.default_rng(cfg.seed)
     retina = Retina.uniform(
         n_cells=cfg.n_cells,
         fov_deg=cfg.fov_deg,
@@ -203,6 +200,44 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     )
     model = Model.from_retina(retina, mcfg)
     assert_unshared(model)
+    return retina, model
+
+
+def _comparison(settled, model, brian_ds: xr.Dataset, dt_ms: float) -> xr.Dataset:
+    """``torch_rate``, ``brian_rate``, ``difference (time, column, level, unit)`` and
+    ``relative_error (time)`` of the one stimulus, both engines in the layout of
+    :func:`neurosim.export.trajectory_dataset`."""
+    from neurosim.brian import relative_error
+    from neurosim.export import settled_dataset
+
+    ds = settled_dataset(settled, model, dt_ms=dt_ms, name="torch_rate")
+    ds = ds.isel(stimulus=0, drop=True)
+    ds["torch_rate"].attrs["long_name"] = "level embedding rate r, torch engine (float64)"
+    ds["brian_rate"] = brian_ds["rate"].isel(stimulus=0, drop=True)
+    ds["brian_rate"].attrs["long_name"] = "level embedding rate r, Brian2 engine"
+    ds["difference"] = ds["brian_rate"] - ds["torch_rate"]
+    ds["difference"].attrs = {"units": "1", "long_name": "brian_rate - torch_rate"}
+    ds["relative_error"] = (
+        ("time",),
+        relative_error(ds["brian_rate"].values, ds["torch_rate"].values),
+        {"units": "1", "long_name": "max |difference| / max |torch_rate| per time"},
+    )
+    return ds
+
+
+def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
+    """Train briefly, settle one image in torch and in Brian2, return both trajectories."""
+    import torch
+
+    from neurosim import brian
+
+    if device != "cpu":
+        raise ValueError(
+            f"device must be 'cpu' for brian-parity (Brian2 runs on CPU); got {device!r}"
+        )
+    cfg = config
+    rng = np.random.default_rng(cfg.seed)
+    retina, model = _retina_and_model(cfg)
     losses = _train(model, retina, cfg, rng, quiet) if cfg.train_steps else np.zeros(0)
     model = model.double().eval()
     image = _images(cfg, 1, rng)[0]
@@ -212,7 +247,6 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         resp = torch.as_tensor(retina(image), dtype=torch.float64)[None]
         settled = model.settle(resp, n_steps=cfg.n_steps, return_trajectory=True)
     torch_s = time.perf_counter() - t0
-    torch_traj = settled.trajectory[:, 0].numpy()
 
     net = brian.build_network(
         model,
@@ -223,22 +257,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         codegen=cfg.codegen,
         cache_dir=cfg.cache_dir or None,
     )
-    bds = net.run(quiet=quiet)
-    brian_traj = bds.rate.values
-
-    ds = brian.trajectory_dataset(
-        torch_traj, cfg.dt_ms, model.positions_deg.numpy(), name="torch_rate"
-    )
-    ds["torch_rate"].attrs["long_name"] = "level embedding rate, torch engine (float64)"
-    ds["brian_rate"] = (("time", "column", "level", "unit"), brian_traj)
-    ds["brian_rate"].attrs = {"units": "1", "long_name": "level embedding rate, Brian2 engine"}
-    ds["difference"] = ds["brian_rate"] - ds["torch_rate"]
-    ds["difference"].attrs = {"units": "1", "long_name": "brian_rate - torch_rate"}
-    ds["relative_error"] = (
-        ("time",),
-        brian.relative_error(brian_traj, torch_traj),
-        {"units": "1", "long_name": "max |difference| / max |torch_rate| per time"},
-    )
+    ds = _comparison(settled, model, net.run(quiet=quiet), cfg.dt_ms)
     ds["image"] = (
         ("y_px", "x_px"),
         image,
@@ -268,24 +287,30 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
 
 def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """Image, example unit trajectories in both engines, and the relative error per time."""
-    from analyses.figures import cycle_styles, new_figure, save_figure
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = new_figure(1, 3, width_in=7.0, height_in=2.4)
+    from analyses.figures import STYLE, cycle_styles, new_figure, save_figure
+
+    fig, axes = new_figure(1, 3, width_in=7.5, height_in=2.6)
     ax = axes[0, 0]
-    ax.imshow(ds["image"].values, cmap="gray")
+    shown = ax.imshow(ds["image"].values, cmap="gray", vmin=0.0)
     ax.set_title("test image")
-    ax.set_axis_off()
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    with plt.rc_context(STYLE):  # the colorbar's axes are made now, in the figures' style
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="luminance (dimensionless)")
 
     ax = axes[0, 1]
-    t = ds["time"].values
+    t = ds["time_ms"].values
     levels = ds.sizes["level"]
+    every = max(1, len(t) // 12)
     for lv, style in zip(range(levels), cycle_styles(levels), strict=True):
         torch_line = ds["torch_rate"].isel(column=0, level=lv, unit=0).values
         brian_line = ds["brian_rate"].isel(column=0, level=lv, unit=0).values
         ax.plot(
             t, torch_line, color=style["color"], linestyle=style["linestyle"], label=f"level {lv}"
         )
-        every = max(1, len(t) // 12)
         ax.plot(
             t[::every],
             brian_line[::every],
@@ -294,19 +319,35 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
             marker=style["marker"],
             markersize=3,
         )
+    engines = [
+        Line2D([], [], color="0.0", linestyle="-", label="torch (lines)"),
+        Line2D(
+            [],
+            [],
+            color="0.0",
+            linestyle="none",
+            marker="o",
+            markersize=3,
+            label="Brian2 (markers)",
+        ),
+    ]
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("rate r (column 0, unit 0)")
-    ax.set_title("lines: torch, markers: Brian2")
-    ax.legend(frameon=False, fontsize=6)
+    ax.set_ylabel("rate r (dimensionless)")
+    ax.set_title("column 0, unit 0")
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + engines, frameon=False, fontsize=6)
 
     ax = axes[0, 2]
     err = np.maximum(ds["relative_error"].values, 1e-18)
-    ax.semilogy(t, err, color="0.0", marker="o", markersize=2)
+    ax.semilogy(
+        t, err, color="0.0", marker="o", markersize=2, label="max |Brian2 - torch| / max |torch|"
+    )
     ax.axhline(1e-4, color="0.5", linestyle="--", label="tolerance 1e-4")
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("relative error")
+    ax.set_ylabel("relative error (dimensionless)")
     ax.set_title(f"Brian2 ({ds.attrs.get('codegen', '?')}) vs torch")
-    ax.legend(frameon=False, fontsize=6)
+    ax.set_ylim(top=1.0)  # room above the tolerance line for the legend
+    ax.legend(frameon=False, fontsize=6, loc="upper right")
     return save_figure(fig, out_dir, "brian_parity")
 
 
@@ -328,9 +369,16 @@ def summary(ds: xr.Dataset) -> str:
     if ds.sizes.get("train_step", 0):
         loss = ds["train_loss"].values
         lines.append(f"train loss: {loss[0]:.4g} -> {loss[-1]:.4g}")
+    codegen = ds.attrs.get("codegen", "?")
+    if codegen == "cython":
+        compiled = "Cython; includes compilation on a cold cache"
+    elif codegen == "numpy":
+        compiled = "numpy code generation: nothing compiled"
+    else:
+        compiled = f"code generation {codegen}"
     lines.append(
         f"wall time: torch {ds.attrs.get('torch_s', float('nan')):.3f} s, Brian2 run "
-        f"{ds.attrs.get('brian_run_s', float('nan')):.3f} s (includes Cython compilation on a "
-        f"cold cache; build {ds.attrs.get('brian_build_s', float('nan')):.3f} s)"
+        f"{ds.attrs.get('brian_run_s', float('nan')):.3f} s ({compiled}; build "
+        f"{ds.attrs.get('brian_build_s', float('nan')):.3f} s)"
     )
     return "\n".join(lines)
