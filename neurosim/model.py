@@ -31,7 +31,7 @@ are trained as one batched computation (:mod:`neurosim.replicas`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -118,6 +118,10 @@ class ModelConfig(Config):
             ``"layer"`` every consensus term is a unit-RMS vector or a convex combination of
             states, and each step a convex combination of state and consensus, so the state's
             RMS per column and level can never exceed 1 (for dt <= tau; see ``Model.settle``).
+            ``"input"`` instead divides the input of every bottom-up and top-down net (a level's
+            embedding) by its RMS (length normalisation, as Forward-Forward needs, so a net
+            cannot read the goodness of the level below off its length; the talk, 00:09:23);
+            the outputs stay raw.
         seed: seed of the weight initialisation and of the long-range neighbours.
         lattice_seed: seed of the foveated column lattice (``column_lattice`` ``"foveated"`` or
             ``"auto"`` on a foveated retina; >= 0). Separate from ``seed`` so that changing the
@@ -142,7 +146,7 @@ class ModelConfig(Config):
     n_frequencies: int = 3
     column_lattice: Literal["auto", "uniform", "foveated"] = "auto"
     init: Literal["bottom_up", "zeros"] = "bottom_up"
-    normalize: Literal["none", "layer"] = "none"
+    normalize: Literal["none", "layer", "input"] = "none"
     seed: int = 0
     lattice_seed: int = 0
     dynamics: DynamicsConfig = dataclasses.field(default_factory=DynamicsConfig)
@@ -166,7 +170,7 @@ class ModelConfig(Config):
         check_int("n_frequencies", self.n_frequencies, 1, 16)
         check_choice("column_lattice", self.column_lattice, ("auto", "uniform", "foveated"))
         check_choice("init", self.init, ("bottom_up", "zeros"))
-        check_choice("normalize", self.normalize, ("none", "layer"))
+        check_choice("normalize", self.normalize, ("none", "layer", "input"))
         check_seed("seed", self.seed)
         check_seed("lattice_seed", self.lattice_seed)
         if not isinstance(self.dynamics, DynamicsConfig):
@@ -324,6 +328,7 @@ class Model(nn.Module):
         self.dim = config.state_dim
         self.ragged = len(set(self.level_dims)) > 1
         self.normalize = config.normalize == "layer"
+        self.normalize_inputs = config.normalize == "input"
 
     def _register_level_buffers(self, config: ModelConfig) -> None:
         has_td = torch.ones(config.n_levels, dtype=torch.bool)
@@ -426,6 +431,12 @@ class Model(nn.Module):
         """A column net's output as the embedding it proposes (layer-normalised if asked)."""
         return F.layer_norm(y, y.shape[-1:]) if self.normalize else y
 
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        """A level's embedding as the input of a net (divided by its RMS if asked)."""
+        if not self.normalize_inputs:
+            return x
+        return x * torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + 1e-8)
+
     def encode(
         self, responses: torch.Tensor, input_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -445,7 +456,7 @@ class Model(nn.Module):
             return responses.new_zeros(b, self.n_columns, self.n_levels, self.dim)
         levels = [self.encode(responses, input_mask)]
         for net in self.bottom_up:
-            levels.append(self._out(net(levels[-1])))
+            levels.append(self._out(net(self._in(levels[-1]))))
         return self.stack_levels(levels)
 
     def step(
@@ -498,10 +509,10 @@ class Model(nn.Module):
             for x, d in zip(src.unbind(2), self.level_dims, strict=True)
         ]
         bu = [self.encode(responses, input_mask)]
-        bu += [self._out(net(xs[lv])) for lv, net in enumerate(self.bottom_up)]
+        bu += [self._out(net(self._in(xs[lv]))) for lv, net in enumerate(self.bottom_up)]
         # The position enters the top-down nets as if concatenated to their input (neural field).
         td: list[torch.Tensor | None] = [
-            self._out(net(xs[lv + 1], self.position_features))
+            self._out(net(self._in(xs[lv + 1]), self.position_features))
             for lv, net in enumerate(self.top_down)
         ]
         td.append(None)  # nothing above the top level
@@ -532,6 +543,7 @@ class Model(nn.Module):
         detach_inputs: bool = False,
         input_mask: torch.Tensor | None = None,
         initial_state: torch.Tensor | None = None,
+        clamp: Mapping[int, torch.Tensor] | None = None,
     ) -> Settled:
         """Run the rate dynamics on a static input or a sequence of frames.
 
@@ -550,6 +562,9 @@ class Model(nn.Module):
             input_mask: ``BoolTensor [B, C]``, False hides the column's input (fill-in).
             initial_state: ``[B, C, L, D]``; default :meth:`initial_state` of the first frame
                 (computed without gradient in local mode).
+            clamp: ``{level: [B, C, dim[level]]}``: levels held at these values throughout (in
+                the initial state and after every step), e.g. Forward-Forward's top level
+                clamped to a label code; the nets still read them as their input.
 
         Returns:
             :class:`Settled`. With ``config.normalize == "layer"`` and ``dt_ms <= tau_ms`` every
@@ -577,6 +592,9 @@ class Model(nn.Module):
         else:
             state = self.initial_state(frames[0], input_mask)
         weights = consensus_weights(self.term_weights, input_mask)
+        clamp = self._clamps(clamp, frames.shape[1])
+        if clamp:
+            state = self._clamped(state, clamp)
         states = [state] if "state" in names else None
         kept: dict[str, list[StepTerms]] = {name: [] for name in names if name != "state"}
         recorded, betas = [], []
@@ -591,6 +609,8 @@ class Model(nn.Module):
                 input_mask=input_mask,
                 weights=weights,
             )
+            if clamp:
+                state = self._clamped(state, clamp)
             betas.append(terms.beta)
             if (t + 1) % every == 0:
                 recorded.append(t + 1)
@@ -599,6 +619,25 @@ class Model(nn.Module):
                 for k in kept.values():
                     k.append(terms)
         return Settled(state, states, kept, terms, tuple(recorded), tuple(betas), input_mask)
+
+    def _clamps(self, clamp, batch: int) -> dict[int, torch.Tensor]:
+        """``clamp`` checked: level -> ``[B, C, dim[level]]``."""
+        out = {}
+        for lv, value in (clamp or {}).items():
+            check_int("clamp level", lv, 0, self.n_levels - 1)
+            want = (batch, self.n_columns, self.level_dims[lv])
+            if tuple(value.shape) != want:
+                raise ValueError(
+                    f"clamp[{lv}] must have shape {list(want)}; got {tuple(value.shape)}"
+                )
+            out[lv] = value
+        return out
+
+    def _clamped(self, state: torch.Tensor, clamp: dict[int, torch.Tensor]) -> torch.Tensor:
+        levels = [self.level(state, lv) for lv in range(self.n_levels)]
+        for lv, value in clamp.items():
+            levels[lv] = value.to(state.dtype)
+        return self.stack_levels(levels)
 
     def _frames(self, inputs: torch.Tensor, n_steps: int) -> torch.Tensor:
         """``inputs`` as frames ``[T_in, B, n_cells]`` (checked)."""

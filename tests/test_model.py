@@ -561,3 +561,29 @@ def test_glom_discrete_update_is_x_becomes_the_consensus():
     out = model.settle(responses(model), return_trajectory=True)
     torch.testing.assert_close(out.trajectory[1], out.consensus[0])
     torch.testing.assert_close(out.trajectory[2], out.consensus[1])
+
+
+def test_clamped_levels_stay_put_and_drive_the_others():
+    model = build()
+    r = responses(model)
+    code = torch.zeros(2, 24, 8)
+    code[0, :, 3] = 1.0
+    code[1, :, 5] = 1.0
+    out = model.settle(r, n_steps=4, record=("state",), clamp={2: code})
+    for t in range(out.trajectory.shape[0]):
+        torch.testing.assert_close(out.trajectory[t, :, :, 2], code)
+    free = model.settle(r, n_steps=4)
+    assert not torch.allclose(free.state[:, :, 1], out.state[:, :, 1])  # top-down from the code
+    with pytest.raises(ValueError, match=r"clamp\[2\] must have shape \[2, 24, 8\]"):
+        model.settle(r, clamp={2: code[:, :3]})
+
+
+def test_input_normalisation_divides_each_nets_input_by_its_rms():
+    model = build(small_config(normalize="input"))
+    x = torch.randn(2, 24, 8)
+    scaled = model._in(3.0 * x)
+    torch.testing.assert_close(scaled, model._in(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scaled.square().mean(-1), torch.ones(2, 24), rtol=1e-4, atol=1e-4)
+    # the nets' outputs are not normalised: goodness (their sum of squares) is free to learn
+    out = model.settle(responses(model), n_steps=2).state
+    assert not torch.allclose(out.square().mean(-1), torch.ones_like(out[..., 0]))
