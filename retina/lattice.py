@@ -18,7 +18,10 @@ import math
 import numpy as np
 from scipy.spatial import cKDTree
 
+from retina._checks import check_int, check_number
+
 __all__ = [
+    "MAX_SEED",
     "WATSON_MERIDIANS",
     "watson_density",
     "watson_rgc_density",
@@ -30,6 +33,8 @@ __all__ = [
     "foveated_spacing_deg",
 ]
 
+#: the largest lattice seed (the bound of every seed in the project, ``neurosim.config``)
+MAX_SEED = 2**31 - 1
 #: Watson (2014) Table 1: meridian -> (a_k, r2_k [deg], re_k [deg]) of eq. 4 (visual field names)
 WATSON_MERIDIANS: dict[str, tuple[float, float, float]] = {
     "temporal": (0.9851, 1.058, 22.14),
@@ -83,12 +88,8 @@ def watson_density(ecc_deg, *, meridian: str = "temporal") -> np.ndarray:
 
 
 def _check_lattice_args(n_sites, fov_deg) -> None:
-    if isinstance(n_sites, bool) or not isinstance(n_sites, (int, np.integer)) or n_sites < 1:
-        raise ValueError(f"n_sites must be an integer >= 1; got {n_sites!r}")
-    if not (isinstance(fov_deg, (int, float, np.floating)) and math.isfinite(fov_deg)) or (
-        fov_deg <= 0
-    ):
-        raise ValueError(f"fov_deg must be a finite number > 0; got {fov_deg!r}")
+    check_int("n_sites", n_sites, 1)
+    check_number("fov_deg", fov_deg, 0.0, None, lo_inclusive=False)
 
 
 def _rows_layout(n_sites: int, n_rows: int) -> np.ndarray:
@@ -256,12 +257,10 @@ def foveated_lattice(
     """
     _check_lattice_args(n_sites, fov_deg)
     _check_meridian(meridian)
-    if not 0.0 <= min_distance_frac < 0.8:
-        raise ValueError(f"min_distance_frac must be in [0, 0.8); got {min_distance_frac!r}")
-    if not 0.0 <= jitter_frac <= 0.5:
-        raise ValueError(f"jitter_frac must be in [0, 0.5]; got {jitter_frac!r}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
-        raise ValueError(f"n_iter must be an integer >= 0; got {n_iter!r}")
+    check_int("seed", seed, 0, MAX_SEED)
+    check_number("min_distance_frac", min_distance_frac, 0.0, 0.8, hi_inclusive=False)
+    check_number("jitter_frac", jitter_frac, 0.0, 0.5)
+    check_int("n_iter", n_iter, 0)
     rng = np.random.default_rng(seed)
     half = fov_deg / 2.0
     dens = _RadialDensity(lambda r: watson_density(r, meridian=meridian), half, n_sites)

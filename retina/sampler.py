@@ -1,10 +1,13 @@
 """``Retina``: the sparse linear operator image -> cell responses, built once, applied to batches.
 
 Geometry. Positions are in degrees of visual angle relative to fixation (+x right, +y up). The
-image has shape ``(H, W)``; pixel ``(row, col)`` has its centre at ``(x_px, y_px) = (col, row)``.
-Fixation sits at ``fixation_px = (x_px, y_px)`` (default the image centre ``((W-1)/2, (H-1)/2)``),
-and a point ``(x_deg, y_deg)`` maps to ``x_px = fix_x + x_deg * pixels_per_deg`` and
-``y_px = fix_y - y_deg * pixels_per_deg`` (image rows grow downwards).
+image has shape ``(H, W)``; pixel coordinates are ``[row, col]`` with row 0 at the top and col 0
+at the left, pixel ``(row, col)`` covering ``[row - 0.5, row + 0.5] x [col - 0.5, col + 0.5]``.
+Fixation sits at ``fixation_px = (x_px, y_px) = (col, row)`` (default the image centre
+``((W-1)/2, (H-1)/2)``), and a point ``(x_deg, y_deg)`` lies at
+``row = fix_y - y_deg * pixels_per_deg``, ``col = fix_x + x_deg * pixels_per_deg`` (image rows
+grow downwards): :meth:`Retina.deg_to_px` and :meth:`Retina.px_to_deg`. The field of view is the
+square ``|x_deg|, |y_deg| <= fov_deg / 2`` around fixation: ``fov_deg`` is its side, in degrees.
 
 Cells. Every lattice site holds one ON and one OFF cell, so ``n_cells = 2 * n_sites`` and
 ``n_cells`` must be even. Cells ``0 .. n_sites-1`` are the ON cells of sites ``0 .. n_sites-1``;
@@ -17,14 +20,14 @@ Gaussians of :mod:`retina.receptive_fields`.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from retina.lattice import foveated_lattice, uniform_lattice
+from retina._checks import check_int, check_number, is_finite_number
+from retina.lattice import MAX_SEED, foveated_lattice, uniform_lattice
 from retina.receptive_fields import (
     CK95_SURROUND_RADIUS_RATIO,
     CK95_SURROUND_WEIGHT_RATIO,
@@ -39,6 +42,8 @@ __all__ = ["Retina", "to_gray", "LUMA_WEIGHTS", "MIN_CELLS"]
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: the smallest retina: 4 sites (8 cells) so that every site has neighbours to set its spacing
 MIN_CELLS = 8
+#: the constructors' kinds of retina (``kind`` of :class:`Retina`)
+KINDS = ("uniform", "foveated", "custom")
 
 
 def _is_torch(x: Any) -> bool:
@@ -56,26 +61,23 @@ def to_gray(images):
     return r * images[..., 0] + g * images[..., 1] + b * images[..., 2]
 
 
-def _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px):
-    """Validate and normalise the geometry arguments; ValueError names the bad one."""
-    if (
-        not isinstance(image_shape, (tuple, list))
-        or len(image_shape) != 2
-        or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in image_shape
-        )
-        or min(image_shape) < 2
-    ):
+def _check_image_shape(image_shape) -> tuple[int, int]:
+    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2:
         raise ValueError(f"image_shape must be (H, W) with integers >= 2; got {image_shape!r}")
-    H, W = int(image_shape[0]), int(image_shape[1])
-    if not _finite_number(pixels_per_deg) or pixels_per_deg <= 0:
-        raise ValueError(f"pixels_per_deg must be a finite number > 0; got {pixels_per_deg!r}")
+    return (
+        check_int("image_shape[0] (H)", image_shape[0], 2),
+        check_int("image_shape[1] (W)", image_shape[1], 2),
+    )
+
+
+def _check_fixation(fixation_px, shape: tuple[int, int]) -> tuple[float, float]:
+    H, W = shape
     if fixation_px is None:
-        fixation_px = ((W - 1) / 2.0, (H - 1) / 2.0)
+        return ((W - 1) / 2.0, (H - 1) / 2.0)
     if (
         not isinstance(fixation_px, (tuple, list, np.ndarray))
         or len(fixation_px) != 2
-        or not all(_finite_number(v) for v in fixation_px)
+        or not all(is_finite_number(v) for v in fixation_px)
     ):
         raise ValueError(
             f"fixation_px must be (x_px, y_px), two finite numbers; got {fixation_px!r}"
@@ -86,30 +88,61 @@ def _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px):
             f"fixation_px must lie inside the image: x_px in [-0.5, {W - 0.5}], "
             f"y_px in [-0.5, {H - 0.5}]; got {(fx, fy)}"
         )
-    if not _finite_number(fov_deg) or fov_deg <= 0:
-        raise ValueError(f"fov_deg must be a finite number > 0; got {fov_deg!r}")
-    room_px = min(fx + 0.5, W - 0.5 - fx, fy + 0.5, H - 0.5 - fy)
-    max_fov = 2.0 * room_px / pixels_per_deg
+    return fx, fy
+
+
+def _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px):
+    """Validate and normalise the geometry arguments; ``ValueError`` names the bad one."""
+    shape = _check_image_shape(image_shape)
+    check_number("pixels_per_deg", pixels_per_deg, 0.0, None, lo_inclusive=False)
+    fx, fy = _check_fixation(fixation_px, shape)
+    check_number("fov_deg", fov_deg, 0.0, None, lo_inclusive=False)
+    max_fov = Retina.largest_fov_deg(shape, pixels_per_deg, (fx, fy))
     if fov_deg > max_fov * (1 + 1e-9):
         raise ValueError(
             f"fov_deg must fit in the image around fixation: at most {max_fov:.6g} deg for "
-            f"image_shape {(H, W)}, pixels_per_deg {pixels_per_deg:g} and fixation_px "
+            f"image_shape {shape}, pixels_per_deg {pixels_per_deg:g} and fixation_px "
             f"{(fx, fy)}; got {fov_deg!r}"
         )
-    field_px = (fov_deg * pixels_per_deg) ** 2
-    max_cells = 2 * int(field_px)
-    if (
-        isinstance(n_cells, bool)
-        or not isinstance(n_cells, (int, np.integer))
-        or n_cells % 2
-        or not MIN_CELLS <= n_cells <= max_cells
-    ):
+    max_cells = 2 * int((fov_deg * pixels_per_deg) ** 2)
+    try:
+        n = check_int("n_cells", n_cells, MIN_CELLS, max_cells)
+    except ValueError:
+        n = None
+    if n is None or n % 2:
         raise ValueError(
             f"n_cells must be an even integer in [{MIN_CELLS}, {max_cells}] for this field "
             f"(one ON and one OFF cell per site, at most one site per pixel of the "
             f"{fov_deg:g} deg field); got {n_cells!r}"
         )
-    return (H, W), (fx, fy)
+    return shape, (fx, fy)
+
+
+def _check_receptive_fields(
+    center_sigma_per_spacing,
+    surround_radius_ratio,
+    surround_weight,
+    truncate,
+    coarse_sigma_px,
+    render_regularization,
+    render_iterations,
+) -> None:
+    """Validate the receptive-field and render arguments of :class:`Retina`."""
+    for name, value, lo, hi in (
+        ("center_sigma_per_spacing", center_sigma_per_spacing, 0.05, 5.0),
+        ("surround_radius_ratio", surround_radius_ratio, 1.0, 20.0),
+        ("surround_weight", surround_weight, 0.0, 1.0),
+        ("truncate", truncate, 1.0, 6.0),
+        ("render_regularization", render_regularization, 1e-12, 1.0),
+    ):
+        check_number(name, value, lo, hi)
+    if coarse_sigma_px is not None:
+        check_number("coarse_sigma_px (or None)", coarse_sigma_px, 0.5, 100.0)
+    check_int("render_iterations", render_iterations, 1)
+
+
+def _check_seed(seed) -> int:
+    return check_int("seed", seed, 0, MAX_SEED)
 
 
 def _torch_csr(op: sp.csr_matrix, device, dtype):
@@ -128,14 +161,6 @@ def _torch_csr(op: sp.csr_matrix, device, dtype):
         ).to(device)
 
 
-def _finite_number(v) -> bool:
-    return (
-        isinstance(v, (int, float, np.integer, np.floating))
-        and not isinstance(v, bool)
-        and math.isfinite(float(v))
-    )
-
-
 class Retina:
     """A retina over an image: cell positions, DoG receptive fields and the sparse operator.
 
@@ -143,16 +168,29 @@ class Retina:
     ``retina(images)``: ``[batch, H, W]`` or ``[H, W]`` numpy arrays or torch tensors ->
     ``[batch, n_cells]`` (or ``[n_cells]``) of the same kind; torch results stay on the input's
     device with its floating dtype. Colour ``[batch, H, W, 3]`` only with ``color=True``.
+    Geometry (module docstring): :meth:`deg_to_px`, :meth:`px_to_deg`,
+    :meth:`eccentricity_map_deg`; responses as labelled arrays: :meth:`to_dataarray`.
 
-    Attributes
-    ----------
-    kind : "uniform" | "foveated" | "custom"
-    n_sites, n_cells : int, ``n_cells = 2 * n_sites`` (ON and OFF cell per site)
-    positions_deg : ``[n_cells, 2]`` (x_deg, y_deg) of every cell (ON cells, then OFF cells)
-    site_positions_deg : ``[n_sites, 2]``
-    cells : xarray Dataset over dim ``cell`` (coords x_deg, y_deg, ecc_deg, polarity,
-        sigma_center_deg, sigma_surround_deg, spacing_deg, site)
-    operator : scipy.sparse CSR ``[n_cells, H * W]`` (row-major pixels), built once
+    Attributes:
+        kind: ``"uniform"``, ``"foveated"`` or ``"custom"``.
+        n_sites: lattice sites.
+        n_cells: ``2 * n_sites`` (an ON and an OFF cell per site).
+        fov_deg: side of the square field of view around fixation, deg.
+        image_shape: ``(H, W)`` of the images, px.
+        pixels_per_deg: image scale, px/deg.
+        fixation_px: ``(x_px, y_px) = (col, row)`` of fixation in the image.
+        positions_deg: ``[n_cells, 2]`` ``(x_deg, y_deg)`` of every cell (ON cells, then OFF).
+        site_positions_deg: ``[n_sites, 2]`` ``(x_deg, y_deg)``.
+        spacing_deg: ``[n_sites]`` local lattice spacing, deg.
+        sigma_center_deg: ``[n_sites]`` centre Gaussian sigma, deg.
+        sigma_surround_deg: ``[n_sites]`` surround Gaussian sigma, deg.
+        cells: xarray Dataset over dim ``cell`` (coords ``x_deg``, ``y_deg``, ``ecc_deg``,
+            ``polarity``, ``sigma_center_deg``, ``sigma_surround_deg``, ``spacing_deg``,
+            ``site``).
+        levels: the ON operator in multi-scale form ``[(factor, P, M)]``, ``A = sum M @ P``
+            (:func:`retina.receptive_fields.dog_operator`), built once.
+        operator: scipy.sparse CSR ``[n_cells, H * W]`` (row-major pixels), materialised from
+            ``levels`` on first use.
     """
 
     def __init__(
@@ -172,6 +210,37 @@ class Retina:
         render_regularization: float = 1e-2,
         render_iterations: int = 300,
     ):
+        """A retina with one ON and one OFF cell at each of the given sites.
+
+        Args:
+            site_positions_deg: ``[n_sites, 2]`` ``(x_deg, y_deg)`` of the sites relative to
+                fixation (+x right, +y up), inside the field ``|x|, |y| <= fov_deg / 2``;
+                ``n_sites >= 4`` (``MIN_CELLS / 2``).
+            fov_deg: side of the square field of view centred on fixation, deg (> 0); it must
+                fit in the image around fixation (:meth:`largest_fov_deg`).
+            image_shape: ``(H, W)`` of the images the retina reads, px (each >= 2).
+            pixels_per_deg: image scale, px/deg (> 0).
+            fixation_px: ``(x_px, y_px) = (col, row)`` of fixation in the image (inside it);
+                default the image centre ``((W - 1) / 2, (H - 1) / 2)``.
+            kind: a label, ``"uniform"``, ``"foveated"`` or ``"custom"`` (set by the
+                constructors :meth:`uniform` and :meth:`foveated`).
+            center_sigma_per_spacing: centre Gaussian sigma in units of the local lattice
+                spacing, in [0.05, 5].
+            surround_radius_ratio: surround sigma / centre sigma, in [1, 20] (Croner & Kaplan
+                1995 P cells: 6.7).
+            surround_weight: integrated surround / centre sensitivity, in [0, 1] (Croner &
+                Kaplan 1995: 0.55; 1 = a balanced cell that ignores a uniform field).
+            truncate: kernels are cut at this many sigmas, in [1, 6].
+            coarse_sigma_px: a Gaussian is drawn on the coarsest block-averaged image on which
+                its sigma is still this many coarse pixels, in [0.5, 100]; None draws every
+                Gaussian at full resolution (:func:`retina.receptive_fields.dog_operator`).
+            render_regularization: weight of the smoothness prior of :meth:`render`, in
+                [1e-12, 1].
+            render_iterations: default conjugate-gradient iterations of :meth:`render` (>= 1).
+
+        Raises:
+            ValueError: naming the bad argument and its allowed range.
+        """
         sites = np.asarray(site_positions_deg, dtype=float)
         if sites.ndim != 2 or sites.shape[1] != 2:
             raise ValueError(
@@ -184,30 +253,23 @@ class Retina:
         )
         if np.abs(sites).max() > fov_deg / 2 * (1 + 1e-9):
             raise ValueError(f"site_positions_deg must lie within +-fov_deg/2 = {fov_deg / 2:g}")
-        for name, value, lo, hi in (
-            ("center_sigma_per_spacing", center_sigma_per_spacing, 0.05, 5.0),
-            ("surround_radius_ratio", surround_radius_ratio, 1.0, 20.0),
-            ("surround_weight", surround_weight, 0.0, 1.0),
-            ("truncate", truncate, 1.0, 6.0),
-            ("render_regularization", render_regularization, 1e-12, 1.0),
-            ("coarse_sigma_px", 2.0 if coarse_sigma_px is None else coarse_sigma_px, 0.5, 100.0),
-        ):
-            if not _finite_number(value) or not lo <= value <= hi:
-                raise ValueError(f"{name} must be in [{lo:g}, {hi:g}]; got {value!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {list(KINDS)}; got {kind!r}")
+        _check_receptive_fields(
+            center_sigma_per_spacing,
+            surround_radius_ratio,
+            surround_weight,
+            truncate,
+            coarse_sigma_px,
+            render_regularization,
+            render_iterations,
+        )
         self.kind = kind
         self.fov_deg = float(fov_deg)
         self.pixels_per_deg = float(pixels_per_deg)
         self.surround_weight = float(surround_weight)
         self.render_regularization = float(render_regularization)
-        if isinstance(render_iterations, bool) or not isinstance(render_iterations, int):
-            raise ValueError(
-                f"render_iterations must be an integer >= 1; got {render_iterations!r}"
-            )
-        if render_iterations < 1:
-            raise ValueError(
-                f"render_iterations must be an integer >= 1; got {render_iterations!r}"
-            )
-        self.render_iterations = render_iterations
+        self.render_iterations = int(render_iterations)
         self.site_positions_deg = sites
         self.n_sites = len(sites)
         self.n_cells = 2 * self.n_sites
@@ -250,6 +312,32 @@ class Retina:
         """Nonzeros touched per image by ``__call__`` (the multi-scale form, ON rows only)."""
         return int(sum(M.nnz + (0 if P is None else P.nnz) for _, P, M in self.levels))
 
+    @staticmethod
+    def largest_fov_deg(
+        image_shape: tuple[int, int],
+        pixels_per_deg: float,
+        fixation_px: tuple[float, float] | None = None,
+    ) -> float:
+        """Side (deg) of the largest square field of view around fixation inside the image.
+
+        ``2 * min(distance from fixation to the four image edges) / pixels_per_deg``, the
+        edges lying half a pixel outside the outer pixel centres; ``min(H, W) /
+        pixels_per_deg`` for the default (centred) fixation.
+
+        Args:
+            image_shape: ``(H, W)`` px.
+            pixels_per_deg: image scale, px/deg (> 0).
+            fixation_px: ``(x_px, y_px)`` of fixation; default the image centre.
+
+        Returns:
+            the largest ``fov_deg`` a retina over this image can have, deg.
+        """
+        H, W = _check_image_shape(image_shape)
+        check_number("pixels_per_deg", pixels_per_deg, 0.0, None, lo_inclusive=False)
+        fx, fy = _check_fixation(fixation_px, (H, W))
+        room_px = min(fx + 0.5, W - 0.5 - fx, fy + 0.5, H - 0.5 - fy)
+        return 2.0 * room_px / pixels_per_deg
+
     # ---------------------------------------------------------------- constructors
     @classmethod
     def uniform(
@@ -262,11 +350,51 @@ class Retina:
         fixation_px: tuple[float, float] | None = None,
         seed: int = 0,
         lattice: str = "square",
-        **rf_kwargs,
+        center_sigma_per_spacing: float = 0.5,
+        surround_radius_ratio: float = CK95_SURROUND_RADIUS_RATIO,
+        surround_weight: float = CK95_SURROUND_WEIGHT_RATIO,
+        truncate: float = 2.0,
+        coarse_sigma_px: float | None = 2.0,
+        render_regularization: float = 1e-2,
+        render_iterations: int = 300,
     ) -> Retina:
-        """A retina on a regular ``lattice`` ("square" or "hex") grid; ``seed`` is unused
-        (the grid is deterministic) and kept so both constructors take the same arguments."""
+        """A retina on a regular grid of ``n_cells / 2`` sites (:func:`retina.uniform_lattice`).
+
+        Args:
+            n_cells: cells, an even integer in ``[MIN_CELLS, 2 * (fov_deg * pixels_per_deg)^2]``
+                (an ON and an OFF cell per site, at most one site per pixel of the field).
+            fov_deg: side of the square field of view centred on fixation, deg (> 0; it must
+                fit in the image, :meth:`largest_fov_deg`).
+            image_shape: ``(H, W)`` of the images, px.
+            pixels_per_deg: image scale, px/deg (> 0).
+            fixation_px: ``(x_px, y_px) = (col, row)`` of fixation; default the image centre.
+            seed: an integer in ``[0, MAX_SEED]``, unused (the grid is deterministic); kept so
+                that both constructors take the same arguments.
+            lattice: ``"square"`` or ``"hex"``.
+            center_sigma_per_spacing, surround_radius_ratio, surround_weight, truncate,
+                coarse_sigma_px, render_regularization, render_iterations: the receptive
+                fields and the render, as in :class:`Retina`.
+
+        Returns:
+            the retina, ``kind == "uniform"``.
+
+        Raises:
+            ValueError: naming the bad argument and its allowed range.
+        """
+        rf = dict(
+            center_sigma_per_spacing=center_sigma_per_spacing,
+            surround_radius_ratio=surround_radius_ratio,
+            surround_weight=surround_weight,
+            truncate=truncate,
+            coarse_sigma_px=coarse_sigma_px,
+            render_regularization=render_regularization,
+            render_iterations=render_iterations,
+        )
         _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
+        _check_seed(seed)
+        if lattice not in ("square", "hex"):
+            raise ValueError(f"lattice must be one of ['square', 'hex']; got {lattice!r}")
+        _check_receptive_fields(**rf)
         sites = uniform_lattice(n_cells // 2, fov_deg, kind=lattice)
         return cls(
             sites,
@@ -275,7 +403,7 @@ class Retina:
             pixels_per_deg=pixels_per_deg,
             fixation_px=fixation_px,
             kind="uniform",
-            **rf_kwargs,
+            **rf,
         )
 
     @classmethod
@@ -290,12 +418,53 @@ class Retina:
         seed: int = 0,
         log_polar: bool = False,
         meridian: str = "temporal",
-        **rf_kwargs,
+        center_sigma_per_spacing: float = 0.5,
+        surround_radius_ratio: float = CK95_SURROUND_RADIUS_RATIO,
+        surround_weight: float = CK95_SURROUND_WEIGHT_RATIO,
+        truncate: float = 2.0,
+        coarse_sigma_px: float | None = 2.0,
+        render_regularization: float = 1e-2,
+        render_iterations: int = 300,
     ) -> Retina:
-        """A retina whose site density follows Watson (2014) (:func:`retina.foveated_lattice`)."""
+        """A retina whose site density follows Watson (2014) (:func:`retina.foveated_lattice`).
+
+        Args:
+            n_cells: cells, an even integer in ``[MIN_CELLS, 2 * (fov_deg * pixels_per_deg)^2]``
+                (an ON and an OFF cell per site, at most one site per pixel of the field).
+            fov_deg: side of the square field of view centred on fixation, deg (> 0; it must
+                fit in the image, :meth:`largest_fov_deg`).
+            image_shape: ``(H, W)`` of the images, px.
+            pixels_per_deg: image scale, px/deg (> 0).
+            fixation_px: ``(x_px, y_px) = (col, row)`` of fixation; default the image centre.
+            seed: seed of the lattice, an integer in ``[0, MAX_SEED]``.
+            log_polar: concentric rings instead of the relaxed (CVT) lattice.
+            meridian: Watson's meridian whose density is used (:func:`retina.watson_density`).
+            center_sigma_per_spacing, surround_radius_ratio, surround_weight, truncate,
+                coarse_sigma_px, render_regularization, render_iterations: the receptive
+                fields and the render, as in :class:`Retina`.
+
+        Returns:
+            the retina, ``kind == "foveated"``.
+
+        Raises:
+            ValueError: naming the bad argument and its allowed range.
+        """
+        rf = dict(
+            center_sigma_per_spacing=center_sigma_per_spacing,
+            surround_radius_ratio=surround_radius_ratio,
+            surround_weight=surround_weight,
+            truncate=truncate,
+            coarse_sigma_px=coarse_sigma_px,
+            render_regularization=render_regularization,
+            render_iterations=render_iterations,
+        )
         _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
+        _check_seed(seed)
+        if not isinstance(log_polar, (bool, np.bool_)):
+            raise ValueError(f"log_polar must be True or False; got {log_polar!r}")
+        _check_receptive_fields(**rf)
         sites = foveated_lattice(
-            n_cells // 2, fov_deg, seed=seed, log_polar=log_polar, meridian=meridian
+            n_cells // 2, fov_deg, seed=seed, log_polar=bool(log_polar), meridian=meridian
         )
         return cls(
             sites,
@@ -304,9 +473,10 @@ class Retina:
             pixels_per_deg=pixels_per_deg,
             fixation_px=fixation_px,
             kind="foveated",
-            **rf_kwargs,
+            **rf,
         )
 
+    # ---------------------------------------------------------------- description
     # ---------------------------------------------------------------- description
     def _cells_dataset(self) -> xr.Dataset:
         pos = self.positions_deg
@@ -469,9 +639,7 @@ class Retina:
             )
         if not np.isfinite(resp).all():
             raise ValueError("responses must be finite: found NaN or inf")
-        n_iter = self.render_iterations if n_iter is None else n_iter
-        if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-            raise ValueError(f"n_iter must be an integer >= 1; got {n_iter!r}")
+        n_iter = check_int("n_iter", self.render_iterations if n_iter is None else n_iter, 1)
         resp = resp.reshape(-1, self.n_cells)
         r_site = 0.5 * (resp[:, : self.n_sites] - resp[:, self.n_sites :])
         img = self._solve_render(r_site.T, n_iter).T.reshape(-1, *self.image_shape)

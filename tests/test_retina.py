@@ -156,6 +156,9 @@ def test_foveated_lattice_seed_determinism():
         (dict(n_sites=10, fov_deg=float("nan")), "fov_deg"),
         (dict(n_sites=10, fov_deg=10.0, min_distance_frac=0.9), "min_distance_frac"),
         (dict(n_sites=10, fov_deg=10.0, meridian="up"), "meridian"),
+        (dict(n_sites=10, fov_deg=10.0, seed=-1), r"seed must be an integer in \[0, "),
+        (dict(n_sites=10, fov_deg=10.0, n_iter=-1), "n_iter must be an integer >= 0"),
+        (dict(n_sites=10, fov_deg=10.0, jitter_frac=0.6), r"jitter_frac .*\[0, 0.5\]"),
     ],
 )
 def test_lattice_bad_input(kwargs, name):
@@ -348,12 +351,77 @@ GOOD = dict(n_cells=200, fov_deg=20.0, image_shape=(40, 50), pixels_per_deg=2.0)
         (dict(fixation_px=(10.0,)), "fixation_px"),
         (dict(fixation_px=(5.0, 20.0)), "fov_deg"),  # inside, but the field does not fit
         (dict(image_shape=(40,)), "image_shape"),
+        (dict(image_shape=(40, 1)), "image_shape"),
         (dict(surround_weight=1.5), "surround_weight"),
+        (dict(seed=-1), r"seed must be an integer in \[0, 2147483647\]; got -1"),
+        (dict(seed=1.5), r"seed must be an integer in \[0, 2147483647\]; got 1.5"),
+        (dict(seed=2**31), "seed"),
+        (dict(center_sigma_per_spacing=0.0), r"center_sigma_per_spacing .*\[0.05, 5\]"),
+        (dict(surround_radius_ratio=0.5), r"surround_radius_ratio .*\[1, 20\]"),
+        (dict(truncate=float("inf")), r"truncate .*\[1, 6\]"),
+        (dict(coarse_sigma_px=0.1), r"coarse_sigma_px .*\[0.5, 100\]"),
+        (dict(render_regularization=2.0), r"render_regularization .*\[1e-12, 1\]"),
+        (dict(render_iterations=0), r"render_iterations must be an integer >= 1; got 0"),
+        (dict(render_iterations=True), "render_iterations"),
     ],
 )
 def test_retina_bad_geometry(ctor, override, name):
     with pytest.raises(ValueError, match=name):
         getattr(retina.Retina, ctor)(**{**GOOD, **override})
+
+
+def test_constructor_only_arguments_are_validated():
+    with pytest.raises(ValueError, match=r"lattice must be one of \['square', 'hex'\]"):
+        retina.Retina.uniform(**GOOD, lattice="triangle")
+    with pytest.raises(ValueError, match="log_polar must be True or False"):
+        retina.Retina.foveated(**GOOD, log_polar="yes")
+    with pytest.raises(ValueError, match="meridian"):
+        retina.Retina.foveated(**GOOD, meridian="up")
+    sites = retina.uniform_lattice(100, 20.0)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        retina.Retina(sites, fov_deg=20.0, image_shape=(40, 50), pixels_per_deg=2.0, kind="x")
+    with pytest.raises(TypeError, match="surround_wieght"):  # a typo is not swallowed
+        retina.Retina.uniform(**GOOD, surround_wieght=1.0)
+    with pytest.raises(ValueError, match="n_iter must be an integer >= 1"):
+        retina.Retina.uniform(**GOOD).render(np.zeros(200), n_iter=0)
+
+
+def test_constructors_take_explicit_keywords_with_the_same_defaults():
+    import inspect
+
+    sigs = [
+        inspect.signature(f)
+        for f in (retina.Retina.__init__, retina.Retina.uniform, retina.Retina.foveated)
+    ]
+    for sig in sigs:
+        assert all(p.kind is not p.VAR_KEYWORD for p in sig.parameters.values()), sig
+    shared = set(sigs[0].parameters) - {"self", "site_positions_deg", "kind"}
+    for sig in sigs[1:]:
+        assert shared <= set(sig.parameters)
+        for name in shared:
+            assert sig.parameters[name].default == sigs[0].parameters[name].default, name
+
+
+def test_retina_check_int_is_the_packages_check_int():
+    from neurosim.config import check_int as package_check_int
+    from retina._checks import check_int
+
+    for args in (("n", 3, 1, 5), ("n", np.int64(2), 0, None), ("n", 7, None, 9)):
+        assert check_int(*args) == package_check_int(*args)
+    for args in (("n", 0, 1, 5), ("n", 1.0, 0, None), ("n", True, 0, 1), ("n", 10, None, 9)):
+        with pytest.raises(ValueError) as ours:
+            check_int(*args)
+        with pytest.raises(ValueError) as theirs:
+            package_check_int(*args)
+        assert str(ours.value) == str(theirs.value)
+
+
+def test_largest_fov_deg():
+    assert retina.Retina.largest_fov_deg((40, 50), 2.0) == 20.0  # min(H, W) / ppd
+    # fixation 5.5 px from the left edge of the image (x_px = 5): 2 * 5.5 / 2
+    assert retina.Retina.largest_fov_deg((40, 50), 2.0, (5.0, 20.0)) == pytest.approx(5.5)
+    with pytest.raises(ValueError, match="pixels_per_deg"):
+        retina.Retina.largest_fov_deg((40, 50), 0.0)
 
 
 @pytest.mark.parametrize("as_torch", [False, True])
