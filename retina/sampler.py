@@ -161,6 +161,19 @@ def _torch_csr(op: sp.csr_matrix, device, dtype):
         ).to(device)
 
 
+def _points(values, name: str, what: str) -> np.ndarray:
+    """``[..., 2]`` float64 numpy copy of point coordinates (numpy or torch)."""
+    if _is_torch(values):
+        values = values.detach().cpu().numpy()
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a numeric [..., 2] array of {what}") from None
+    if arr.ndim < 1 or arr.shape[-1] != 2:
+        raise ValueError(f"{name} must be [..., 2] {what}; got shape {arr.shape}")
+    return arr
+
+
 class Retina:
     """A retina over an image: cell positions, DoG receptive fields and the sparse operator.
 
@@ -276,10 +289,7 @@ class Retina:
         self.spacing_deg = local_spacing_deg(sites)
         self.sigma_center_deg = center_sigma_per_spacing * self.spacing_deg
         self.sigma_surround_deg = surround_radius_ratio * self.sigma_center_deg
-        fx, fy = self.fixation_px
-        centres_px = np.stack(
-            [fx + sites[:, 0] * pixels_per_deg, fy - sites[:, 1] * pixels_per_deg], axis=1
-        )
+        centres_px = self.deg_to_px(sites)[:, ::-1]  # dog_operator takes (col, row)
         #: the ON operator as a multi-scale sum [(factor, P, M)]: A = sum M @ P (applied form)
         self.levels = dog_operator(
             centres_px,
@@ -337,6 +347,86 @@ class Retina:
         fx, fy = _check_fixation(fixation_px, (H, W))
         room_px = min(fx + 0.5, W - 0.5 - fx, fy + 0.5, H - 0.5 - fy)
         return 2.0 * room_px / pixels_per_deg
+
+    # ---------------------------------------------------------------- geometry
+    def deg_to_px(self, xy_deg) -> np.ndarray:
+        """Visual-field positions -> image pixel coordinates.
+
+        ``row = fix_y - y_deg * pixels_per_deg``, ``col = fix_x + x_deg * pixels_per_deg`` with
+        ``(fix_x, fix_y) = fixation_px`` (+y is up, image rows grow downwards; the module
+        docstring has the conventions).
+
+        Args:
+            xy_deg: ``[..., 2]`` ``(x_deg, y_deg)`` relative to fixation, deg (numpy or torch).
+
+        Returns:
+            ``[..., 2]`` float64 ``(row, col)`` in pixels (array-index coordinates; pixel
+            ``(r, c)`` has its centre at ``(r, c)``).
+        """
+        xy = _points(xy_deg, "xy_deg", "(x_deg, y_deg)")
+        fx, fy = self.fixation_px
+        ppd = self.pixels_per_deg
+        return np.stack([fy - xy[..., 1] * ppd, fx + xy[..., 0] * ppd], axis=-1)
+
+    def px_to_deg(self, rowcol_px) -> np.ndarray:
+        """Image pixel coordinates -> visual-field positions; the inverse of :meth:`deg_to_px`.
+
+        Args:
+            rowcol_px: ``[..., 2]`` ``(row, col)`` in pixels (numpy or torch).
+
+        Returns:
+            ``[..., 2]`` float64 ``(x_deg, y_deg)`` relative to fixation (+x right, +y up), deg.
+        """
+        rc = _points(rowcol_px, "rowcol_px", "(row, col)")
+        fx, fy = self.fixation_px
+        ppd = self.pixels_per_deg
+        return np.stack([(rc[..., 1] - fx) / ppd, (fy - rc[..., 0]) / ppd], axis=-1)
+
+    def eccentricity_map_deg(self) -> np.ndarray:
+        """Eccentricity of every pixel centre, ``[H, W]`` float64 deg.
+
+        ``hypot(col - fix_x, row - fix_y) / pixels_per_deg``: the distance from fixation of
+        pixel ``[row, col]``, e.g. to select the pixels near fixation (``ecc < 2``) or inside
+        the field of view.
+        """
+        rows, cols = np.mgrid[: self.image_shape[0], : self.image_shape[1]]
+        fx, fy = self.fixation_px
+        return np.hypot(cols - fx, rows - fy) / self.pixels_per_deg
+
+    def to_dataarray(self, responses) -> xr.DataArray:
+        """Responses as a labelled array with each cell's place and polarity.
+
+        Args:
+            responses: ``[batch, n_cells]`` (or ``[n_cells]``) cell responses, e.g.
+                ``retina(images)`` (numpy or torch).
+
+        Returns:
+            ``xarray.DataArray`` named ``response`` with dims ``(stimulus, cell)`` (or
+            ``(cell,)``), float64, and coords ``stimulus`` (0 .. batch-1), ``cell``,
+            ``x_deg``, ``y_deg``, ``ecc_deg`` (deg) and ``polarity`` (``"on"``/``"off"``) on
+            ``cell``, as in :attr:`cells`.
+        """
+        if _is_torch(responses):
+            responses = responses.detach().cpu().numpy()
+        resp = np.asarray(responses, dtype=np.float64)
+        if resp.ndim not in (1, 2) or resp.shape[-1] != self.n_cells:
+            raise ValueError(
+                f"responses must be [batch, n_cells] or [n_cells] with n_cells = "
+                f"{self.n_cells}; got shape {resp.shape}"
+            )
+        coords = {name: self.cells[name] for name in ("cell", "x_deg", "y_deg", "ecc_deg")}
+        coords["polarity"] = self.cells["polarity"]
+        dims: tuple[str, ...] = ("cell",)
+        if resp.ndim == 2:
+            dims = ("stimulus", "cell")
+            coords["stimulus"] = ("stimulus", np.arange(resp.shape[0]))
+        return xr.DataArray(
+            resp,
+            dims=dims,
+            coords=coords,
+            name="response",
+            attrs={"units": "1", "long_name": "linear DoG cell response (pixel units)"},
+        )
 
     # ---------------------------------------------------------------- constructors
     @classmethod

@@ -443,3 +443,79 @@ def test_retina_bad_images(as_torch, images, match):
         images = torch.tensor(images)
     with pytest.raises(ValueError, match=match):
         r(images)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_deg_to_px_and_back_by_hand():
+    # 40 x 50 image, default fixation at the centre (x_px, y_px) = (24.5, 19.5), 2 px/deg
+    r = retina.Retina.uniform(**GOOD)
+    assert r.fixation_px == (24.5, 19.5)
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-2.0, -3.0]])
+    expected = np.array([[19.5, 24.5], [19.5, 26.5], [17.5, 24.5], [25.5, 20.5]])
+    np.testing.assert_allclose(r.deg_to_px(xy), expected)  # +x right, +y up (smaller row)
+    np.testing.assert_allclose(r.px_to_deg(expected), xy)
+    np.testing.assert_allclose(r.px_to_deg([0.0, 0.0]), [-12.25, 9.75])  # top-left pixel
+    grid = np.random.default_rng(0).uniform(-10, 10, size=(3, 7, 2))  # any leading shape
+    np.testing.assert_allclose(r.px_to_deg(r.deg_to_px(grid)), grid)
+    np.testing.assert_allclose(r.deg_to_px(torch.tensor(xy)), expected)
+    with pytest.raises(ValueError, match="xy_deg"):
+        r.deg_to_px(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="rowcol_px"):
+        r.px_to_deg(["a", "b"])
+
+
+def test_deg_to_px_follows_an_off_centre_fixation():
+    kw = dict(GOOD, fov_deg=8.0, fixation_px=(12.0, 30.0))  # (x_px, y_px) = (col, row)
+    r = retina.Retina.uniform(**kw)
+    np.testing.assert_allclose(r.deg_to_px([0.0, 0.0]), [30.0, 12.0])
+    np.testing.assert_allclose(r.deg_to_px([2.5, 1.0]), [28.0, 17.0])
+
+
+def test_receptive_fields_sit_where_deg_to_px_says():
+    # centre-only cells (no surround): each ON kernel's centre of mass is its site in pixels
+    r = retina.Retina.uniform(**GOOD, surround_weight=0.0)
+    rows, cols = np.mgrid[:40, :50]
+    op = r.site_operator
+    com = np.stack([op @ rows.ravel(), op @ cols.ravel()], axis=1)  # rows sum to 1
+    px = r.deg_to_px(r.site_positions_deg)
+    inner = np.all(np.abs(r.site_positions_deg) < 7.0, axis=1)  # away from the image border
+    assert inner.sum() > 20
+    np.testing.assert_allclose(com[inner], px[inner], atol=1e-6)
+
+
+def test_eccentricity_map_by_hand():
+    r = retina.Retina.uniform(**GOOD)
+    ecc = r.eccentricity_map_deg()
+    assert ecc.shape == (40, 50)
+    assert ecc[19, 24] == pytest.approx(np.hypot(0.5, 0.5) / 2)  # next to fixation
+    assert ecc[0, 0] == pytest.approx(np.hypot(24.5, 19.5) / 2)
+    rows, cols = np.mgrid[:40, :50]
+    xy = r.px_to_deg(np.stack([rows, cols], axis=-1))
+    np.testing.assert_allclose(ecc, np.hypot(xy[..., 0], xy[..., 1]))
+
+
+def test_to_dataarray(small_pair):
+    r = small_pair[1]
+    x = np.random.default_rng(5).random((3, H, W))
+    resp = r(x)
+    da = r.to_dataarray(resp)
+    assert da.dims == ("stimulus", "cell") and da.shape == (3, r.n_cells)
+    assert da.name == "response" and da.attrs["units"] == "1"
+    np.testing.assert_array_equal(da.values, resp)
+    np.testing.assert_array_equal(da["stimulus"].values, [0, 1, 2])
+    np.testing.assert_array_equal(da["x_deg"].values, r.positions_deg[:, 0])
+    np.testing.assert_array_equal(da["y_deg"].values, r.positions_deg[:, 1])
+    np.testing.assert_allclose(da["ecc_deg"].values, np.hypot(*r.positions_deg.T))
+    assert da["polarity"].values.tolist() == ["on"] * r.n_sites + ["off"] * r.n_sites
+    assert da["x_deg"].attrs["units"] == "deg"
+    # the OFF cells of a site answer with the negated ON response
+    on = da.where(da.polarity == "on", drop=True).values
+    off = da.where(da.polarity == "off", drop=True).values
+    np.testing.assert_allclose(on, -off)
+    one = r.to_dataarray(torch.tensor(resp[0]))
+    assert one.dims == ("cell",)
+    np.testing.assert_allclose(one.values, resp[0])
+    with pytest.raises(ValueError, match="responses"):
+        r.to_dataarray(resp[:, :-1])
