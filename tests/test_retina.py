@@ -519,3 +519,17 @@ def test_to_dataarray(small_pair):
     np.testing.assert_allclose(one.values, resp[0])
     with pytest.raises(ValueError, match="responses"):
         r.to_dataarray(resp[:, :-1])
+
+
+def test_package_exports_the_user_surface_only():
+    assert set(retina.__all__) == {name for name in dir(retina) if not name.startswith("_")} - {
+        "lattice",
+        "receptive_fields",
+        "sampler",
+    }
+    for internal in ("materialize", "gaussian_rows", "block_average", "MIN_CELLS"):
+        assert internal not in retina.__all__ and not hasattr(retina, internal)
+    from retina.receptive_fields import block_average, gaussian_rows, materialize  # noqa: F401
+    from retina.sampler import MIN_CELLS
+
+    assert MIN_CELLS == 8
