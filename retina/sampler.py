@@ -51,7 +51,14 @@ def _is_torch(x: Any) -> bool:
 
 
 def to_gray(images):
-    """RGB ``[..., 3]`` (numpy or torch) -> gray ``[...]`` with BT.601 luma weights."""
+    """RGB -> gray with the BT.601 luma weights :data:`LUMA_WEIGHTS`.
+
+    Args:
+        images: ``[..., 3]`` RGB, numpy or torch.
+
+    Returns:
+        ``[...]`` gray, of the input's kind.
+    """
     if images.shape[-1] != 3:
         raise ValueError(
             f"images must have a last (colour) dimension of size 3 to convert to gray; "
@@ -634,10 +641,20 @@ class Retina:
         return images, len(shape) == 2
 
     def __call__(self, images, *, color: bool = False):
-        """Cell responses ``[batch, n_cells]`` (``[n_cells]`` for one ``[H, W]`` image).
+        """Cell responses to images.
 
-        ``color=True`` accepts ``[batch, H, W, 3]`` RGB and converts it with :func:`to_gray`.
-        NaN or infinite pixels raise ``ValueError``.
+        Args:
+            images: ``[batch, H, W]`` or ``[H, W]`` (numpy or torch), finite; with
+                ``color=True`` RGB ``[batch, H, W, 3]`` or ``[H, W, 3]``.
+            color: convert RGB to gray with :func:`to_gray` first.
+
+        Returns:
+            ``[batch, n_cells]`` (``[n_cells]`` for one image) of the input's kind: numpy
+            float32 stays float32 (other numpy dtypes give float64); torch stays on its device
+            with its floating dtype.
+
+        Raises:
+            ValueError: for a wrong shape or NaN or infinite pixels.
         """
         if _is_torch(images):
             return self._call_torch(images, color)
@@ -669,8 +686,15 @@ class Retina:
         return self._np_levels[dtype]
 
     def torch_levels(self, device=None, dtype=None):
-        """The multi-scale ON operator ``[(P, M)]`` as torch sparse CSR tensors, cached per
-        device and dtype (``P`` is ``None`` at full resolution)."""
+        """The multi-scale ON operator as torch sparse CSR tensors, cached per device and dtype.
+
+        Args:
+            device: torch device (default CPU).
+            dtype: torch floating dtype (default float32).
+
+        Returns:
+            ``[(P, M), ...]``, ``P`` None at full resolution (see :attr:`levels`).
+        """
         import torch
 
         device = torch.device("cpu" if device is None else device)
@@ -702,7 +726,7 @@ class Retina:
 
     # ---------------------------------------------------------------- rendering
     def render(self, responses, *, n_iter: int | None = None):
-        """Map responses back to images ``[batch, H, W]`` (``[H, W]`` for ``[n_cells]``).
+        """Map responses back to images.
 
         The smoothest image that reproduces the responses: the minimiser of
         ``sum_i (a_i . x - r_i)^2 / |a_i|^2 + lam |grad x|^2`` (Tikhonov regularisation with a
@@ -712,8 +736,16 @@ class Retina:
         so small foveal and large peripheral fields count alike; where cells are sparse the
         prior interpolates smoothly between them. Solved by Jacobi-preconditioned conjugate
         gradients, all images of the batch at once, for at most ``n_iter`` (default
-        ``render_iterations``) iterations or a relative residual of 1e-6. numpy in -> numpy
-        out; torch in -> torch out (computed on the CPU in float64).
+        ``render_iterations``) iterations or a relative residual of 1e-6.
+
+        Args:
+            responses: ``[batch, n_cells]`` or ``[n_cells]``, finite (numpy or torch).
+            n_iter: conjugate-gradient iterations at most (>= 1; default
+                ``render_iterations``).
+
+        Returns:
+            ``[batch, H, W]`` (``[H, W]`` for ``[n_cells]``): numpy in -> numpy out; torch
+            in -> torch out on the input's device and dtype (computed on the CPU in float64).
         """
         is_torch = _is_torch(responses)
         if is_torch:
