@@ -267,19 +267,15 @@ def retina_and_inputs(config, retina_kind: str, seed: int, train_cv, acc_cv):
 def column_positions_px(retina, positions_deg) -> np.ndarray:
     """Column positions ``[C, 2]`` ``(x_deg, y_deg)`` -> canvas pixels ``[C, 2]`` ``(row, col)``.
 
-    ``col = fix_x + x_deg * pixels_per_deg``, ``row = fix_y - y_deg * pixels_per_deg`` with
-    ``(fix_x, fix_y) = retina.fixation_px`` (the retina's convention, :mod:`retina.sampler`:
-    +y is up, image rows grow downwards).
+    The retina's own mapping, :meth:`retina.Retina.deg_to_px` (+y is up, image rows grow
+    downwards); ``positions_deg`` may be a torch tensor (e.g. ``model.sheet.positions_deg``).
     """
-    pos = np.asarray(
-        positions_deg.detach().cpu() if hasattr(positions_deg, "detach") else positions_deg,
-        dtype=np.float64,
-    )
+    if hasattr(positions_deg, "detach"):
+        positions_deg = positions_deg.detach().cpu().numpy()
+    pos = np.asarray(positions_deg, dtype=np.float64)
     if pos.ndim != 2 or pos.shape[1] != 2:
         raise ValueError(f"positions_deg must be [C, 2] (x_deg, y_deg); got shape {pos.shape}")
-    fx, fy = (float(v) for v in retina.fixation_px)
-    ppd = float(retina.pixels_per_deg)
-    return np.stack([fy - pos[:, 1] * ppd, fx + pos[:, 0] * ppd], axis=1)
+    return retina.deg_to_px(pos)
 
 
 def column_models(

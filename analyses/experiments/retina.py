@@ -126,18 +126,16 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         "uniform": {"lattice": config.uniform_lattice},
         "foveated": {"log_polar": config.log_polar},
     }
-    rows, cols = np.mgrid[: shape[0], : shape[1]]
-    fix = ((shape[1] - 1) / 2, (shape[0] - 1) / 2)
-    ecc_px = np.hypot(cols - fix[0], rows - fix[1]) / config.pixels_per_deg
-    masks = {
-        "centre": ecc_px < config.centre_deg,
-        "periphery": (ecc_px > config.periphery_deg) & (ecc_px <= config.fov_deg / 2),
-    }
     built, responses, renders, build_s, nnz, rmse = {}, {}, {}, [], [], []
     for kind in tqdm(RETINAS, desc="retinas", disable=quiet or None):
         start = time.perf_counter()
         ret = getattr(retina.Retina, kind)(**kw, **extra[kind])
         build_s.append(time.perf_counter() - start)
+        ecc = ret.eccentricity_map_deg()  # [H, W] deg; both retinas fixate the photo's centre
+        masks = {
+            "centre": ecc < config.centre_deg,
+            "periphery": (ecc > config.periphery_deg) & (ecc <= config.fov_deg / 2),
+        }
         image_t = torch.as_tensor(photo, dtype=torch.float32, device=device)
         resp = ret(image_t[None])[0].cpu().numpy().astype(np.float64)
         rend = ret.render(resp)
