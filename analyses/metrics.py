@@ -239,89 +239,63 @@ def batched_kmeans(
     max_iter: int = 100,
     seed: int = 0,
 ) -> np.ndarray:
-    """k-means of many small point sets at once (one set per image), in numpy.
+    """k-means of many small point sets (one set per image) with ``sklearn.cluster.KMeans``.
 
-    Lloyd's algorithm (Lloyd 1982) from k-means++ seeds (Arthur & Vassilvitskii 2007), run for
-    every image and every restart at once as ``[B, n_init, N, k]`` tensors; per image the
-    restart with the lowest inertia ``sum_n |x_n - mu_{a(n)}|^2`` wins. An empty cluster keeps
-    its previous centre. Identical points (a collapsed state) end in one cluster.
-    (``sklearn.cluster.KMeans`` does the same per image, but one fit of 400 points took 2.4 s
-    on the shared 2-core development machine; this is vectorised over images: 64 images of
-    400 random 32-d points in about 3 s there, structured ones in well under a second.)
+    Per image: Lloyd's algorithm (Lloyd 1982) from k-means++ seeds (Arthur & Vassilvitskii
+    2007), ``n_init`` restarts, the one of lowest inertia kept; every image is fitted with
+    ``random_state=seed``, so its clustering depends on its own points and the seed only, not
+    on the rest of the batch. The fits run under ``threadpoolctl.threadpool_limits(1)``: on a
+    shared machine BLAS/OpenMP threads spin-wait on these tiny problems (what once made a fit
+    look like it took seconds). An image with fewer valid points than ``n_clusters`` is
+    clustered into as many clusters as it has points; identical points (a collapsed state)
+    end in one cluster (sklearn's warning that it found fewer distinct clusters is expected
+    then and silenced).
 
     Args:
         x: ``[B, N, D]`` points.
         n_clusters: k >= 1.
         valid: ``[B, N]`` bool, points that take part (others get label -1); default all.
         n_init: restarts >= 1.
-        max_iter: Lloyd iterations at most (stops early when no assignment changes).
-        seed: seed of the k-means++ draws.
+        max_iter: Lloyd iterations at most (>= 1).
+        seed: ``random_state`` of every fit, an integer in [0, 2**31 - 1].
 
     Returns:
         ``[B, N]`` int64 cluster labels in 0..k-1 (-1 for invalid points).
     """
+    import warnings
+
+    import sklearn
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+
+    from neurosim.config import check_int, check_seed
+
     pts = _np(x, "x")
     if pts.ndim != 3:
         raise ValueError(f"x must be [B, N, D]; got shape {pts.shape}")
     b, n, _ = pts.shape
-    k = int(n_clusters)
-    if k < 1:
-        raise ValueError(f"n_clusters must be >= 1; got {n_clusters}")
-    if isinstance(n_init, bool) or not isinstance(n_init, int | np.integer) or n_init < 1:
-        raise ValueError(f"n_init must be an integer >= 1; got {n_init!r}")
+    k = check_int("n_clusters", n_clusters, 1)
+    check_int("n_init", n_init, 1)
+    check_int("max_iter", max_iter, 1)
+    check_seed("seed", seed)
     ok = np.ones((b, n), bool) if valid is None else np.asarray(valid, bool)
     if ok.shape != (b, n):
         raise ValueError(f"valid must have shape {(b, n)}; got {ok.shape}")
-    rng = np.random.default_rng(seed)
-    r = n_init
-    sq = np.sum(pts**2, axis=-1)[:, None, :]  # [B, 1, N]
-    okr = np.broadcast_to(ok[:, None], (b, r, n)).astype(np.float64)
-    bi = np.arange(b)[:, None]
-
-    def draw(weight: np.ndarray) -> np.ndarray:
-        """One index per (b, r) drawn with probability ~ weight [B, R, N] (uniform if all 0).
-
-        The uniform numbers are shared by all images, so an image's clustering depends only on
-        its own points and the seed, not on the other images of the batch.
-        """
-        weight = np.where(weight.sum(-1, keepdims=True) > 0, weight, okr)
-        cum = np.cumsum(weight, axis=-1)
-        u = rng.random((1, r, 1)) * cum[..., -1:]
-        return np.minimum(np.argmax(cum > u, axis=-1), n - 1)
-
-    # k-means++ seeding
-    def sqdist(c: np.ndarray) -> np.ndarray:
-        """|x_n - c_j|^2 for centres c [B, R, k', D] -> [B, R, N, k'] (clipped at 0)."""
-        kk = c.shape[2]
-        # one BLAS matmul per image: [N, D] @ [D, R k] -> [B, R, N, k]
-        flat = c.transpose(0, 3, 1, 2).reshape(b, c.shape[3], r * kk)
-        cross = (pts @ flat).reshape(b, n, r, kk).transpose(0, 2, 1, 3)
-        return np.maximum(sq[..., None] - 2.0 * cross + np.sum(c**2, -1)[:, :, None, :], 0.0)
-
-    centres = np.zeros((b, r, k, pts.shape[2]))
-    centres[:, :, 0] = pts[bi, draw(okr)]
-    d2 = sqdist(centres[:, :, :1])[..., 0]
-    for j in range(1, k):
-        centres[:, :, j] = pts[bi, draw(d2 * okr)]
-        d2 = np.minimum(d2, sqdist(centres[:, :, j : j + 1])[..., 0])
-
-    assign = np.full((b, r, n), -1)
-    for _ in range(max_iter):
-        dist = sqdist(centres)
-        new = np.argmin(dist, axis=-1)
-        if np.array_equal(new, assign):
-            break
-        assign = new
-        onehot = (assign[..., None] == np.arange(k)) * okr[..., None]  # [B, R, N, k]
-        count = onehot.sum(axis=2)  # [B, R, k]
-        # [B, R k, N] @ [B, N, D] -> [B, R, k, D]
-        sums = (onehot.transpose(0, 1, 3, 2).reshape(b, r * k, n) @ pts).reshape(b, r, k, -1)
-        centres = np.where(count[..., None] > 0, sums / np.maximum(count, 1)[..., None], centres)
-    dist = np.take_along_axis(sqdist(centres), assign[..., None], axis=-1)[..., 0]
-    inertia = (dist * okr).sum(axis=-1)  # [B, R]
-    best = np.argmin(inertia, axis=1)
-    labels = assign[np.arange(b), best]
-    return np.where(ok, labels, -1).astype(np.int64)
+    labels = np.full((b, n), -1, np.int64)
+    with (
+        threadpool_limits(1),
+        sklearn.config_context(skip_parameter_validation=True),
+        warnings.catch_warnings(),
+    ):
+        warnings.filterwarnings("ignore", "Number of distinct clusters", ConvergenceWarning)
+        for i in range(b):
+            m = int(ok[i].sum())
+            if m == 0:
+                continue
+            fit = KMeans(min(k, m), n_init=n_init, max_iter=max_iter, random_state=seed)
+            labels[i, ok[i]] = fit.fit(pts[i, ok[i]]).labels_
+    return labels
 
 
 def islands_ari(
@@ -338,9 +312,9 @@ def islands_ari(
     """Adjusted Rand index between a clustering of the columns' embeddings and the digit masks.
 
     Per image: the columns' settled embeddings of one level are (optionally) L2-normalised,
-    clustered by k-means (:func:`batched_kmeans`, seeded), and the cluster labels compared
-    with the ground truth "which digit (or background) covers this column"
-    (:func:`mask_labels_at`) by ``sklearn.metrics.adjusted_rand_score``. ARI = 1 when the
+    clustered by k-means (:func:`batched_kmeans`: ``sklearn.cluster.KMeans``, seeded), and
+    the cluster labels compared with the ground truth "which digit (or background) covers this
+    column" (:func:`mask_labels_at`) by ``sklearn.metrics.adjusted_rand_score``. ARI = 1 when the
     islands are exactly the objects, about 0 for a clustering unrelated to them (e.g. collapsed
     embeddings, which k-means puts in one cluster).
 
@@ -389,10 +363,9 @@ def islands_ari(
     k_digits = m.shape[1]
     if n_clusters is None:
         n_clusters = k_digits + 1 if include_background else k_digits
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
-        raise ValueError(f"n_clusters must be an integer >= 1; got {n_clusters!r}")
-    if n_clusters < 1:
-        raise ValueError(f"n_clusters must be >= 1; got {n_clusters}")
+    from neurosim.config import check_int
+
+    n_clusters = check_int("n_clusters", n_clusters, 1)
     if normalize:
         emb = _unit(emb)
     keep = np.ones(truth.shape, bool) if include_background else truth > 0

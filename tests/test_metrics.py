@@ -272,6 +272,32 @@ def test_batched_kmeans_recovers_blobs_and_respects_valid():
         batched_kmeans(x, 3, valid=valid[:, :5])
     with pytest.raises(ValueError, match="n_init"):
         batched_kmeans(x, 3, n_init=0)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, "):
+        batched_kmeans(x, 3, seed=-1)
+    with pytest.raises(ValueError, match="n_clusters must be an integer >= 1"):
+        batched_kmeans(x, 0)
+
+
+def test_batched_kmeans_is_sklearns_kmeans_per_image():
+    from sklearn.cluster import KMeans
+
+    x = np.random.default_rng(4).normal(size=(3, 20, 5))
+    pred = batched_kmeans(x, 4, n_init=2, seed=7)
+    for i in range(3):
+        ref = KMeans(4, n_init=2, random_state=7).fit(x[i]).labels_
+        np.testing.assert_array_equal(pred[i], ref)
+
+
+def test_batched_kmeans_few_points_and_collapse():
+    x = np.zeros((2, 5, 3))
+    x[0, :, 0] = [0.0, 0.0, 10.0, 10.0, 20.0]
+    valid = np.array([[True, False, True, False, False], [False] * 5])
+    # two valid points and k = 3: as many clusters as points; no valid point: all -1
+    out = batched_kmeans(x, 3, valid=valid)
+    assert out[0, 0] != out[0, 2] and np.all(out[0, [1, 3, 4]] == -1)
+    assert np.all(out[1] == -1)
+    # identical points (a collapsed state): one cluster, and no warning (warnings are errors)
+    np.testing.assert_array_equal(batched_kmeans(np.ones((1, 6, 2)), 3), np.zeros((1, 6)))
 
 
 def test_mean_ci_text():
