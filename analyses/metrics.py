@@ -38,6 +38,7 @@ __all__ = [
     "batched_kmeans",
     "islands_ari",
     "within_between_cosine",
+    "matched_cosine_gap",
     "mean_pairwise_cosine",
     "functional_similarity",
     "weight_similarity",
@@ -376,6 +377,55 @@ def islands_ari(
         if keep[i].sum() >= 2:
             out[i] = adjusted_rand_score(truth[i, keep[i]], pred[i, keep[i]])
     return float(out[0]) if single else out
+
+
+def matched_cosine_gap(
+    embeddings: np.ndarray, labels: np.ndarray, column_px: np.ndarray, *, bin_px: float
+) -> float:
+    """Within- minus between-object cosine of column pairs *at matched distances*.
+
+    The two digits of a canvas lie at different places, so any embedding that varies smoothly
+    with position (a map of places, not of objects) has a higher cosine within a digit than
+    between digits. This control compares only pairs at similar distances: pairs of columns on
+    a digit (label > 0) are binned by their distance in canvas pixels (bins of ``bin_px``); in
+    every (image, bin) holding both same-digit and different-digit pairs the gap ``mean cos
+    (same) - mean cos (different)`` is taken, and the gaps are averaged with weights ``min(n
+    same, n different)``. About 0 for a map of places; > 0 when columns agree by object.
+
+    Args:
+        embeddings: ``[B, C, D]``.
+        labels: ``[B, C]`` (0 = background, ignored; k > 0 = digit k).
+        column_px: ``[C, 2]`` positions in canvas pixels.
+        bin_px: distance bin width (> 0).
+
+    Returns:
+        the weighted mean gap (NaN if no bin holds both kinds of pair).
+    """
+    e = np.asarray(embeddings, dtype=np.float64)
+    lab = np.asarray(labels)
+    u = e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+    gram = np.einsum("bcd,bed->bce", u, u)  # [B, C, C]
+    pos = np.asarray(column_px, dtype=np.float64)
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)  # [C, C]
+    n_bins = int(np.floor(dist.max() / bin_px)) + 1
+    bins = np.floor(dist / bin_px).astype(np.int64)
+    b, c = lab.shape
+    upper = np.triu(np.ones((c, c), bool), k=1)
+    on = lab > 0
+    pair = on[:, :, None] & on[:, None, :] & upper[None]
+    same = lab[:, :, None] == lab[:, None, :]
+    key = np.arange(b)[:, None, None] * n_bins + bins[None]  # [B, C, C]
+    size = b * n_bins
+    sums, counts = [], []
+    for sel in (pair & same, pair & ~same):
+        sums.append(np.bincount(key[sel], weights=gram[sel], minlength=size))
+        counts.append(np.bincount(key[sel], minlength=size))
+    ok = (counts[0] > 0) & (counts[1] > 0)
+    if not ok.any():
+        return float("nan")
+    gap = sums[0][ok] / counts[0][ok] - sums[1][ok] / counts[1][ok]
+    weight = np.minimum(counts[0][ok], counts[1][ok])
+    return float(np.sum(gap * weight) / np.sum(weight))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ canvases, same :class:`BaselineConfig` and budget as the flagship):
 
 **As functions** (:func:`analyses.metrics.functional_similarity`): ``n_stimuli`` held-out digits
 (class-balanced) are each pasted *centred on every column's position* (the column's place in
-canvas pixels, :func:`analyses.experiments.islands.column_positions_px`; digits that reach past
+canvas pixels, :func:`analyses.column_models.column_positions_px`; digits that reach past
 the canvas edge are cropped), so column ``c`` sees stimulus ``s`` at its own place. The model
 settles on each of these ``C x S`` canvases and column ``c``'s own outputs are kept, giving
 ``[C, S, D]`` per output:
@@ -51,7 +51,7 @@ import numpy as np
 import xarray as xr
 
 from analyses.baselines import BaselineConfig
-from analyses.experiments.islands import _check_canvas_experiment
+from analyses.column_models import check_canvas_config
 from analyses.metrics import mean_ci_text
 from neurosim.config import Config, check_positive_int
 
@@ -109,7 +109,7 @@ class Config(Config):
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
-        _check_canvas_experiment(self, MODELS, self.digit_px)
+        check_canvas_config(self, MODELS, self.digit_px)
         check_positive_int("n_stimuli", self.n_stimuli, 539)
 
     @classmethod
@@ -261,7 +261,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     """
     from tqdm.auto import tqdm
 
-    from analyses.experiments.islands import (
+    from analyses.column_models import (
         column_inputs,
         column_models,
         column_positions_px,

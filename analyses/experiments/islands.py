@@ -44,31 +44,39 @@ Protocol (per seed, per retina, per model):
 6. Controls for *place*: the two digits lie at different places, so an embedding that merely
    varies smoothly with position would also separate them. ``ari_position_only`` /
    ``ari_objects_position_only`` cluster the column positions alone (the score a pure map of
-   places gets), and ``cos_gap_matched`` (:func:`matched_cosine_gap`) compares same-digit and
-   different-digit pairs *at the same distance* (about 0 for a map of places).
+   places gets), and ``cos_gap_matched`` (:func:`analyses.metrics.matched_cosine_gap`)
+   compares same-digit and different-digit pairs *at the same distance* (about 0 for a map of
+   places).
 
 Controls: the ``untrained`` model (the unshared column model at its initialisation; the
 ``lc-backprop`` and ``codistill`` models start from exactly these weights for the same seed), and
 the ``no-lateral`` / ``bottom-up`` dynamics above.
 
-Helpers shared with the ``column-similarity`` experiment: :func:`column_inputs` (retina
-responses without the CNN's rendering), :func:`column_positions_px`, :func:`column_models`.
+The pieces shared with the ``column-similarity`` experiment (canvases, retina inputs without
+the CNN's rendering, column positions in pixels, the models) are in :mod:`analyses.column_models`
+and re-exported here; the scores are in :mod:`analyses.metrics`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from analyses.baselines import BaselineConfig
-from analyses.metrics import mean_ci_text
-from neurosim.config import Config, check_choice, check_positive_int, check_range, check_seed
+from analyses.column_models import (
+    check_canvas_config,
+    column_inputs,
+    column_models,
+    column_positions_px,
+    retina_and_inputs,
+    single_digit_canvases,
+)
+from analyses.metrics import matched_cosine_gap, mean_ci_text
+from neurosim.config import Config, check_positive_int, check_range
 
 __all__ = [
     "Config",
@@ -93,34 +101,6 @@ COLUMN_MODELS = ("untrained", "shared-columns", "lc-backprop", "codistill", "lc-
 DYNAMICS = ("settled", "no-lateral", "bottom-up")
 #: index of the lateral term in ``Model.term_weights`` (order of :data:`neurosim.dynamics.TERMS`)
 _LATERAL = 2
-
-
-def _check_labels(name: str, values: Sequence[str], allowed: Sequence[str]) -> None:
-    if not isinstance(values, tuple) or len(values) == 0:
-        raise ValueError(f"{name} must be a non-empty list of {list(allowed)}; got {values!r}")
-    for i, v in enumerate(values):
-        check_choice(f"{name}[{i}]", v, allowed)
-    if len(set(values)) != len(values):
-        raise ValueError(f"{name} must not repeat a label; got {list(values)}")
-
-
-def _check_canvas_experiment(config: Any, models: Sequence[str], min_canvas_px: int) -> None:
-    """The fields the canvas experiments (this one and column-similarity) share: seeds, model
-    and retina labels, canvas and digit sizes, the retina, the data sizes and the baseline."""
-    check_seed("seed", config.seed)
-    check_positive_int("n_seeds", config.n_seeds, 100)
-    _check_labels("models", config.models, models)
-    _check_labels("retinas", config.retinas, ("uniform", "foveated"))
-    check_positive_int("digit_px", config.digit_px, 256)
-    check_positive_int("canvas_px", config.canvas_px, 1024)
-    check_range("canvas_px", config.canvas_px, min_canvas_px, 1024)
-    if not isinstance(config.baseline, BaselineConfig):
-        raise ValueError(f"baseline must be a BaselineConfig; got {config.baseline!r}")
-    check_positive_int("n_cells", config.n_cells)
-    check_range("n_cells", config.n_cells, 2 * config.baseline.k_cells, None)
-    check_range("pixels_per_deg", config.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
-    check_positive_int("n_train", config.n_train, 1258)
-    check_positive_int("n_accuracy", config.n_accuracy, 539)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -165,7 +145,7 @@ class Config(Config):
 
     def __post_init__(self) -> None:
         # two digits side by side must fit on the canvas
-        _check_canvas_experiment(self, COLUMN_MODELS, 2 * self.digit_px)
+        check_canvas_config(self, COLUMN_MODELS, 2 * self.digit_px)
         check_positive_int("n_test", self.n_test, 100_000)
         if isinstance(self.mask_dilation_px, bool) or not isinstance(self.mask_dilation_px, int):
             raise ValueError(
@@ -190,126 +170,6 @@ class Config(Config):
             kmeans_restarts=2,
             baseline=BaselineConfig.quick(),
         )
-
-
-# ------------------------------------------------------------------------ shared helpers
-
-
-def column_inputs(retina, images: np.ndarray, labels: np.ndarray, *, scale=None):
-    """:class:`analyses.baselines.RetinaInputs` for the column models only.
-
-    The same responses as :func:`analyses.baselines.retina_inputs` (divided by the training
-    pool's standard deviation), but without ``retina.render`` (the CNN's input, about 10 s per
-    retina for 1258 canvases on the development machine): ``images`` is an empty
-    ``[N, 0]`` tensor, which the column kinds never read.
-
-    Args:
-        retina: a :class:`retina.Retina`.
-        images: ``[N, H, W]`` canvases in [0, 1].
-        labels: ``[N]`` class labels (or any ``[N]`` integers).
-        scale: the training pool's ``RetinaInputs.scale`` (None: from these images).
-    """
-    import torch
-
-    from analyses.baselines import RetinaInputs
-
-    resp = np.asarray(retina(np.asarray(images, dtype=np.float32)), dtype=np.float64)
-    s = (float(resp.std()) or 1.0) if scale is None else float(scale)
-    if not s > 0:
-        raise ValueError(f"scale must be > 0; got {scale!r}")
-    n = resp.shape[0]
-    return RetinaInputs(
-        responses=torch.as_tensor(resp / s, dtype=torch.float32),
-        images=torch.zeros(n, 0),
-        labels=torch.as_tensor(np.asarray(labels), dtype=torch.long),
-        scale=s,
-        image_scale=1.0,
-    )
-
-
-def single_digit_canvases(split, config, seed: int):
-    """Single-digit training and accuracy canvases of one seed: ``(train, accuracy)``.
-
-    Shared by ``islands`` and ``column-similarity`` (their configs both have ``canvas_px``,
-    ``digit_px``, ``n_train`` and ``n_accuracy``); accuracy canvases use ``seed + 10_000``.
-    """
-    from analyses.tasks import make_canvas_dataset
-
-    common = {"canvas_px": config.canvas_px, "digit_px": config.digit_px, "n_digits": 1}
-    train = make_canvas_dataset(
-        split.x_train, split.y_train, n_images=config.n_train, seed=seed, **common
-    )
-    accuracy = make_canvas_dataset(
-        split.x_test, split.y_test, n_images=config.n_accuracy, seed=seed + 10_000, **common
-    )
-    return train, accuracy
-
-
-def retina_and_inputs(config, retina_kind: str, seed: int, train_cv, acc_cv):
-    """The seed's retina and the column inputs of both canvas sets: ``(retina, train, acc)``.
-
-    The accuracy set is scaled like the training set.
-    """
-    from analyses.baselines import build_retina
-
-    retina = build_retina(
-        retina_kind,
-        n_cells=config.n_cells,
-        canvas_px=config.canvas_px,
-        pixels_per_deg=config.pixels_per_deg,
-        seed=seed,
-    )
-    train = column_inputs(retina, train_cv.images, train_cv.labels)
-    acc_set = column_inputs(retina, acc_cv.images, acc_cv.labels, scale=train.scale)
-    return retina, train, acc_set
-
-
-def column_positions_px(retina, positions_deg) -> np.ndarray:
-    """Column positions ``[C, 2]`` ``(x_deg, y_deg)`` -> canvas pixels ``[C, 2]`` ``(row, col)``.
-
-    The retina's own mapping, :meth:`retina.Retina.deg_to_px` (+y is up, image rows grow
-    downwards); ``positions_deg`` may be a torch tensor (e.g. ``model.sheet.positions_deg``).
-    """
-    if hasattr(positions_deg, "detach"):
-        positions_deg = positions_deg.detach().cpu().numpy()
-    pos = np.asarray(positions_deg, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape[1] != 2:
-        raise ValueError(f"positions_deg must be [C, 2] (x_deg, y_deg); got shape {pos.shape}")
-    return retina.deg_to_px(pos)
-
-
-def column_models(
-    models: Sequence[str],
-    retina,
-    train,
-    test,
-    config: BaselineConfig,
-    *,
-    seed: int,
-    device="cpu",
-) -> Iterator[tuple[str, object, float]]:
-    """``(label, ColumnClassifier in eval mode, test accuracy)`` for every label of ``models``.
-
-    ``untrained``: :func:`analyses.baselines.build_model` of ``lc-backprop`` (identical to the
-    initial ``codistill`` model of the same seed), scored without training. The other labels:
-    :func:`analyses.baselines.train_and_evaluate` with ``config`` and ``seed``.
-    """
-    from analyses.baselines import build_model, evaluate, train_and_evaluate
-
-    for label in models:
-        if label == "untrained":
-            model = build_model("lc-backprop", retina, config, seed=seed, device=device)
-            model.eval()
-            acc = evaluate(
-                model, "lc-backprop", test, batch_size=config.eval_batch_size, device=device
-            )
-        else:
-            trained = train_and_evaluate(
-                label, retina, train, test, config, seed=seed, device=device, quiet=True
-            )
-            model, acc = trained.model, trained.accuracy
-            model.eval()
-        yield label, model, float(acc)
 
 
 def pca_rgb(embeddings: np.ndarray) -> np.ndarray:
@@ -346,55 +206,6 @@ def _dilate(masks: np.ndarray, px: int) -> np.ndarray:
     structure = np.zeros((1, 1, 3, 3), bool)
     structure[0, 0] = plane
     return binary_dilation(masks, structure=structure, iterations=px)
-
-
-def matched_cosine_gap(
-    embeddings: np.ndarray, labels: np.ndarray, column_px: np.ndarray, *, bin_px: float
-) -> float:
-    """Within- minus between-object cosine of column pairs *at matched distances*.
-
-    The two digits of a canvas lie at different places, so any embedding that varies smoothly
-    with position (a map of places, not of objects) has a higher cosine within a digit than
-    between digits. This control compares only pairs at similar distances: pairs of columns on
-    a digit (label > 0) are binned by their distance in canvas pixels (bins of ``bin_px``); in
-    every (image, bin) holding both same-digit and different-digit pairs the gap ``mean cos
-    (same) - mean cos (different)`` is taken, and the gaps are averaged with weights ``min(n
-    same, n different)``. About 0 for a map of places; > 0 when columns agree by object.
-
-    Args:
-        embeddings: ``[B, C, D]``.
-        labels: ``[B, C]`` (0 = background, ignored; k > 0 = digit k).
-        column_px: ``[C, 2]`` positions in canvas pixels.
-        bin_px: distance bin width (> 0).
-
-    Returns:
-        the weighted mean gap (NaN if no bin holds both kinds of pair).
-    """
-    e = np.asarray(embeddings, dtype=np.float64)
-    lab = np.asarray(labels)
-    u = e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
-    gram = np.einsum("bcd,bed->bce", u, u)  # [B, C, C]
-    pos = np.asarray(column_px, dtype=np.float64)
-    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)  # [C, C]
-    n_bins = int(np.floor(dist.max() / bin_px)) + 1
-    bins = np.floor(dist / bin_px).astype(np.int64)
-    b, c = lab.shape
-    upper = np.triu(np.ones((c, c), bool), k=1)
-    on = lab > 0
-    pair = on[:, :, None] & on[:, None, :] & upper[None]
-    same = lab[:, :, None] == lab[:, None, :]
-    key = np.arange(b)[:, None, None] * n_bins + bins[None]  # [B, C, C]
-    size = b * n_bins
-    sums, counts = [], []
-    for sel in (pair & same, pair & ~same):
-        sums.append(np.bincount(key[sel], weights=gram[sel], minlength=size))
-        counts.append(np.bincount(key[sel], minlength=size))
-    ok = (counts[0] > 0) & (counts[1] > 0)
-    if not ok.any():
-        return float("nan")
-    gap = sums[0][ok] / counts[0][ok] - sums[1][ok] / counts[1][ok]
-    weight = np.minimum(counts[0][ok], counts[1][ok])
-    return float(np.sum(gap * weight) / np.sum(weight))
 
 
 def _states(model, responses, *, dynamics: str):
