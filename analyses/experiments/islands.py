@@ -235,6 +235,15 @@ def _pick_example(labels: np.ndarray) -> int:
     return int(np.argmax(counts.min(axis=1)))
 
 
+#: long names of the column coordinates, which are those of the first seed
+_FIRST_NAMES = {
+    "x_deg": "column x, right of fixation (first seed)",
+    "y_deg": "column y, above fixation (first seed)",
+    "ecc_deg": "column eccentricity (first seed)",
+    "row_px": "column position, canvas row (first seed)",
+    "col_px": "column position, canvas column (first seed)",
+}
+
 _ATTRS = {
     "ari": (
         "1",
@@ -267,204 +276,193 @@ _ATTRS = {
 }
 
 
-def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
-    """Train (or not) the column models and score their islands; see the module docstring.
+#: the per-level scores of the embeddings, ``[model, retina, dynamics, level, seed]``
+SCORES = (
+    "ari",
+    "ari_unnormalized",
+    "ari_objects",
+    "cos_within",
+    "cos_between",
+    "cos_gap_matched",
+)
 
-    Returns:
-        Dataset with ``ari``, ``ari_unnormalized``, ``ari_objects``, ``cos_within``,
-        ``cos_between``, ``cos_gap_matched`` ``[model, retina, dynamics, level, seed]``,
-        ``accuracy [model, retina, seed]``, ``n_digit_columns``, ``ari_position_only``,
-        ``ari_objects_position_only`` ``[retina, seed]``, and one example canvas of the first seed:
-        ``example_image [row, col]``, ``example_embedding [model, retina, level, column, dim]``
-        (settled), ``example_label [retina, column]`` and column coords ``x_deg``, ``y_deg``,
-        ``ecc_deg``, ``row_px``, ``col_px`` on ``(retina, column)``.
+
+class _Results:
+    """The arrays :func:`run` fills, NaN until scored; one example canvas of the first seed."""
+
+    def __init__(self, config: Config):
+        bcfg = config.baseline
+        self.models, self.retinas = list(config.models), list(config.retinas)
+        self.seeds = [config.seed + i for i in range(config.n_seeds)]
+        m, r, s = len(self.models), len(self.retinas), len(self.seeds)
+        n_lv, c = bcfg.n_levels, bcfg.n_columns
+        self.scores = {k: np.full((m, r, len(DYNAMICS), n_lv, s), np.nan) for k in SCORES}
+        self.accuracy = np.full((m, r, s), np.nan)
+        self.n_digit_cols = np.full((r, s), np.nan)
+        self.ari_pos = np.full((2, r, s), np.nan)  # all columns (k=3), digit columns (k=2)
+        self.ex_emb = np.full((m, r, n_lv, c, max(bcfg.level_dims)), np.nan)
+        self.ex_label = np.zeros((r, c), np.int64)
+        self.ex_pos_deg = np.zeros((r, c, 2))
+        self.ex_pos_px = np.zeros((r, c, 2))
+        self.ex_image = None
+        self.example = None  # index of the example canvas among the first seed's test canvases
+
+
+def _two_digit_canvases(split, config: Config, seed: int):
+    """The seed's held-out two-digit test canvases (``make_canvas_dataset``, seed + 20_000)."""
+    from analyses.tasks import make_canvas_dataset
+
+    return make_canvas_dataset(
+        split.x_test,
+        split.y_test,
+        canvas_px=config.canvas_px,
+        digit_px=config.digit_px,
+        n_digits=2,
+        n_images=config.n_test,
+        seed=seed + 20_000,
+    )
+
+
+def _position_ari(pos_px, masks, config: Config, seed: int) -> list[float]:
+    """The place-only reference: ARI of a k-means of the column positions ``[C, 2]`` (px),
+    over all columns (k=3) and over the digit columns (k=2), averaged over the canvases."""
+    import sklearn
+
+    from analyses.metrics import islands_ari
+
+    where = np.broadcast_to(pos_px, (len(masks), *pos_px.shape))
+    out = []
+    with sklearn.config_context(skip_parameter_validation=True):
+        for bg in (True, False):
+            val = islands_ari(
+                where,
+                pos_px,
+                masks,
+                include_background=bg,
+                normalize=False,
+                n_init=config.kmeans_restarts,
+                seed=seed,
+            )
+            out.append(np.nanmean(val) if np.isfinite(val).any() else np.nan)
+    return out
+
+
+def _level_scores(emb, pos_px, masks, truth, config: Config, seed: int) -> dict[str, float]:
+    """The :data:`SCORES` of one level's embeddings ``[B, C, D]``, averaged over the canvases.
+
+    ``pos_px [C, 2]`` column positions (px), ``masks [B, 2, H, W]`` (dilated), ``truth
+    [B, C]`` the digit under each column (0 = background).
     """
     import sklearn
-    from tqdm.auto import tqdm
 
-    from analyses.metrics import islands_ari, mask_labels_at, within_between_cosine
-    from analyses.tasks import digits_split, make_canvas_dataset
+    from analyses.metrics import islands_ari, within_between_cosine
 
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be an islands Config; got {type(config).__name__}")
+    common = dict(n_init=config.kmeans_restarts, seed=seed)
+    # sklearn's per-call argument validation costs more than the score
+    with sklearn.config_context(skip_parameter_validation=True):
+        ari = islands_ari(emb, pos_px, masks, **common)
+        ari_raw = islands_ari(emb, pos_px, masks, normalize=False, **common)
+        ari_obj = islands_ari(emb, pos_px, masks, include_background=False, **common)
+    within, between = within_between_cosine(emb, truth, ignore_label=0)
+    gap = matched_cosine_gap(emb, truth, pos_px, bin_px=config.distance_bin_px)
+    values = (ari, ari_raw, ari_obj, within, between, gap)
+    return {k: _finite_mean(v) for k, v in zip(SCORES, values, strict=True)}
+
+
+def _score_seed(res: _Results, si: int, split, config: Config, device, bar) -> None:
+    """Train and score every retina x model of seed ``res.seeds[si]`` into ``res``."""
+    from analyses.metrics import mask_labels_at
+
+    seed = res.seeds[si]
     bcfg = config.baseline
-    split = digits_split(seed=0)
-    seeds = [config.seed + i for i in range(config.n_seeds)]
-    models, retinas = list(config.models), list(config.retinas)
-    n_lv, c = bcfg.n_levels, bcfg.n_columns
-    shape = (len(models), len(retinas), len(DYNAMICS), n_lv, len(seeds))
-    keys = (
-        "ari",
-        "ari_unnormalized",
-        "ari_objects",
-        "cos_within",
-        "cos_between",
-        "cos_gap_matched",
-    )
-    scores = {k: np.full(shape, np.nan) for k in keys}
-    accuracy = np.full((len(models), len(retinas), len(seeds)), np.nan)
-    n_digit_cols = np.full((len(retinas), len(seeds)), np.nan)
-    ari_pos = np.full((2, len(retinas), len(seeds)), np.nan)
-    ex_emb = np.full((len(models), len(retinas), n_lv, c, max(bcfg.level_dims)), np.nan)
-    ex_label = np.zeros((len(retinas), c), np.int64)
-    ex_pos_deg = np.zeros((len(retinas), c, 2))
-    ex_pos_px = np.zeros((len(retinas), c, 2))
-    ex_image = None
+    train_cv, acc_cv = single_digit_canvases(split, config, seed)
+    two = _two_digit_canvases(split, config, seed)
+    masks = _dilate(two.masks, config.mask_dilation_px)
+    for ri, rkind in enumerate(res.retinas):
+        retina, train, acc_set = retina_and_inputs(config, rkind, seed, train_cv, acc_cv)
+        test2 = column_inputs(retina, two.images, two.labels[:, 0], scale=train.scale)
+        responses = test2.responses.to(device)
+        for mi, (_label, model, acc) in enumerate(
+            column_models(res.models, retina, train, acc_set, bcfg, seed=seed, device=device)
+        ):
+            res.accuracy[mi, ri, si] = acc
+            pos_deg = model.sheet.positions_deg.detach().cpu().numpy().astype(np.float64)
+            pos_px = column_positions_px(retina, pos_deg)
+            truth = mask_labels_at(masks, pos_px)  # [B, C]
+            res.n_digit_cols[ri, si] = float((truth > 0).sum(axis=1).mean())
+            if si == 0 and res.example is None:
+                res.example = _pick_example(truth)
+            if mi == 0:  # reference: k-means of the columns' positions alone
+                res.ari_pos[:, ri, si] = _position_ari(pos_px, masks, config, seed)
+            for di, dyn in enumerate(DYNAMICS):
+                state = _states(model, responses, dynamics=dyn)  # [B, C, L, D]
+                for lv in range(bcfg.n_levels):
+                    scores = _level_scores(state[:, :, lv], pos_px, masks, truth, config, seed)
+                    for key, val in scores.items():
+                        res.scores[key][mi, ri, di, lv, si] = val
+                if si == 0 and dyn == "settled":
+                    res.ex_emb[mi, ri] = state[res.example].transpose(1, 0, 2)  # [L, C, D]
+            if si == 0:
+                res.ex_label[ri] = truth[res.example]
+                res.ex_pos_deg[ri] = pos_deg
+                res.ex_pos_px[ri] = pos_px
+            del model
+            bar.update(1)
+    if si == 0:
+        res.ex_image = two.images[res.example]
 
-    bar = tqdm(
-        total=len(seeds) * len(retinas) * len(models),
-        desc="islands",
-        disable=quiet or None,
-    )
-    for si, seed in enumerate(seeds):
-        train_cv, acc_cv = single_digit_canvases(split, config, seed)
-        two = make_canvas_dataset(
-            split.x_test,
-            split.y_test,
-            canvas_px=config.canvas_px,
-            digit_px=config.digit_px,
-            n_digits=2,
-            n_images=config.n_test,
-            seed=seed + 20_000,
-        )
-        masks = _dilate(two.masks, config.mask_dilation_px)
-        example = None
-        for ri, rkind in enumerate(retinas):
-            retina, train, acc_set = retina_and_inputs(config, rkind, seed, train_cv, acc_cv)
-            test2 = column_inputs(retina, two.images, two.labels[:, 0], scale=train.scale)
-            responses = test2.responses.to(device)
-            for mi, (_label, model, acc) in enumerate(
-                column_models(models, retina, train, acc_set, bcfg, seed=seed, device=device)
-            ):
-                accuracy[mi, ri, si] = acc
-                pos_deg = model.sheet.positions_deg.detach().cpu().numpy().astype(np.float64)
-                pos_px = column_positions_px(retina, pos_deg)
-                truth = mask_labels_at(masks, pos_px)  # [B, C]
-                n_digit_cols[ri, si] = float((truth > 0).sum(axis=1).mean())
-                if si == 0 and ri == 0 and example is None:
-                    example = _pick_example(truth)
-                if mi == 0:  # reference: k-means of the columns' positions alone
-                    where = np.broadcast_to(pos_px, (len(two), *pos_px.shape))
-                    with sklearn.config_context(skip_parameter_validation=True):
-                        for j, bg in enumerate((True, False)):
-                            val = islands_ari(
-                                where,
-                                pos_px,
-                                masks,
-                                include_background=bg,
-                                normalize=False,
-                                n_init=config.kmeans_restarts,
-                                seed=seed,
-                            )
-                            ari_pos[j, ri, si] = (
-                                np.nanmean(val) if np.isfinite(val).any() else np.nan
-                            )
-                for di, dyn in enumerate(DYNAMICS):
-                    state = _states(model, responses, dynamics=dyn)  # [B, C, L, D]
-                    for lv in range(n_lv):
-                        emb = state[:, :, lv]
-                        common = dict(n_init=config.kmeans_restarts, seed=seed)
-                        # sklearn's per-call argument validation costs more than the score
-                        with sklearn.config_context(skip_parameter_validation=True):
-                            ari = islands_ari(emb, pos_px, masks, **common)
-                            ari_raw = islands_ari(emb, pos_px, masks, normalize=False, **common)
-                            ari_obj = islands_ari(
-                                emb, pos_px, masks, include_background=False, **common
-                            )
-                        within, between = within_between_cosine(emb, truth, ignore_label=0)
-                        gap = matched_cosine_gap(emb, truth, pos_px, bin_px=config.distance_bin_px)
-                        for key, val in (
-                            ("ari", ari),
-                            ("ari_unnormalized", ari_raw),
-                            ("ari_objects", ari_obj),
-                            ("cos_within", within),
-                            ("cos_between", between),
-                            ("cos_gap_matched", gap),
-                        ):
-                            scores[key][mi, ri, di, lv, si] = _finite_mean(val)
-                    if si == 0 and dyn == "settled":
-                        ex_emb[mi, ri] = state[example].transpose(1, 0, 2)  # [L, C, D]
-                if si == 0:
-                    ex_label[ri] = truth[example]
-                    ex_pos_deg[ri] = pos_deg
-                    ex_pos_px[ri] = pos_px
-                del model
-                bar.update(1)
-        if si == 0:
-            ex_image = two.images[example]
-    bar.close()
 
-    ecc = np.hypot(ex_pos_deg[..., 0], ex_pos_deg[..., 1])
+def _var(name: str, dims: tuple[str, ...], values) -> tuple:
+    """A data variable ``(dims, values, attrs)`` with the units and long name of :data:`_ATTRS`."""
+    return (dims, values, {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]})
+
+
+def _dataset(res: _Results, config: Config) -> xr.Dataset:
+    """The results Dataset of :func:`run` from the filled arrays."""
+    bcfg = config.baseline
+    c = bcfg.n_columns
     dims5 = ("model", "retina", "dynamics", "level", "seed")
-    data_vars = {
-        k: (dims5, v, {"units": _ATTRS[k][0], "long_name": _ATTRS[k][1]}) for k, v in scores.items()
-    }
-    data_vars["accuracy"] = (
-        ("model", "retina", "seed"),
-        accuracy,
-        {"units": _ATTRS["accuracy"][0], "long_name": _ATTRS["accuracy"][1]},
-    )
-    data_vars["n_digit_columns"] = (
-        ("retina", "seed"),
-        n_digit_cols,
-        {"units": _ATTRS["n_digit_columns"][0], "long_name": _ATTRS["n_digit_columns"][1]},
-    )
+    data_vars = {k: _var(k, dims5, v) for k, v in res.scores.items()}
+    data_vars["accuracy"] = _var("accuracy", ("model", "retina", "seed"), res.accuracy)
+    data_vars["n_digit_columns"] = _var("n_digit_columns", ("retina", "seed"), res.n_digit_cols)
     for j, name in enumerate(("ari_position_only", "ari_objects_position_only")):
-        data_vars[name] = (
-            ("retina", "seed"),
-            ari_pos[j],
-            {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]},
-        )
+        data_vars[name] = _var(name, ("retina", "seed"), res.ari_pos[j])
     data_vars["example_image"] = (
         ("row", "col"),
-        np.asarray(ex_image, dtype=np.float64),
+        np.asarray(res.ex_image, dtype=np.float64),
         {"units": "1", "long_name": "example two-digit test canvas (first seed), in [0, 1]"},
     )
     data_vars["example_embedding"] = (
         ("model", "retina", "level", "column", "dim"),
-        ex_emb,
+        res.ex_emb,
         {"units": "1", "long_name": "settled embeddings of the example canvas (first seed)"},
     )
     data_vars["example_label"] = (
         ("retina", "column"),
-        ex_label,
+        res.ex_label,
         {"units": "1", "long_name": "example canvas: 0 background, 1 / 2 digit under the column"},
     )
+    pos_deg, pos_px = res.ex_pos_deg, res.ex_pos_px
+    rc = ("retina", "column")
     coords = {
-        "model": models,
-        "retina": retinas,
+        "model": res.models,
+        "retina": res.retinas,
         "dynamics": list(DYNAMICS),
-        "level": np.arange(n_lv),
-        "seed": seeds,
+        "level": np.arange(bcfg.n_levels),
+        "seed": res.seeds,
         "column": np.arange(c),
         "dim": np.arange(max(bcfg.level_dims)),
         "row": np.arange(config.canvas_px),
         "col": np.arange(config.canvas_px),
-        "x_deg": (
-            ("retina", "column"),
-            ex_pos_deg[..., 0],
-            {"units": "deg", "long_name": "column x, right of fixation (first seed)"},
-        ),
-        "y_deg": (
-            ("retina", "column"),
-            ex_pos_deg[..., 1],
-            {"units": "deg", "long_name": "column y, above fixation (first seed)"},
-        ),
+        "x_deg": (rc, pos_deg[..., 0], {"units": "deg", "long_name": _FIRST_NAMES["x_deg"]}),
+        "y_deg": (rc, pos_deg[..., 1], {"units": "deg", "long_name": _FIRST_NAMES["y_deg"]}),
         "ecc_deg": (
-            ("retina", "column"),
-            ecc,
-            {"units": "deg", "long_name": "column eccentricity (first seed)"},
+            rc,
+            np.hypot(pos_deg[..., 0], pos_deg[..., 1]),
+            {"units": "deg", "long_name": _FIRST_NAMES["ecc_deg"]},
         ),
-        "row_px": (
-            ("retina", "column"),
-            ex_pos_px[..., 0],
-            {"units": "px", "long_name": "column position, canvas row (first seed)"},
-        ),
-        "col_px": (
-            ("retina", "column"),
-            ex_pos_px[..., 1],
-            {"units": "px", "long_name": "column position, canvas column (first seed)"},
-        ),
+        "row_px": (rc, pos_px[..., 0], {"units": "px", "long_name": _FIRST_NAMES["row_px"]}),
+        "col_px": (rc, pos_px[..., 1], {"units": "px", "long_name": _FIRST_NAMES["col_px"]}),
     }
     ds = xr.Dataset(data_vars, coords=coords)
     ds["level"].attrs.update(units="1", long_name="level of the part-whole hierarchy (0 = lowest)")
@@ -483,6 +481,33 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         steps=bcfg.steps,
     )
     return ds
+
+
+def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
+    """Train (or not) the column models and score their islands; see the module docstring.
+
+    Returns:
+        Dataset with ``ari``, ``ari_unnormalized``, ``ari_objects``, ``cos_within``,
+        ``cos_between``, ``cos_gap_matched`` ``[model, retina, dynamics, level, seed]``,
+        ``accuracy [model, retina, seed]``, ``n_digit_columns``, ``ari_position_only``,
+        ``ari_objects_position_only`` ``[retina, seed]``, and one example canvas of the first seed:
+        ``example_image [row, col]``, ``example_embedding [model, retina, level, column, dim]``
+        (settled), ``example_label [retina, column]`` and column coords ``x_deg``, ``y_deg``,
+        ``ecc_deg``, ``row_px``, ``col_px`` on ``(retina, column)``.
+    """
+    from tqdm.auto import tqdm
+
+    from analyses.tasks import digits_split
+
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be an islands Config; got {type(config).__name__}")
+    split = digits_split(seed=0)
+    res = _Results(config)
+    total = len(res.seeds) * len(res.retinas) * len(res.models)
+    with tqdm(total=total, desc="islands", disable=quiet or None) as bar:
+        for si in range(len(res.seeds)):
+            _score_seed(res, si, split, config, device, bar)
+    return _dataset(res, config)
 
 
 # ------------------------------------------------------------------------ reporting
