@@ -18,7 +18,7 @@ import math
 import numpy as np
 from scipy.spatial import cKDTree
 
-from retina._checks import check_int, check_number
+from retina._checks import MAX_SEED, check_int, check_number
 
 __all__ = [
     "MAX_SEED",
@@ -33,8 +33,6 @@ __all__ = [
     "foveated_spacing_deg",
 ]
 
-#: the largest lattice seed (the bound of every seed in the project, ``neurosim.config``)
-MAX_SEED = 2**31 - 1
 #: Watson (2014) Table 1: meridian -> (a_k, r2_k [deg], re_k [deg]) of eq. 4 (visual field names)
 WATSON_MERIDIANS: dict[str, tuple[float, float, float]] = {
     "temporal": (0.9851, 1.058, 22.14),

@@ -26,8 +26,16 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from retina._checks import check_int, check_number, is_finite_number
-from retina.lattice import MAX_SEED, foveated_lattice, uniform_lattice
+from retina._checks import (
+    KINDS,
+    MIN_CELLS,
+    check_geometry,
+    check_int,
+    check_receptive_fields,
+    check_seed,
+    largest_fov_deg,
+)
+from retina.lattice import foveated_lattice, uniform_lattice
 from retina.receptive_fields import (
     CK95_SURROUND_RADIUS_RATIO,
     CK95_SURROUND_WEIGHT_RATIO,
@@ -35,15 +43,12 @@ from retina.receptive_fields import (
     local_spacing_deg,
     materialize,
 )
+from retina.render import RenderSystem, render_system, solve_render
 
 __all__ = ["Retina", "to_gray", "LUMA_WEIGHTS", "MIN_CELLS"]
 
 #: ITU-R BT.601 luma weights used to turn RGB into gray, explicitly (``color=True``)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-#: the smallest retina: 4 sites (8 cells) so that every site has neighbours to set its spacing
-MIN_CELLS = 8
-#: the constructors' kinds of retina (``kind`` of :class:`Retina`)
-KINDS = ("uniform", "foveated", "custom")
 
 
 def _is_torch(x: Any) -> bool:
@@ -66,90 +71,6 @@ def to_gray(images):
         )
     r, g, b = LUMA_WEIGHTS
     return r * images[..., 0] + g * images[..., 1] + b * images[..., 2]
-
-
-def _check_image_shape(image_shape) -> tuple[int, int]:
-    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2:
-        raise ValueError(f"image_shape must be (H, W) with integers >= 2; got {image_shape!r}")
-    return (
-        check_int("image_shape[0] (H)", image_shape[0], 2),
-        check_int("image_shape[1] (W)", image_shape[1], 2),
-    )
-
-
-def _check_fixation(fixation_px, shape: tuple[int, int]) -> tuple[float, float]:
-    H, W = shape
-    if fixation_px is None:
-        return ((W - 1) / 2.0, (H - 1) / 2.0)
-    if (
-        not isinstance(fixation_px, (tuple, list, np.ndarray))
-        or len(fixation_px) != 2
-        or not all(is_finite_number(v) for v in fixation_px)
-    ):
-        raise ValueError(
-            f"fixation_px must be (x_px, y_px), two finite numbers; got {fixation_px!r}"
-        )
-    fx, fy = float(fixation_px[0]), float(fixation_px[1])
-    if not (-0.5 <= fx <= W - 0.5 and -0.5 <= fy <= H - 0.5):
-        raise ValueError(
-            f"fixation_px must lie inside the image: x_px in [-0.5, {W - 0.5}], "
-            f"y_px in [-0.5, {H - 0.5}]; got {(fx, fy)}"
-        )
-    return fx, fy
-
-
-def _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px):
-    """Validate and normalise the geometry arguments; ``ValueError`` names the bad one."""
-    shape = _check_image_shape(image_shape)
-    check_number("pixels_per_deg", pixels_per_deg, 0.0, None, lo_inclusive=False)
-    fx, fy = _check_fixation(fixation_px, shape)
-    check_number("fov_deg", fov_deg, 0.0, None, lo_inclusive=False)
-    max_fov = Retina.largest_fov_deg(shape, pixels_per_deg, (fx, fy))
-    if fov_deg > max_fov * (1 + 1e-9):
-        raise ValueError(
-            f"fov_deg must fit in the image around fixation: at most {max_fov:.6g} deg for "
-            f"image_shape {shape}, pixels_per_deg {pixels_per_deg:g} and fixation_px "
-            f"{(fx, fy)}; got {fov_deg!r}"
-        )
-    max_cells = 2 * int((fov_deg * pixels_per_deg) ** 2)
-    try:
-        n = check_int("n_cells", n_cells, MIN_CELLS, max_cells)
-    except ValueError:
-        n = None
-    if n is None or n % 2:
-        raise ValueError(
-            f"n_cells must be an even integer in [{MIN_CELLS}, {max_cells}] for this field "
-            f"(one ON and one OFF cell per site, at most one site per pixel of the "
-            f"{fov_deg:g} deg field); got {n_cells!r}"
-        )
-    return shape, (fx, fy)
-
-
-def _check_receptive_fields(
-    center_sigma_per_spacing,
-    surround_radius_ratio,
-    surround_weight,
-    truncate,
-    coarse_sigma_px,
-    render_regularization,
-    render_iterations,
-) -> None:
-    """Validate the receptive-field and render arguments of :class:`Retina`."""
-    for name, value, lo, hi in (
-        ("center_sigma_per_spacing", center_sigma_per_spacing, 0.05, 5.0),
-        ("surround_radius_ratio", surround_radius_ratio, 1.0, 20.0),
-        ("surround_weight", surround_weight, 0.0, 1.0),
-        ("truncate", truncate, 1.0, 6.0),
-        ("render_regularization", render_regularization, 1e-12, 1.0),
-    ):
-        check_number(name, value, lo, hi)
-    if coarse_sigma_px is not None:
-        check_number("coarse_sigma_px (or None)", coarse_sigma_px, 0.5, 100.0)
-    check_int("render_iterations", render_iterations, 1)
-
-
-def _check_seed(seed) -> int:
-    return check_int("seed", seed, 0, MAX_SEED)
 
 
 def _torch_csr(op: sp.csr_matrix, device, dtype):
@@ -268,14 +189,14 @@ class Retina:
             )
         if not np.isfinite(sites).all():
             raise ValueError("site_positions_deg must be finite")
-        self.image_shape, self.fixation_px = _check_geometry(
+        self.image_shape, self.fixation_px = check_geometry(
             2 * len(sites), fov_deg, image_shape, pixels_per_deg, fixation_px
         )
         if np.abs(sites).max() > fov_deg / 2 * (1 + 1e-9):
             raise ValueError(f"site_positions_deg must lie within +-fov_deg/2 = {fov_deg / 2:g}")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}; got {kind!r}")
-        _check_receptive_fields(
+        check_receptive_fields(
             center_sigma_per_spacing,
             surround_radius_ratio,
             surround_weight,
@@ -349,11 +270,7 @@ class Retina:
         Returns:
             the largest ``fov_deg`` a retina over this image can have, deg.
         """
-        H, W = _check_image_shape(image_shape)
-        check_number("pixels_per_deg", pixels_per_deg, 0.0, None, lo_inclusive=False)
-        fx, fy = _check_fixation(fixation_px, (H, W))
-        room_px = min(fx + 0.5, W - 0.5 - fx, fy + 0.5, H - 0.5 - fy)
-        return 2.0 * room_px / pixels_per_deg
+        return largest_fov_deg(image_shape, pixels_per_deg, fixation_px)
 
     # ---------------------------------------------------------------- geometry
     def deg_to_px(self, xy_deg) -> np.ndarray:
@@ -487,11 +404,11 @@ class Retina:
             render_regularization=render_regularization,
             render_iterations=render_iterations,
         )
-        _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
-        _check_seed(seed)
+        check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
+        check_seed(seed)
         if lattice not in ("square", "hex"):
             raise ValueError(f"lattice must be one of ['square', 'hex']; got {lattice!r}")
-        _check_receptive_fields(**rf)
+        check_receptive_fields(**rf)
         sites = uniform_lattice(n_cells // 2, fov_deg, kind=lattice)
         return cls(
             sites,
@@ -555,11 +472,11 @@ class Retina:
             render_regularization=render_regularization,
             render_iterations=render_iterations,
         )
-        _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
-        _check_seed(seed)
+        check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
+        check_seed(seed)
         if not isinstance(log_polar, (bool, np.bool_)):
             raise ValueError(f"log_polar must be True or False; got {log_polar!r}")
-        _check_receptive_fields(**rf)
+        check_receptive_fields(**rf)
         sites = foveated_lattice(
             n_cells // 2, fov_deg, seed=seed, log_polar=bool(log_polar), meridian=meridian
         )
@@ -773,79 +690,14 @@ class Retina:
             return torch.from_numpy(np.ascontiguousarray(img)).to(device=device, dtype=dtype)
         return img
 
-    def _render_system(self):
-        """Row weights ``1/|a_i|^2``, the prior ``Q`` and a Jacobi preconditioner, cached.
-
-        Row norms and the diagonal of ``A^T W A`` are computed level by level from the
-        multi-scale form (ignoring centre x surround cross terms between different levels, a
-        small correction that only changes the weighting and the preconditioner)."""
+    def _render_system(self) -> RenderSystem:
+        """The render's normal equations (:func:`retina.render.render_system`), cached."""
         if self._render_factor is None:
-            H, W = self.image_shape
-            norm2 = np.zeros(self.n_sites)
-            for f, _, M in self.levels:
-                norm2 += np.asarray(M.multiply(M).sum(axis=1)).ravel() / f**2
-            weight = 1.0 / norm2
-            diag = np.zeros(H * W)
-            for f, P, M in self.levels:
-                coarse = np.asarray(M.multiply(M).T @ weight).ravel()
-                diag += coarse if P is None else (P.T @ coarse) / f**2
-            idx = np.arange(H * W).reshape(H, W)
-            # first differences along rows and columns -> Q = Dx^T Dx + Dy^T Dy (Neumann)
-            pairs = [(idx[:, :-1].ravel(), idx[:, 1:].ravel()), (idx[:-1].ravel(), idx[1:].ravel())]
-            a = np.concatenate([p[0] for p in pairs])
-            b = np.concatenate([p[1] for p in pairs])
-            m = len(a)
-            rows = np.r_[np.arange(m), np.arange(m)]
-            D = sp.csr_matrix(
-                (np.r_[-np.ones(m), np.ones(m)], (rows, np.r_[a, b])), shape=(m, H * W)
+            self._render_factor = render_system(
+                self.levels, self.n_sites, self.image_shape, self.render_regularization
             )
-            Q = (self.render_regularization * (D.T @ D)).tocsr()
-            transposed = [
-                (None if P is None else P.T.tocsr(), M.T.tocsr()) for _, P, M in self.levels
-            ]
-            self._render_factor = (weight, Q, 1.0 / (diag + Q.diagonal()), transposed)
         return self._render_factor
 
     def _solve_render(self, r_site: np.ndarray, n_iter: int) -> np.ndarray:
-        """Batched preconditioned CG on ``(A^T W A + Q) x = A^T W r``; ``r_site`` [n_sites, b]."""
-        weight, Q, inv_diag, transposed = self._render_system()
-        levels = self._numpy_levels(np.float64)
-
-        def adjoint(y):  # A^T y, [n_sites, b] -> [H*W, b]
-            out = None
-            for PT, MT in transposed:
-                term = MT @ y if PT is None else PT @ (MT @ y)
-                out = term if out is None else out + term
-            return out
-
-        def forward(x):  # A x, [H*W, b] -> [n_sites, b]
-            out = None
-            for P, M in levels:
-                term = M @ (x if P is None else P @ x)
-                out = term if out is None else out + term
-            return out
-
-        def apply(x):
-            return adjoint(weight[:, None] * forward(x)) + Q @ x
-
-        rhs = adjoint(weight[:, None] * r_site)
-        x = np.zeros_like(rhs)
-        res = rhs.copy()
-        z = inv_diag[:, None] * res
-        p = z.copy()
-        rz = (res * z).sum(axis=0)
-        stop = 1e-6 * np.maximum(np.linalg.norm(rhs, axis=0), 1e-300)
-        for _ in range(n_iter):
-            if np.all(np.linalg.norm(res, axis=0) <= stop):
-                break
-            ap = apply(p)
-            denom = (p * ap).sum(axis=0)
-            alpha = np.divide(rz, denom, out=np.zeros_like(rz), where=denom > 0)
-            x += alpha * p
-            res -= alpha * ap
-            z = inv_diag[:, None] * res
-            rz_new = (res * z).sum(axis=0)
-            beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
-            p = z + beta * p
-            rz = rz_new
-        return x
+        """``[H*W, b]`` images reproducing ON responses ``r_site [n_sites, b]``."""
+        return solve_render(self._render_system(), self._numpy_levels(np.float64), r_site, n_iter)
