@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from analyses.baselines import BaselineConfig
-from neurosim.config import check_choice, check_positive_int, check_range, check_seed
+from neurosim.config import check_choice, check_int, check_range, check_seed
 
 __all__ = [
     "check_canvas_config",
@@ -57,19 +57,17 @@ def check_canvas_config(config: Any, models: Sequence[str], min_canvas_px: int) 
         ValueError: naming the bad field and its allowed range.
     """
     check_seed("seed", config.seed)
-    check_positive_int("n_seeds", config.n_seeds, 100)
+    check_int("n_seeds", config.n_seeds, 1, 100)
     _check_labels("models", config.models, models)
     _check_labels("retinas", config.retinas, ("uniform", "foveated"))
-    check_positive_int("digit_px", config.digit_px, 256)
-    check_positive_int("canvas_px", config.canvas_px, 1024)
-    check_range("canvas_px", config.canvas_px, min_canvas_px, 1024)
+    check_int("digit_px", config.digit_px, 1, 256)
+    check_int("canvas_px", config.canvas_px, min_canvas_px, 1024)
     if not isinstance(config.baseline, BaselineConfig):
         raise ValueError(f"baseline must be a BaselineConfig; got {config.baseline!r}")
-    check_positive_int("n_cells", config.n_cells)
-    check_range("n_cells", config.n_cells, 2 * config.baseline.k_cells, None)
+    check_int("n_cells", config.n_cells, 2 * config.baseline.k_cells)
     check_range("pixels_per_deg", config.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
-    check_positive_int("n_train", config.n_train, 1258)
-    check_positive_int("n_accuracy", config.n_accuracy, 539)
+    check_int("n_train", config.n_train, 1, 1258)
+    check_int("n_accuracy", config.n_accuracy, 1, 539)
 
 
 def column_inputs(retina, images: np.ndarray, labels: np.ndarray, *, scale=None):

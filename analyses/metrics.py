@@ -594,8 +594,9 @@ def embedding_variance(
     var = e.var(axis=0)  # [...]
     if keep_axis is None:
         return float(var.mean())
-    if isinstance(keep_axis, bool) or not isinstance(keep_axis, int | np.integer):
-        raise ValueError(f"keep_axis must be an integer axis; got {keep_axis!r}")
+    from neurosim.config import check_int
+
+    keep_axis = check_int("keep_axis", keep_axis)
     ax = keep_axis % e.ndim if -e.ndim <= keep_axis < e.ndim else -1
     if ax < 1:
         raise ValueError(

@@ -53,7 +53,7 @@ import xarray as xr
 from analyses.baselines import BaselineConfig
 from analyses.column_models import check_canvas_config
 from analyses.metrics import mean_ci_text
-from neurosim.config import Config, check_positive_int
+from neurosim.config import Config, check_int
 
 __all__ = [
     "Config",
@@ -110,7 +110,7 @@ class Config(Config):
 
     def __post_init__(self) -> None:
         check_canvas_config(self, MODELS, self.digit_px)
-        check_positive_int("n_stimuli", self.n_stimuli, 539)
+        check_int("n_stimuli", self.n_stimuli, 1, 539)
 
     @classmethod
     def quick(cls) -> Config:
@@ -150,9 +150,8 @@ def centred_canvases(patches: np.ndarray, centres_px: np.ndarray, canvas_px: int
     centres = np.asarray(centres_px, dtype=np.float64)
     if centres.ndim != 2 or centres.shape[1] != 2:
         raise ValueError(f"centres_px must be [C, 2]; got shape {centres.shape}")
-    check_positive_int("canvas_px", int(canvas_px))
+    h = check_int("canvas_px", canvas_px, 1)
     s, d = p.shape[0], p.shape[1]
-    h = int(canvas_px)
     top = np.floor(centres - (d - 1) / 2.0 + 0.5).astype(np.int64).clip(-d, h)  # [C, 2]
     big = np.zeros((centres.shape[0], s, h + 2 * d, h + 2 * d), np.float32)
     span = np.arange(d)

@@ -76,7 +76,7 @@ from analyses.column_models import (
     single_digit_canvases,
 )
 from analyses.metrics import matched_cosine_gap, mean_ci_text
-from neurosim.config import Config, check_positive_int, check_range
+from neurosim.config import Config, check_int, check_range
 
 __all__ = [
     "Config",
@@ -146,13 +146,9 @@ class Config(Config):
     def __post_init__(self) -> None:
         # two digits side by side must fit on the canvas
         check_canvas_config(self, COLUMN_MODELS, 2 * self.digit_px)
-        check_positive_int("n_test", self.n_test, 100_000)
-        if isinstance(self.mask_dilation_px, bool) or not isinstance(self.mask_dilation_px, int):
-            raise ValueError(
-                f"mask_dilation_px must be an integer in [0, 8]; got {self.mask_dilation_px!r}"
-            )
-        check_range("mask_dilation_px", self.mask_dilation_px, 0, 8)
-        check_positive_int("kmeans_restarts", self.kmeans_restarts, 100)
+        check_int("n_test", self.n_test, 1, 100_000)
+        check_int("mask_dilation_px", self.mask_dilation_px, 0, 8)
+        check_int("kmeans_restarts", self.kmeans_restarts, 1, 100)
         check_range("distance_bin_px", self.distance_bin_px, 0.0, 1e3, lo_inclusive=False)
 
     @classmethod

@@ -23,7 +23,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from neurosim.config import Config as _BaseConfig
-from neurosim.config import check_choice, check_positive_int, check_range
+from neurosim.config import check_choice, check_int, check_range
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "load_photo"]
 
@@ -56,12 +56,11 @@ class Config(_BaseConfig):
     periphery_deg: float = 10.0
 
     def __post_init__(self):
-        check_positive_int("image_px", self.image_px, 427)
-        check_range("image_px", self.image_px, 16, 427)
+        check_int("image_px", self.image_px, 16, 427)
         check_range("fov_deg", self.fov_deg, 1.0, 180.0)
-        check_positive_int("n_cells", self.n_cells)
         max_cells = 2 * self.image_px**2
-        if self.n_cells % 2 or not 8 <= self.n_cells <= max_cells:
+        check_int("n_cells", self.n_cells, 8, max_cells)
+        if self.n_cells % 2:
             raise ValueError(
                 f"n_cells must be an even integer in [8, {max_cells}] for image_px "
                 f"{self.image_px}; got {self.n_cells}"
