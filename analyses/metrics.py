@@ -7,9 +7,9 @@ computes in float64. Shapes below use ``B`` images, ``C`` columns, ``D`` embeddi
 Formulas and sources:
 
 - accuracy: ``mean(pred == label)``, ``pred = argmax_k logits[..., k]`` when given logits.
-- confidence interval (Student's t interval for a mean; e.g. Wasserman, *All of Statistics*,
-  sec. 10.6, or ``scipy.stats.t``): ``mean +- t_{(1+level)/2, n-1} * s / sqrt(n)`` with ``s`` the
-  sample standard deviation (ddof = 1) over the ``n`` finite values (NaNs are ignored).
+- intervals over seeds (:mod:`analyses.intervals`, re-exported here): the Student-t interval
+  of a mean clipped to the measure's range (:func:`confidence_interval`), and the gap closed
+  with a paired-bootstrap interval (:func:`gap_closed_interval`).
 - adjusted Rand index (Hubert & Arabie 1985, *J. Classification* 2:193; as in
   ``sklearn.metrics.adjusted_rand_score``): ``(RI - E[RI]) / (max RI - E[RI])``; 1 for identical
   partitions, about 0 for independent ones.
@@ -25,15 +25,33 @@ Formulas and sources:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from analyses.intervals import (
+    ACCURACY_BOUNDS,
+    ARI_BOUNDS,
+    COSINE_BOUNDS,
+    ConfidenceInterval,
+    GapClosed,
+    confidence_interval,
+    gap_closed_interval,
+    interval_description,
+    mean_ci_text,
+)
+
 __all__ = [
     "accuracy",
+    "ACCURACY_BOUNDS",
+    "ARI_BOUNDS",
+    "COSINE_BOUNDS",
     "ConfidenceInterval",
     "confidence_interval",
+    "interval_description",
     "mean_ci_text",
+    "GapClosed",
+    "gap_closed_interval",
     "mask_labels_at",
     "batched_kmeans",
     "islands_ari",
@@ -71,7 +89,7 @@ def _np_int(x: Any, name: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# accuracy and confidence intervals
+# accuracy
 
 
 def accuracy(logits_or_pred: Any, labels: Any) -> float:
@@ -101,91 +119,6 @@ def accuracy(logits_or_pred: Any, labels: Any) -> float:
     if y.size == 0:
         raise ValueError("labels must not be empty")
     return float(np.mean(pred == y))
-
-
-class ConfidenceInterval(NamedTuple):
-    """Mean and t-based confidence interval; arrays of the input shape without the reduced axis.
-
-    ``half_width`` is NaN where fewer than two finite values exist (n <= 1: the spread is
-    unknown, so no interval is claimed; matplotlib's ``errorbar`` draws no bar for NaN);
-    ``mean`` is NaN where n = 0.
-    """
-
-    mean: Any
-    low: Any
-    high: Any
-    half_width: Any
-    n: Any
-
-
-def mean_ci_text(values: Any, axis: int | str = "seed") -> str:
-    """``"+0.123±0.045"``: signed mean and 95 % t half-width of ``values`` over ``axis``
-    (``"+0.123"`` when one finite value gives no interval, ``"nan"`` when none)."""
-    ci = confidence_interval(values, axis=axis)
-    m, h = float(ci.mean), float(ci.half_width)
-    if not np.isfinite(m):
-        return "nan"
-    return f"{m:+.3f}" if not np.isfinite(h) else f"{m:+.3f}±{h:.3f}"
-
-
-def confidence_interval(
-    values: Any, axis: int | str = -1, level: float = 0.95
-) -> ConfidenceInterval:
-    """Student-t confidence interval of the mean along ``axis`` (e.g. over seeds).
-
-    ``half_width = t_{(1 + level) / 2, n - 1} * s / sqrt(n)`` with ``s`` the sample standard
-    deviation (ddof = 1) of the ``n`` finite values; ``low/high = mean -+ half_width``.
-    NaNs are ignored (``n`` counts finite values per cell).
-
-    Args:
-        values: array ``[..., n, ...]`` or an ``xarray.DataArray``; then ``axis`` may be a dim
-            name (e.g. ``"seed"``) and the fields are DataArrays without that dim.
-        axis: the axis (or dim name) to reduce.
-        level: confidence level in (0, 1).
-
-    Returns:
-        ConfidenceInterval(mean, low, high, half_width, n).
-    """
-    from scipy.special import stdtrit  # Student-t quantile; lighter to import than scipy.stats
-
-    if not isinstance(level, int | float) or isinstance(level, bool) or not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1); got {level!r}")
-    is_xr = hasattr(values, "dims") and hasattr(values, "get_axis_num")
-    if is_xr:
-        if isinstance(axis, str) and axis not in values.dims:
-            raise ValueError(f"axis must be one of the dims {list(values.dims)}; got {axis!r}")
-        ax = values.get_axis_num(axis) if isinstance(axis, str) else axis
-        arr = _np(values.values, "values")
-    else:
-        if isinstance(axis, str):
-            raise ValueError("axis may be a dim name only for an xarray.DataArray")
-        ax = axis
-        arr = _np(values, "values")
-    if arr.ndim == 0:
-        raise ValueError("values must have at least one dimension")
-    if not -arr.ndim <= ax < arr.ndim:
-        raise ValueError(f"axis must be in [{-arr.ndim}, {arr.ndim - 1}]; got {axis!r}")
-    finite = np.isfinite(arr)
-    n = finite.sum(axis=ax)
-    filled = np.where(finite, arr, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, filled.sum(axis=ax) / np.maximum(n, 1), np.nan)
-        dev = np.where(finite, arr - np.expand_dims(mean, ax), 0.0)
-        var = (dev**2).sum(axis=ax) / np.maximum(n - 1, 1)
-        tq = stdtrit(np.maximum(n - 1, 1), (1.0 + level) / 2.0)
-        half = np.where(n > 1, tq * np.sqrt(var / np.maximum(n, 1)), np.nan)
-    fields = [mean, mean - half, mean + half, half, n]
-    if is_xr:
-        import xarray as xr
-
-        dims = [d for i, d in enumerate(values.dims) if i != ax % arr.ndim]
-        coords = {
-            k: v for k, v in values.coords.items() if values.dims[ax % arr.ndim] not in v.dims
-        }
-        fields = [xr.DataArray(f, dims=dims, coords=coords) for f in fields]
-    elif mean.ndim == 0:
-        fields = [float(f) if i < 4 else int(f) for i, f in enumerate(fields)]
-    return ConfidenceInterval(*fields)
 
 
 # --------------------------------------------------------------------------------------------
