@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -75,7 +74,15 @@ from analyses.column_models import (
     retina_and_inputs,
     single_digit_canvases,
 )
-from analyses.metrics import matched_cosine_gap, mean_ci_text
+from analyses.experiments.islands_figures import figures, pca_rgb
+from analyses.metrics import (
+    ACCURACY_BOUNDS,
+    ARI_BOUNDS,
+    COSINE_BOUNDS,
+    interval_description,
+    matched_cosine_gap,
+    mean_ci_text,
+)
 from neurosim.config import Config, check_int, check_range
 
 __all__ = [
@@ -168,27 +175,6 @@ class Config(Config):
         )
 
 
-def pca_rgb(embeddings: np.ndarray) -> np.ndarray:
-    """``[C, D]`` embeddings -> ``[C, 3]`` colours in [0, 1]: their first 3 principal components.
-
-    Centred, projected on the top right singular vectors (``numpy.linalg.svd``); each component
-    is scaled to [0, 1] by its own min and max (a constant component becomes 0.5). With fewer
-    than 3 dimensions the missing channels are 0.5.
-    """
-    e = np.asarray(embeddings, dtype=np.float64)
-    if e.ndim != 2:
-        raise ValueError(f"embeddings must be [C, D]; got shape {e.shape}")
-    e = e - e.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(e, full_matrices=False)
-    proj = e @ vt[:3].T
-    out = np.full((e.shape[0], 3), 0.5)
-    lo, hi = proj.min(axis=0), proj.max(axis=0)
-    span = hi - lo
-    ok = span > 1e-12
-    out[:, : proj.shape[1]] = np.where(ok, (proj - lo) / np.where(ok, span, 1.0), 0.5)
-    return out
-
-
 # ------------------------------------------------------------------------ the experiment
 
 
@@ -271,6 +257,25 @@ _ATTRS = {
     "n_digit_columns": ("1", "mean number of columns on a digit per two-digit test canvas"),
 }
 
+
+#: each measure's range: its ``valid_min`` / ``valid_max`` attributes, the intervals' bounds
+BOUNDS = {
+    "ari": ARI_BOUNDS,
+    "ari_unnormalized": ARI_BOUNDS,
+    "ari_objects": ARI_BOUNDS,
+    "cos_within": COSINE_BOUNDS,
+    "cos_between": COSINE_BOUNDS,
+    "cos_gap_matched": (-2.0, 2.0),  # a difference of two cosines
+    "ari_position_only": ARI_BOUNDS,
+    "ari_objects_position_only": ARI_BOUNDS,
+    "accuracy": ACCURACY_BOUNDS,
+}
+
+#: the intervals of the summary and the figures (also the results' ``ci_method`` attribute)
+CI_METHOD = (
+    "95 % Student-t CI of the mean over seeds, clipped to the variable's [valid_min, "
+    "valid_max] (analyses.metrics.confidence_interval); none with fewer than 2 seeds"
+)
 
 #: the per-level scores of the embeddings, ``[model, retina, dynamics, level, seed]``
 SCORES = (
@@ -409,8 +414,12 @@ def _score_seed(res: _Results, si: int, split, config: Config, device, bar) -> N
 
 
 def _var(name: str, dims: tuple[str, ...], values) -> tuple:
-    """A data variable ``(dims, values, attrs)`` with the units and long name of :data:`_ATTRS`."""
-    return (dims, values, {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]})
+    """A data variable ``(dims, values, attrs)``: the units and long name of :data:`_ATTRS`,
+    and the range of :data:`BOUNDS` as ``valid_min`` / ``valid_max`` (CF attributes)."""
+    attrs = {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]}
+    if name in BOUNDS:
+        attrs.update(valid_min=BOUNDS[name][0], valid_max=BOUNDS[name][1])
+    return (dims, values, attrs)
 
 
 def _dataset(res: _Results, config: Config) -> xr.Dataset:
@@ -475,6 +484,7 @@ def _dataset(res: _Results, config: Config) -> xr.Dataset:
         mask_dilation_px=config.mask_dilation_px,
         n_columns=c,
         steps=bcfg.steps,
+        ci_method=CI_METHOD,
     )
     return ds
 
@@ -509,26 +519,13 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
 # ------------------------------------------------------------------------ reporting
 
 
-def summary(ds: xr.Dataset) -> str:
-    """Per retina, model, dynamics and level: ARI, ARI on the digits, within/between cosine.
-
-    Values are means over seeds ± the 95 % t half-width (when there are >= 2 seeds).
-    """
+def _table(ds: xr.Dataset, names: tuple[str, ...], heads: tuple[str, ...]) -> list[str]:
+    """One row per retina, model, dynamics and level: mean [95 % CI] of each variable."""
+    width = 25
     lines = [
-        f"islands of agreement: {int(ds.attrs['n_test'])} held-out two-digit canvases, "
-        f"{int(ds.attrs['n_columns'])} columns, trained on single-digit canvases "
-        f"({int(ds.attrs['steps'])} steps), {ds.sizes['seed']} seed(s); mean ± 95% CI over seeds",
-        "ari: k-means (k=3) of L2-normalised embeddings vs digit1/digit2/background; ari_raw: "
-        "the same without normalisation; ari_obj: digit columns only (k=2, normalised);",
-        "cos: mean cosine within/between digits; gap_matched: within - between at matched "
-        "distances (0 for a map of places)",
+        f"{'retina':<9}{'model':<23}{'dynamics':<11}{'lvl':>3}"
+        + "".join(f"{h:>{width}}" for h in heads)
     ]
-    head = (
-        f"{'retina':<9}{'model':<23}{'dynamics':<11}{'lvl':>3}{'ari':>15}{'ari_raw':>15}"
-        f"{'ari_obj':>15}"
-        f"{'cos_within':>15}{'cos_between':>15}{'gap_matched':>15}"
-    )
-    lines.append(head)
     for r in ds["retina"].values.tolist():
         for m in ds["model"].values.tolist():
             for d in ds["dynamics"].values.tolist():
@@ -536,32 +533,54 @@ def summary(ds: xr.Dataset) -> str:
                     sel = dict(retina=r, model=m, dynamics=d, level=lv)
                     lines.append(
                         f"{r:<9}{m:<23}{d:<11}{lv:>3}"
-                        + "".join(
-                            f"{mean_ci_text(ds[k].sel(sel)):>15}"
-                            for k in (
-                                "ari",
-                                "ari_unnormalized",
-                                "ari_objects",
-                                "cos_within",
-                                "cos_between",
-                                "cos_gap_matched",
-                            )
-                        )
+                        + "".join(f"{_ci(ds, k, sel):>{width}}" for k in names)
                     )
-    lines.append("single-digit test accuracy (image logits):")
+    return lines
+
+
+def _ci(ds: xr.Dataset, name: str, sel: dict) -> str:
+    """``mean [low, high]`` of ``ds[name]`` at ``sel`` over seeds, within the variable's range."""
+    return mean_ci_text(ds[name].sel(sel), bounds=BOUNDS.get(name), kind=False)
+
+
+def summary(ds: xr.Dataset) -> str:
+    """Per retina, model, dynamics and level: ARI, ARI on the digits, within/between cosine.
+
+    Values are means over seeds and their 95 % Student-t intervals clipped to each measure's
+    range (:func:`analyses.metrics.confidence_interval`; none with fewer than 2 seeds).
+    """
+    n_seeds = ds.sizes["seed"]
+    lines = [
+        f"islands of agreement: {int(ds.attrs['n_test'])} held-out two-digit canvases, "
+        f"{int(ds.attrs['n_columns'])} columns, trained on single-digit canvases "
+        f"({int(ds.attrs['steps'])} steps), {n_seeds} seed(s)",
+        f"mean [{interval_description(n_seeds)}, clipped to the measure's range: ARI and "
+        "cosine [-1, 1], gap [-2, 2], accuracy [0, 1]]",
+        "ari: k-means (k=3) of L2-normalised embeddings vs digit1/digit2/background; ari_raw: "
+        "the same without normalisation; ari_obj: digit columns only (k=2, normalised);",
+        "cos: mean cosine within/between digits; gap_matched: within - between at matched "
+        "distances (0 for a map of places)",
+    ]
+    lines += _table(ds, ("ari", "ari_unnormalized", "ari_objects"), ("ari", "ari_raw", "ari_obj"))
+    lines += _table(
+        ds,
+        ("cos_within", "cos_between", "cos_gap_matched"),
+        ("cos_within", "cos_between", "gap_matched"),
+    )
+    lines.append("single-digit test accuracy (image logits; chance 0.1):")
     for r in ds["retina"].values.tolist():
         lines.append(
             f"  {r:<9}"
             + "  ".join(
-                f"{m} {mean_ci_text(ds['accuracy'].sel(retina=r, model=m))}"
+                f"{m} {_ci(ds, 'accuracy', dict(retina=r, model=m))}"
                 for m in ds["model"].values.tolist()
             )
         )
     for r in ds["retina"].values.tolist():
         lines.append(
             f"  reference, k-means of the column positions alone ({r}): "
-            f"ari {mean_ci_text(ds['ari_position_only'].sel(retina=r))}, "
-            f"ari_obj {mean_ci_text(ds['ari_objects_position_only'].sel(retina=r))}"
+            f"ari {_ci(ds, 'ari_position_only', dict(retina=r))}, "
+            f"ari_obj {_ci(ds, 'ari_objects_position_only', dict(retina=r))}"
         )
     cols = ", ".join(
         f"{r} {float(ds['n_digit_columns'].sel(retina=r).mean()):.1f}"
@@ -572,126 +591,3 @@ def summary(ds: xr.Dataset) -> str:
         f"{int(ds.attrs['mask_dilation_px'])} px): {cols}"
     )
     return "\n".join(lines)
-
-
-def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
-    """``islands_embeddings``: the example canvas and each level's embeddings as PCA colours;
-    ``islands_ari``: ARI per level and model (settled dynamics), one panel per retina."""
-    from analyses.figures import new_figure, save_figure
-
-    paths: list[Path] = []
-    models = ds["model"].values.tolist()
-    retinas = ds["retina"].values.tolist()
-    levels = ds["level"].values.tolist()
-    image = ds["example_image"].values
-    h, w = image.shape
-
-    # -- embeddings as colours at the column positions, beside the image
-    n_rows = len(models) * len(retinas)
-    fig, axes = new_figure(
-        n_rows, 1 + len(levels), width_in=1.6 * (1 + len(levels)), height_in=1.6 * n_rows
-    )
-    for ri, r in enumerate(retinas):
-        rows = ds["row_px"].sel(retina=r).values
-        cols = ds["col_px"].sel(retina=r).values
-        lab = ds["example_label"].sel(retina=r).values
-        for mi, m in enumerate(models):
-            row_axes = axes[ri * len(models) + mi]
-            ax = row_axes[0]
-            ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
-            for k, marker in ((0, "."), (1, "o"), (2, "s")):
-                sel = lab == k
-                ax.scatter(
-                    cols[sel],
-                    rows[sel],
-                    s=6 if k == 0 else 10,
-                    marker=marker,
-                    facecolors="none" if k else "0.5",
-                    edgecolors="0.3" if k else "none",
-                    linewidths=0.6,
-                )
-            ax.set_ylabel(f"{m}\n{r}", fontsize=7)
-            if ri == 0 and mi == 0:
-                ax.set_title("canvas (o digit 1, s digit 2)", fontsize=7)
-            for lv in levels:
-                ax = row_axes[1 + lv]
-                emb = ds["example_embedding"].sel(model=m, retina=r, level=lv).values
-                ax.imshow(
-                    image, cmap="gray_r", vmin=0, vmax=4, extent=(-0.5, w - 0.5, h - 0.5, -0.5)
-                )
-                if np.all(np.isfinite(emb)):
-                    ax.scatter(cols, rows, c=pca_rgb(emb), s=28, edgecolors="0.2", linewidths=0.3)
-                ari = float(ds["ari"].sel(model=m, retina=r, level=lv, dynamics="settled").mean())
-                ax.set_title(f"level {lv} (mean ARI {ari:.2f})", fontsize=7)
-            for ax in row_axes:
-                ax.set_xlim(-0.5, w - 0.5)
-                ax.set_ylim(h - 0.5, -0.5)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_aspect("equal")
-    paths += save_figure(fig, out_dir, "islands_embeddings")
-
-    # -- per level: ARI (top) and the distance-matched cosine gap (bottom), bars per model
-    fig, axes = new_figure(2, len(retinas), width_in=3.4 * len(retinas), height_in=4.8)
-    hatches = ["", "//", "xx", "..", "\\\\", "oo"]
-    grays = ["0.85", "0.55", "0.25", "0.7", "0.4", "0.1"]
-    width = 0.8 / max(len(models), 1)
-    for ri, r in enumerate(retinas):
-        for row, (var, ylabel) in enumerate(
-            (("ari", "adjusted Rand index"), ("cos_gap_matched", "cosine gap, matched distance"))
-        ):
-            ax = axes[row, ri]
-            for mi, m in enumerate(models):
-                x = np.arange(len(levels)) + (mi - (len(models) - 1) / 2) * width
-                vals = ds[var].sel(model=m, retina=r, dynamics="settled")  # [level, seed]
-                err = vals.std("seed", ddof=1).values if ds.sizes["seed"] > 1 else None
-                ax.bar(
-                    x,
-                    vals.mean("seed").values,
-                    width,
-                    yerr=err,
-                    color=grays[mi % len(grays)],
-                    hatch=hatches[mi % len(hatches)],
-                    edgecolor="0.0",
-                    linewidth=0.5,
-                    label=m,
-                    capsize=2,
-                )
-                if var == "ari":
-                    for extra, marker, text in (
-                        ("ari_unnormalized", "o", "not normalised (k=3)"),
-                        ("ari_objects", "v", "digit columns only (k=2)"),
-                    ):
-                        more = ds[extra].sel(model=m, retina=r, dynamics="settled")
-                        ax.plot(
-                            x,
-                            more.mean("seed").values,
-                            linestyle="none",
-                            marker=marker,
-                            markerfacecolor="none" if marker == "o" else "0.0",
-                            color="0.0",
-                            markersize=3,
-                            label=text if mi == 0 else None,
-                        )
-            if var == "ari":
-                for ref, style, text in (
-                    ("ari_position_only", "--", "positions alone (k=3)"),
-                    ("ari_objects_position_only", ":", "positions alone, digits (k=2)"),
-                ):
-                    ax.axhline(
-                        float(ds[ref].sel(retina=r).mean()),
-                        color="0.3",
-                        linestyle=style,
-                        linewidth=0.8,
-                        label=text,
-                    )
-            ax.axhline(0.0, color="0.0", linewidth=0.5)
-            ax.set_xticks(np.arange(len(levels)))
-            ax.set_xticklabels([f"level {lv}" for lv in levels])
-            ax.set_ylabel(ylabel)
-            if row == 0:
-                ax.set_title(f"{r} retina (settled; mean ± s.d. over seeds)", fontsize=7)
-            if ri == 0 and row == 0:
-                ax.legend(fontsize=5)
-    paths += save_figure(fig, out_dir, "islands_ari")
-    return paths
