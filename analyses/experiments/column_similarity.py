@@ -52,7 +52,13 @@ import xarray as xr
 
 from analyses.baselines import BaselineConfig
 from analyses.column_models import check_canvas_config
-from analyses.metrics import mean_ci_text
+from analyses.metrics import (
+    ACCURACY_BOUNDS,
+    COSINE_BOUNDS,
+    gap_closed_interval,
+    interval_description,
+    mean_ci_text,
+)
 from neurosim.config import Config, check_int
 
 __all__ = [
@@ -74,6 +80,26 @@ RESULT_FILE = "results.nc"
 MODELS = ("untrained", "shared-columns", "lc-backprop", "codistill", "lc-backprop+codistill")
 #: labels of the ``measure`` dimension
 MEASURES = ("cosine", "centred")
+#: each measure's range: its ``valid_min`` / ``valid_max`` attributes, the intervals' bounds
+BOUNDS = {
+    "functional_similarity": COSINE_BOUNDS,
+    "weight_similarity": COSINE_BOUNDS,
+    "class_agreement": ACCURACY_BOUNDS,
+    "centred_accuracy": ACCURACY_BOUNDS,
+    "accuracy": ACCURACY_BOUNDS,
+}
+#: the intervals of the summary and the figure (also the results' ``ci_method`` attribute)
+CI_METHOD = (
+    "95 % Student-t CI of the mean over seeds, clipped to the variable's [valid_min, "
+    "valid_max] (analyses.metrics.confidence_interval); none with fewer than 2 seeds"
+)
+#: the interval of the fraction of the shared-columns ceiling (``gap_method`` attribute)
+_GAP_CI = (
+    "95 % paired bootstrap CI over seeds, 10000 resamples; '-' where the ceiling's 95 % t CI "
+    "includes 0"
+)
+#: width of a table cell
+_W = 25
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -346,7 +372,9 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
             wsim[mi, ri, si, li] = ws[name]
 
     def var(name, dims, values):
-        return (dims, values, {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]})
+        lo, hi = BOUNDS[name]
+        attrs = {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]}
+        return (dims, values, {**attrs, "valid_min": lo, "valid_max": hi})
 
     mrs = ("model", "retina", "seed")
     ds = xr.Dataset(
@@ -381,6 +409,8 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         pixels_per_deg=config.pixels_per_deg,
         n_columns=bcfg.n_columns,
         steps=bcfg.steps,
+        ci_method=CI_METHOD,
+        gap_method="fraction of the shared-columns ceiling (summary): " + _GAP_CI,
     )
     return ds
 
@@ -388,106 +418,143 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
 # ------------------------------------------------------------------------ reporting
 
 
+def _ci(values, name: str) -> str:
+    """``mean [low, high]`` over seeds, within the measure's range (:data:`BOUNDS`)."""
+    return mean_ci_text(values, bounds=BOUNDS[name], kind=False)
+
+
+def _rows(ds: xr.Dataset, name: str, cols: list[str], dim: str, **sel) -> list[str]:
+    """One row per retina and model of ``ds[name]``, a column per label of ``dim``."""
+    lines = [f"{'retina':<9}{'model':<23}" + "".join(f"{c:>{_W}}" for c in cols)]
+    for r in ds["retina"].values.tolist():
+        for m in ds["model"].values.tolist():
+            v = ds[name].sel(retina=r, model=m, **sel)
+            lines.append(
+                f"{r:<9}{m:<23}" + "".join(f"{_ci(v.sel({dim: c}), name):>{_W}}" for c in cols)
+            )
+    return lines
+
+
+def _ceiling_rows(ds: xr.Dataset, outputs: list[str]) -> list[str]:
+    """Per retina and trained model, the fraction of the shared-columns ceiling of the centred
+    functional similarity, ``m / shared`` of the seed means (:func:`gap_closed_interval` with
+    control 0), with its paired-bootstrap interval; ``-`` where the ceiling is noise."""
+    models = [m for m in ds["model"].values.tolist() if m not in ("shared-columns", "untrained")]
+    lines = [f"{'retina':<9}{'model':<23}" + "".join(f"{o:>{_W}}" for o in outputs)]
+    notes = []
+    for r in ds["retina"].values.tolist():
+        fs = ds["functional_similarity"].sel(retina=r, measure="centred")
+        for m in models:
+            gap = gap_closed_interval(
+                fs.sel(model=m), 0.0, fs.sel(model="shared-columns"), axis="seed"
+            )
+            cells = []
+            for o in outputs:
+                g = gap.value.sel(output=o)
+                if np.isfinite(g):
+                    lo, hi = float(gap.low.sel(output=o)), float(gap.high.sel(output=o))
+                    cells.append(f"{float(g):+.3f} [{lo:+.3f}, {hi:+.3f}]")
+                else:
+                    cells.append("-")
+                    note = f"  - {r} {o}: {gap.reason.sel(output=o).item()}"
+                    if note not in notes:
+                        notes.append(note)
+            lines.append(f"{r:<9}{m:<23}" + "".join(f"{c:>{_W}}" for c in cells))
+    return lines + notes
+
+
 def summary(ds: xr.Dataset) -> str:
-    """Per retina and model: accuracy, functional similarity (centred) per output, class
-    agreement, centred accuracy, and weight similarity per layer; mean ± 95 % CI over seeds."""
+    """Per retina and model: accuracy, class agreement and centred accuracy; functional
+    similarity (centred and raw) per output; the fraction of the shared-columns ceiling; and
+    weight similarity per layer. Means over seeds with 95 % t intervals clipped to each
+    measure's range; the ceiling fraction with a paired-bootstrap interval."""
     outputs = ds["output"].values.tolist()
     layers = ds["layer"].values.tolist()
+    n_seeds = ds.sizes["seed"]
     lines = [
         f"column similarity: {int(ds.attrs['n_stimuli'])} held-out digits centred on each of "
         f"{int(ds.attrs['n_columns'])} columns, models trained {int(ds.attrs['steps'])} steps "
-        f"on single-digit canvases, {ds.sizes['seed']} seed(s); mean ± 95% CI over seeds",
-        "functional similarity, measure 'centred' (each column's mean response over stimuli "
-        "removed; 'cosine' raw in the file):",
-        f"{'retina':<9}{'model':<23}{'accuracy':>15}"
-        + "".join(f"{o:>15}" for o in outputs)
-        + f"{'class_agree':>15}{'col_accuracy':>15}",
+        f"on single-digit canvases, {n_seeds} seed(s)",
+        f"mean [{interval_description(n_seeds)}, clipped to the measure's range: similarities "
+        "[-1, 1], accuracies and agreement [0, 1]]",
+        "accuracy: single-digit test accuracy (image logits; chance 0.1); class_agree: P(two "
+        "columns name the same class); col_accuracy: a column's own readout on the digit "
+        "centred on it (chance 0.1):",
     ]
+    names = ("accuracy", "class_agreement", "centred_accuracy")
+    heads = ("accuracy", "class_agree", "col_accuracy")
+    lines.append(f"{'retina':<9}{'model':<23}" + "".join(f"{h:>{_W}}" for h in heads))
     for r in ds["retina"].values.tolist():
         for m in ds["model"].values.tolist():
             sel = dict(retina=r, model=m)
-            fs = ds["functional_similarity"].sel(**sel, measure="centred")
             lines.append(
-                f"{r:<9}{m:<23}{mean_ci_text(ds['accuracy'].sel(sel)):>15}"
-                + "".join(f"{mean_ci_text(fs.sel(output=o)):>15}" for o in outputs)
-                + f"{mean_ci_text(ds['class_agreement'].sel(sel)):>15}"
-                + f"{mean_ci_text(ds['centred_accuracy'].sel(sel)):>15}"
+                f"{r:<9}{m:<23}" + "".join(f"{_ci(ds[n].sel(sel), n):>{_W}}" for n in names)
             )
-    models = ds["model"].values.tolist()
-    if "shared-columns" in models:
+    lines.append(
+        "functional similarity, measure 'centred' (each column's mean response over stimuli "
+        "removed):"
+    )
+    lines += _rows(ds, "functional_similarity", outputs, "output", measure="centred")
+    if "shared-columns" in ds["model"].values.tolist():
         lines.append(
-            "fraction of the shared-columns ceiling (centred functional similarity, seed means):"
+            "fraction of the shared-columns ceiling (centred functional similarity, "
+            f"model / shared-columns of the seed means; {_GAP_CI}):"
         )
-        for r in ds["retina"].values.tolist():
-            fs = ds["functional_similarity"].sel(retina=r, measure="centred").mean("seed")
-            ceiling = fs.sel(model="shared-columns")
-            for m in models:
-                if m in ("shared-columns", "untrained"):
-                    continue
-                ratio = (fs.sel(model=m) / ceiling).values
-                lines.append(
-                    f"{r:<9}{m:<23}{'':>15}" + "".join(f"{v:>15.3f}" for v in ratio.tolist())
-                )
+        lines += _ceiling_rows(ds, outputs)
     lines.append("functional similarity, measure 'cosine' (raw):")
-    for r in ds["retina"].values.tolist():
-        for m in ds["model"].values.tolist():
-            fs = ds["functional_similarity"].sel(retina=r, model=m, measure="cosine")
-            lines.append(
-                f"{r:<9}{m:<23}{'':>15}"
-                + "".join(f"{mean_ci_text(fs.sel(output=o)):>15}" for o in outputs)
-            )
+    lines += _rows(ds, "functional_similarity", outputs, "output", measure="cosine")
     lines.append("weight similarity (mean pairwise cosine of the columns' weights) per layer:")
-    lines.append(f"{'retina':<9}{'model':<23}" + "".join(f"{n:>15}" for n in layers))
+    models = ds["model"].values.tolist()
+    lines.append(f"{'retina':<9}{'layer':<23}" + "".join(f"{m:>{_W}}" for m in models))
     for r in ds["retina"].values.tolist():
-        for m in ds["model"].values.tolist():
-            wsim = ds["weight_similarity"].sel(retina=r, model=m)
+        for n in layers:
+            w = ds["weight_similarity"].sel(retina=r, layer=n)
             lines.append(
-                f"{r:<9}{m:<23}" + "".join(f"{mean_ci_text(wsim.sel(layer=n)):>15}" for n in layers)
+                f"{r:<9}{n:<23}"
+                + "".join(f"{_ci(w.sel(model=m), 'weight_similarity'):>{_W}}" for m in models)
             )
     return "\n".join(lines)
 
 
 def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """``column_similarity``: top row, functional similarity (centred) per output; bottom row,
-    weight similarity per layer; bars per model (mean ± s.d. over seeds), a column per retina."""
-    from analyses.figures import new_figure, save_figure
+    weight similarity per layer; a column per retina, a bar per model (mean over seeds, 95 % t
+    CI clipped to [-1, 1]); 0 marks independent columns, 1 identical ones."""
+    import matplotlib.pyplot as plt
+
+    from analyses.figures import STYLE, new_figure, save_figure
+    from analyses.interval_bars import error_bar_text, model_bars, set_ticks
 
     models = ds["model"].values.tolist()
     retinas = ds["retina"].values.tolist()
-    hatches = ["", "//", "xx", "..", "\\\\", "oo"]
-    grays = ["0.9", "0.6", "0.35", "0.1", "0.75", "0.5"]
-    width = 0.8 / max(len(models), 1)
-    fig, axes = new_figure(2, len(retinas), width_in=3.6 * len(retinas), height_in=5.0)
     panels = (
         ("functional_similarity", "output", {"measure": "centred"}, "functional similarity"),
         ("weight_similarity", "layer", {}, "weight similarity"),
     )
-    for row, (var, xdim, extra, ylabel) in enumerate(panels):
-        ticks = ds[xdim].values.tolist()
-        for ri, r in enumerate(retinas):
-            ax = axes[row, ri]
-            for mi, m in enumerate(models):
-                vals = ds[var].sel(retina=r, model=m, **extra)  # [seed, xdim]
-                err = vals.std("seed", ddof=1).values if ds.sizes["seed"] > 1 else None
-                x = np.arange(len(ticks)) + (mi - (len(models) - 1) / 2) * width
-                ax.bar(
-                    x,
-                    vals.mean("seed").values,
-                    width,
-                    yerr=err,
-                    color=grays[mi % len(grays)],
-                    hatch=hatches[mi % len(hatches)],
-                    edgecolor="0.0",
-                    linewidth=0.5,
-                    capsize=2,
-                    label=m,
-                )
-            ax.axhline(0.0, color="0.0", linewidth=0.5)
-            ax.set_xticks(np.arange(len(ticks)))
-            ax.set_xticklabels(ticks, rotation=30, ha="right")
-            ax.set_ylabel(ylabel)
-            ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.05)
-            ax.set_title(f"{r} retina", fontsize=8)
-            if row == 0 and ri == 0:
-                ax.legend(fontsize=6)
-    return save_figure(fig, out_dir, "column_similarity")
+    with plt.rc_context(STYLE):  # the package style for every text drawn, not only the axes
+        fig, axes = new_figure(2, len(retinas), width_in=3.6 * len(retinas), height_in=5.4)
+        for row, (var, xdim, extra, ylabel) in enumerate(panels):
+            for ri, r in enumerate(retinas):
+                ax = axes[row, ri]
+                vals = {
+                    m: ds[var].sel(retina=r, model=m, **extra).transpose(xdim, "seed")
+                    for m in models
+                }
+                model_bars(ax, vals, bounds=BOUNDS[var])
+                ax.axhline(0.0, color="0.0", linewidth=0.6, label="independent columns (0)")
+                set_ticks(ax, ds[xdim].values.tolist(), rotation=30)
+                ax.set_ylabel(ylabel)
+                ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.05)
+                ax.set_title(f"{r} retina", fontsize=8)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        order = [labels.index(m) for m in models] + [labels.index("independent columns (0)")]
+        fig.legend(
+            [handles[i] for i in order],
+            [labels[i] for i in order],
+            loc="outside lower center",
+            ncols=len(order),
+            fontsize=6,
+            frameon=False,
+        )
+        fig.suptitle(error_bar_text(ds.sizes["seed"], COSINE_BOUNDS), fontsize=7)
+        return save_figure(fig, out_dir, "column_similarity")
