@@ -276,6 +276,77 @@ _ATTRS = {
 }
 
 
+def _stimulus_patches(split, config: Config, seed: int):
+    """The seed's class-balanced held-out digits: ``(patches [S, d, d], labels [S])``, each
+    scaled exactly as on the canvases (a canvas of the digit's own size)."""
+    from analyses.tasks import make_canvas_dataset, stratified_subset
+
+    stim_idx = np.sort(stratified_subset(split.y_test, config.n_stimuli, seed=seed))
+    labels = split.y_test[stim_idx]
+    patches = make_canvas_dataset(
+        split.x_test[stim_idx], labels, canvas_px=config.digit_px, digit_px=config.digit_px
+    ).images
+    return patches, labels
+
+
+def _output_scores(
+    outs: dict, outputs: list[str], stim_labels: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """From :func:`column_outputs`: the functional similarity ``[output, measure]`` (outputs in
+    the order of ``outputs``; measures ``cosine`` and ``centred``), the class agreement and the
+    centred accuracy (``stim_labels [S]``)."""
+    from analyses.metrics import functional_similarity
+
+    func = np.full((len(outputs), len(MEASURES)), np.nan)
+    for oi, r in enumerate(outs[name] for name in outputs):
+        func[oi, 0] = functional_similarity(r, measure="cosine")
+        func[oi, 1] = functional_similarity(r - r.mean(axis=1, keepdims=True), measure="cosine")
+    pred = outs["logits"].argmax(axis=-1)  # [C, S]
+    n_cols = pred.shape[0]
+    counts = (pred[..., None] == np.arange(outs["logits"].shape[-1])).sum(axis=0)
+    agree = float(((counts**2).sum(axis=-1) - n_cols).mean() / (n_cols * (n_cols - 1)))
+    return func, agree, float((pred == stim_labels[None, :]).mean())
+
+
+def _score_retina(config: Config, rkind: str, seed: int, canvases, stimuli, device):
+    """Train every model of one seed and retina and score it: yields, per model, ``(accuracy,
+    functional similarity [output, measure], class agreement, centred accuracy, {layer:
+    weight similarity})``.
+
+    ``canvases`` are the seed's ``(training, accuracy)`` single-digit canvases, ``stimuli`` its
+    ``(patches [S, d, d], labels [S])``; every model of the seed shares the column places, so
+    the ``C x S`` centred canvases and their responses are built once.
+    """
+    from analyses.column_models import (
+        column_inputs,
+        column_models,
+        column_positions_px,
+        retina_and_inputs,
+    )
+
+    bcfg = config.baseline
+    outputs = ["encoder", *(f"level_{lv}" for lv in range(bcfg.n_levels)), "logits"]
+    patches, stim_labels = stimuli
+    retina, train, acc_set = retina_and_inputs(config, rkind, seed, *canvases)
+    responses = None
+    for _label, model, acc in column_models(
+        list(config.models), retina, train, acc_set, bcfg, seed=seed, device=device
+    ):
+        if responses is None:
+            pos_px = column_positions_px(retina, model.sheet.positions_deg)
+            canv = centred_canvases(patches, pos_px, config.canvas_px)  # [C, S, H, W]
+            c, s = canv.shape[:2]
+            responses = column_inputs(
+                retina,
+                canv.reshape(c * s, *canv.shape[2:]),
+                np.tile(stim_labels, c),
+                scale=train.scale,
+            ).responses.to(device)
+        outs = column_outputs(model, responses, config.n_stimuli, batch_size=bcfg.eval_batch_size)
+        yield (acc, *_output_scores(outs, outputs, stim_labels), layer_weight_similarity(model))
+        del model
+
+
 def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     """Train the models and measure how alike their columns are; see the module docstring.
 
@@ -286,116 +357,56 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     """
     from tqdm.auto import tqdm
 
-    from analyses.column_models import (
-        column_inputs,
-        column_models,
-        column_positions_px,
-        retina_and_inputs,
-        single_digit_canvases,
-    )
-    from analyses.metrics import functional_similarity
-    from analyses.tasks import digits_split, make_canvas_dataset, stratified_subset
+    from analyses.column_models import single_digit_canvases
+    from analyses.tasks import digits_split
 
     if not isinstance(config, Config):
         raise ValueError(f"config must be a column-similarity Config; got {type(config).__name__}")
-    bcfg = config.baseline
     split = digits_split(seed=0)
     seeds = [config.seed + i for i in range(config.n_seeds)]
     models, retinas = list(config.models), list(config.retinas)
-    outputs = ["encoder", *(f"level_{lv}" for lv in range(bcfg.n_levels)), "logits"]
-    func = np.full((len(models), len(retinas), len(seeds), len(outputs), len(MEASURES)), np.nan)
-    agree = np.full((len(models), len(retinas), len(seeds)), np.nan)
-    centred_acc = np.full_like(agree, np.nan)
-    accuracy = np.full_like(agree, np.nan)
-    layers: list[str] | None = None
+    outputs = ["encoder", *(f"level_{lv}" for lv in range(config.baseline.n_levels)), "logits"]
+    shape = (len(models), len(retinas), len(seeds))
+    func = np.full((*shape, len(outputs), len(MEASURES)), np.nan)
+    agree, centred_acc, accuracy = (np.full(shape, np.nan) for _ in range(3))
     weights: dict[tuple[int, int, int], dict[str, float]] = {}
-
-    bar = tqdm(
-        total=len(seeds) * len(retinas) * len(models),
-        desc="column-similarity",
-        disable=quiet or None,
-    )
-    for si, seed in enumerate(seeds):
-        train_cv, acc_cv = single_digit_canvases(split, config, seed)
-        stim_idx = np.sort(stratified_subset(split.y_test, config.n_stimuli, seed=seed))
-        stim_labels = split.y_test[stim_idx]
-        # the digits scaled exactly as on the canvases: a canvas of the digit's own size
-        patches = make_canvas_dataset(
-            split.x_test[stim_idx],
-            stim_labels,
-            canvas_px=config.digit_px,
-            digit_px=config.digit_px,
-        ).images  # [S, d, d]
-        for ri, rkind in enumerate(retinas):
-            retina, train, acc_set = retina_and_inputs(config, rkind, seed, train_cv, acc_cv)
-            stimuli = None
-            for mi, (_label, model, acc) in enumerate(
-                column_models(models, retina, train, acc_set, bcfg, seed=seed, device=device)
-            ):
-                accuracy[mi, ri, si] = acc
-                if stimuli is None:  # every model of this seed has the same column positions
-                    pos_px = column_positions_px(retina, model.sheet.positions_deg)
-                    canv = centred_canvases(patches, pos_px, config.canvas_px)
-                    c, s = canv.shape[:2]
-                    stimuli = column_inputs(
-                        retina,
-                        canv.reshape(c * s, *canv.shape[2:]),
-                        np.tile(stim_labels, c),
-                        scale=train.scale,
-                    ).responses.to(device)
-                outs = column_outputs(
-                    model, stimuli, config.n_stimuli, batch_size=bcfg.eval_batch_size
-                )
-                for oi, name in enumerate(outputs):
-                    r = outs[name]
-                    func[mi, ri, si, oi, 0] = functional_similarity(r, measure="cosine")
-                    func[mi, ri, si, oi, 1] = functional_similarity(
-                        r - r.mean(axis=1, keepdims=True), measure="cosine"
-                    )
-                pred = outs["logits"].argmax(axis=-1)  # [C, S]
-                n_cols = pred.shape[0]
-                counts = (pred[..., None] == np.arange(outs["logits"].shape[-1])).sum(axis=0)
-                agree[mi, ri, si] = float(
-                    ((counts**2).sum(axis=-1) - n_cols).mean() / (n_cols * (n_cols - 1))
-                )
-                centred_acc[mi, ri, si] = float((pred == stim_labels[None, :]).mean())
-                ws = layer_weight_similarity(model)
-                layers = list(ws) if layers is None else layers
-                weights[(mi, ri, si)] = ws
-                del model
-                bar.update(1)
-    bar.close()
-
-    wsim = np.full((len(models), len(retinas), len(seeds), len(layers)), np.nan)
+    total = len(seeds) * len(retinas) * len(models)
+    with tqdm(total=total, desc="column-similarity", disable=quiet or None) as bar:
+        for si, seed in enumerate(seeds):
+            canvases = single_digit_canvases(split, config, seed)
+            stimuli = _stimulus_patches(split, config, seed)
+            for ri, rkind in enumerate(retinas):
+                scored = _score_retina(config, rkind, seed, canvases, stimuli, device)
+                for mi, (acc, fs, ag, ca, ws) in enumerate(scored):
+                    accuracy[mi, ri, si], func[mi, ri, si] = acc, fs
+                    agree[mi, ri, si], centred_acc[mi, ri, si] = ag, ca
+                    weights[(mi, ri, si)] = ws
+                    bar.update(1)
+    layers = list(next(iter(weights.values())))
+    wsim = np.full((*shape, len(layers)), np.nan)
     for (mi, ri, si), ws in weights.items():
-        for li, name in enumerate(layers):
-            wsim[mi, ri, si, li] = ws[name]
+        wsim[mi, ri, si] = [ws[name] for name in layers]
+    arrays = {
+        "functional_similarity": func,
+        "weight_similarity": wsim,
+        "class_agreement": agree,
+        "centred_accuracy": centred_acc,
+        "accuracy": accuracy,
+    }
+    coords = {"model": models, "retina": retinas, "seed": seeds, "output": outputs}
+    return _dataset(config, arrays, {**coords, "layer": layers})
 
-    def var(name, dims, values):
-        lo, hi = BOUNDS[name]
-        attrs = {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]}
-        return (dims, values, {**attrs, "valid_min": lo, "valid_max": hi})
 
+def _dataset(config: Config, arrays: dict[str, np.ndarray], coords: dict) -> xr.Dataset:
+    """The results of :func:`run` from its arrays (``[model, retina, seed, ...]``)."""
+    extra = {"functional_similarity": ("output", "measure"), "weight_similarity": ("layer",)}
     mrs = ("model", "retina", "seed")
-    ds = xr.Dataset(
-        {
-            "functional_similarity": var(
-                "functional_similarity", (*mrs, "output", "measure"), func
-            ),
-            "weight_similarity": var("weight_similarity", (*mrs, "layer"), wsim),
-            "class_agreement": var("class_agreement", mrs, agree),
-            "centred_accuracy": var("centred_accuracy", mrs, centred_acc),
-            "accuracy": var("accuracy", mrs, accuracy),
-        },
-        coords={
-            "model": models,
-            "retina": retinas,
-            "seed": seeds,
-            "output": outputs,
-            "measure": list(MEASURES),
-            "layer": layers,
-        },
-    )
+    data = {}
+    for name, values in arrays.items():
+        lo, hi = BOUNDS[name]
+        attrs = {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1], "valid_min": lo}
+        data[name] = ((*mrs, *extra.get(name, ())), values, {**attrs, "valid_max": hi})
+    ds = xr.Dataset(data, coords={**coords, "measure": list(MEASURES)})
     ds.attrs.update(
         title="how alike the columns are, as functions and as weights",
         training_data="single-digit canvases",
@@ -407,8 +418,8 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         digit_px=config.digit_px,
         n_cells=config.n_cells,
         pixels_per_deg=config.pixels_per_deg,
-        n_columns=bcfg.n_columns,
-        steps=bcfg.steps,
+        n_columns=config.baseline.n_columns,
+        steps=config.baseline.steps,
         ci_method=CI_METHOD,
         gap_method="fraction of the shared-columns ceiling (summary): " + _GAP_CI,
     )
