@@ -341,83 +341,88 @@ def gap_closed_interval(
         :class:`GapClosed`; floats for 1-d inputs, else arrays (DataArrays for DataArray
         inputs) of the broadcast shape without the seed axis.
     """
-    from scipy.special import stdtrit
-
     from neurosim.config import check_int, check_seed
 
     level = _check_level(level)
     n_resamples = check_int("n_resamples", n_resamples, 100)
     check_seed("seed", seed)
-    is_xr = any(hasattr(v, "dims") and hasattr(v, "get_axis_num") for v in (a, control, reference))
-    if is_xr:
-        import xarray as xr
-
-        if not isinstance(axis, str):
-            raise ValueError(f"axis must be a dim name for DataArray inputs; got {axis!r}")
-        for v, name in ((a, "a"), (control, "control"), (reference, "reference")):
-            if not hasattr(v, "dims") and np.ndim(v) != 0:
-                raise ValueError(f"{name} must be a DataArray or a scalar when another one is")
-
-        parts = [
-            _as_last_axis(v, axis, name).reset_coords(drop=True)
-            if hasattr(v, "dims")
-            else xr.DataArray(float(v))
-            for v, name in ((a, "a"), (control, "control"), (reference, "reference"))
-        ]
-        parts = [p.transpose(..., axis) for p in xr.broadcast(*parts)]
-        dims, coords = parts[0].dims[:-1], {k: v for k, v in parts[0].coords.items() if k != axis}
-        x_a, x_c, x_r = (np.asarray(p.values, dtype=np.float64) for p in parts)
-    else:
-        x_a, x_c, x_r = np.broadcast_arrays(
-            *(_as_last_axis(v, axis, n) for v, n in ((a, "a"), (control, "c"), (reference, "r")))
-        )
-    if x_a.ndim == 0:
-        raise ValueError("a, control and reference must have a seed axis")
+    (x_a, x_c, x_r), wrap = _seed_last(a, control, reference, axis)
     cells = x_a.shape[:-1]
-    out = {k: np.full(cells, np.nan) for k in ("value", "low", "high", "d_low", "d_high")}
-    n_out = np.zeros(cells, np.int64)
-    reason = np.full(cells, "", dtype=object)
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    fields = [np.full(cells, np.nan) for _ in range(5)] + [
+        np.zeros(cells, np.int64),
+        np.full(cells, "", dtype=object),
+    ]
     for cell in np.ndindex(cells):
-        va, vc, vr = x_a[cell], x_c[cell], x_r[cell]
-        ok = np.isfinite(va) & np.isfinite(vc) & np.isfinite(vr)
-        va, vc, vr = va[ok], vc[ok], vr[ok]
-        n = n_out[cell] = int(ok.sum())
-        if n < 2:
-            reason[cell] = f"n = {n} < 2 seeds with all three values: no interval"
-            continue
-        d = vr - vc
-        half = stdtrit(n - 1, (1 + level) / 2) * d.std(ddof=1) / np.sqrt(n)
-        d_lo, d_hi = d.mean() - half, d.mean() + half
-        out["d_low"][cell], out["d_high"][cell] = d_lo, d_hi
-        if d_lo <= 0.0 <= d_hi:
-            reason[cell] = (
-                f"reference - control not significant: its {100 * level:g} % paired t CI "
-                f"[{d_lo:+.3g}, {d_hi:+.3g}] over {n} seeds includes 0"
-            )
-            continue
-        out["value"][cell] = (va.mean() - vc.mean()) / d.mean()
-        idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-        num = va[idx].mean(axis=1) - vc[idx].mean(axis=1)
-        den = d[idx].mean(axis=1)
-        ratio = np.divide(num, den, out=np.full(n_resamples, np.nan), where=den != 0)
-        out["low"][cell], out["high"][cell] = np.nanpercentile(ratio, [lo_q, hi_q])
+        values = _gap_cell(x_a[cell], x_c[cell], x_r[cell], level, n_resamples, seed)
+        for field, v in zip(fields, values, strict=True):
+            field[cell] = v
     method = (
         f"gap closed (a - control) / (reference - control) of seed means; {100 * level:g} % "
         f"paired bootstrap percentile CI over seeds ({n_resamples} resamples, rng seed {seed}); "
         f"NaN unless the {100 * level:g} % paired t CI of reference - control excludes 0"
     )
-    fields: list[Any] = [
-        out["value"],
-        out["low"],
-        out["high"],
-        out["d_low"],
-        out["d_high"],
-        n_out,
-        reason.astype(str),
-    ]
-    if is_xr:
-        fields = [xr.DataArray(f, dims=dims, coords=coords) for f in fields]
+    fields[6] = fields[6].astype(str)
+    if wrap is not None:
+        fields = [wrap(f) for f in fields]
     elif not cells:
         fields = [float(f) for f in fields[:5]] + [int(fields[5]), str(fields[6])]
     return GapClosed(*fields[:6], method, fields[6])
+
+
+def _seed_last(a: Any, control: Any, reference: Any, axis: int | str):
+    """The three inputs as float64 arrays ``[..., n]`` broadcast together, the seed axis last,
+    and a function wrapping a ``[...]`` result as a DataArray (None for numpy inputs)."""
+    named = ((a, "a"), (control, "control"), (reference, "reference"))
+    if not any(hasattr(v, "dims") and hasattr(v, "get_axis_num") for v, _ in named):
+        arrays = np.broadcast_arrays(*(_as_last_axis(v, axis, name) for v, name in named))
+        if arrays[0].ndim == 0:
+            raise ValueError("a, control and reference must have a seed axis")
+        return arrays, None
+    import xarray as xr
+
+    if not isinstance(axis, str):
+        raise ValueError(f"axis must be a dim name for DataArray inputs; got {axis!r}")
+    for v, name in named:
+        if not hasattr(v, "dims") and np.ndim(v) != 0:
+            raise ValueError(f"{name} must be a DataArray or a scalar when another one is")
+    parts = [
+        _as_last_axis(v, axis, name).reset_coords(drop=True)
+        if hasattr(v, "dims")
+        else xr.DataArray(float(v))
+        for v, name in named
+    ]
+    parts = [p.transpose(..., axis) for p in xr.broadcast(*parts)]
+    dims = parts[0].dims[:-1]
+    coords = {k: v for k, v in parts[0].coords.items() if k != axis}
+    arrays = [np.asarray(p.values, dtype=np.float64) for p in parts]
+    return arrays, lambda f: xr.DataArray(f, dims=dims, coords=coords)
+
+
+def _gap_cell(va, vc, vr, level: float, n_resamples: int, seed: int) -> tuple:
+    """One cell of :func:`gap_closed_interval` from its per-seed values ``[n]``:
+    ``(value, low, high, difference_low, difference_high, n, reason)``."""
+    from scipy.special import stdtrit
+
+    nan = float("nan")
+    ok = np.isfinite(va) & np.isfinite(vc) & np.isfinite(vr)
+    va, vc, vr = va[ok], vc[ok], vr[ok]
+    n = int(ok.sum())
+    if n < 2:
+        return nan, nan, nan, nan, nan, n, f"n = {n} < 2 seeds with all three values: no interval"
+    d = vr - vc
+    half = stdtrit(n - 1, (1 + level) / 2) * d.std(ddof=1) / np.sqrt(n)
+    d_lo, d_hi = d.mean() - half, d.mean() + half
+    if d_lo <= 0.0 <= d_hi:
+        reason = (
+            f"reference - control not significant: its {100 * level:g} % paired t CI "
+            f"[{d_lo:+.3g}, {d_hi:+.3g}] over {n} seeds includes 0"
+        )
+        return nan, nan, nan, d_lo, d_hi, n, reason
+    value = (va.mean() - vc.mean()) / d.mean()
+    # paired: one draw of seed indices for all three; the ratio of the resampled means
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    num = va[idx].mean(axis=1) - vc[idx].mean(axis=1)
+    den = d[idx].mean(axis=1)
+    ratio = np.divide(num, den, out=np.full(n_resamples, np.nan), where=den != 0)
+    low, high = np.nanpercentile(ratio, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return value, low, high, d_lo, d_hi, n, ""
