@@ -7,9 +7,9 @@ computes in float64. Shapes below use ``B`` images, ``C`` columns, ``D`` embeddi
 Formulas and sources:
 
 - accuracy: ``mean(pred == label)``, ``pred = argmax_k logits[..., k]`` when given logits.
-- confidence interval (Student's t interval for a mean; e.g. Wasserman, *All of Statistics*,
-  sec. 10.6, or ``scipy.stats.t``): ``mean +- t_{(1+level)/2, n-1} * s / sqrt(n)`` with ``s`` the
-  sample standard deviation (ddof = 1) over the ``n`` finite values (NaNs are ignored).
+- intervals over seeds (:mod:`analyses.intervals`, re-exported here): the Student-t interval
+  of a mean clipped to the measure's range (:func:`confidence_interval`), and the gap closed
+  with a paired-bootstrap interval (:func:`gap_closed_interval`).
 - adjusted Rand index (Hubert & Arabie 1985, *J. Classification* 2:193; as in
   ``sklearn.metrics.adjusted_rand_score``): ``(RI - E[RI]) / (max RI - E[RI])``; 1 for identical
   partitions, about 0 for independent ones.
@@ -25,19 +25,38 @@ Formulas and sources:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from analyses.intervals import (
+    ACCURACY_BOUNDS,
+    ARI_BOUNDS,
+    COSINE_BOUNDS,
+    ConfidenceInterval,
+    GapClosed,
+    confidence_interval,
+    gap_closed_interval,
+    interval_description,
+    mean_ci_text,
+)
+
 __all__ = [
     "accuracy",
+    "ACCURACY_BOUNDS",
+    "ARI_BOUNDS",
+    "COSINE_BOUNDS",
     "ConfidenceInterval",
     "confidence_interval",
+    "interval_description",
     "mean_ci_text",
+    "GapClosed",
+    "gap_closed_interval",
     "mask_labels_at",
     "batched_kmeans",
     "islands_ari",
     "within_between_cosine",
+    "matched_cosine_gap",
     "mean_pairwise_cosine",
     "functional_similarity",
     "weight_similarity",
@@ -70,7 +89,7 @@ def _np_int(x: Any, name: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# accuracy and confidence intervals
+# accuracy
 
 
 def accuracy(logits_or_pred: Any, labels: Any) -> float:
@@ -100,91 +119,6 @@ def accuracy(logits_or_pred: Any, labels: Any) -> float:
     if y.size == 0:
         raise ValueError("labels must not be empty")
     return float(np.mean(pred == y))
-
-
-class ConfidenceInterval(NamedTuple):
-    """Mean and t-based confidence interval; arrays of the input shape without the reduced axis.
-
-    ``half_width`` is NaN where fewer than two finite values exist (n <= 1: the spread is
-    unknown, so no interval is claimed; matplotlib's ``errorbar`` draws no bar for NaN);
-    ``mean`` is NaN where n = 0.
-    """
-
-    mean: Any
-    low: Any
-    high: Any
-    half_width: Any
-    n: Any
-
-
-def mean_ci_text(values: Any, axis: int | str = "seed") -> str:
-    """``"+0.123±0.045"``: signed mean and 95 % t half-width of ``values`` over ``axis``
-    (``"+0.123"`` when one finite value gives no interval, ``"nan"`` when none)."""
-    ci = confidence_interval(values, axis=axis)
-    m, h = float(ci.mean), float(ci.half_width)
-    if not np.isfinite(m):
-        return "nan"
-    return f"{m:+.3f}" if not np.isfinite(h) else f"{m:+.3f}±{h:.3f}"
-
-
-def confidence_interval(
-    values: Any, axis: int | str = -1, level: float = 0.95
-) -> ConfidenceInterval:
-    """Student-t confidence interval of the mean along ``axis`` (e.g. over seeds).
-
-    ``half_width = t_{(1 + level) / 2, n - 1} * s / sqrt(n)`` with ``s`` the sample standard
-    deviation (ddof = 1) of the ``n`` finite values; ``low/high = mean -+ half_width``.
-    NaNs are ignored (``n`` counts finite values per cell).
-
-    Args:
-        values: array ``[..., n, ...]`` or an ``xarray.DataArray``; then ``axis`` may be a dim
-            name (e.g. ``"seed"``) and the fields are DataArrays without that dim.
-        axis: the axis (or dim name) to reduce.
-        level: confidence level in (0, 1).
-
-    Returns:
-        ConfidenceInterval(mean, low, high, half_width, n).
-    """
-    from scipy.special import stdtrit  # Student-t quantile; lighter to import than scipy.stats
-
-    if not isinstance(level, int | float) or isinstance(level, bool) or not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1); got {level!r}")
-    is_xr = hasattr(values, "dims") and hasattr(values, "get_axis_num")
-    if is_xr:
-        if isinstance(axis, str) and axis not in values.dims:
-            raise ValueError(f"axis must be one of the dims {list(values.dims)}; got {axis!r}")
-        ax = values.get_axis_num(axis) if isinstance(axis, str) else axis
-        arr = _np(values.values, "values")
-    else:
-        if isinstance(axis, str):
-            raise ValueError("axis may be a dim name only for an xarray.DataArray")
-        ax = axis
-        arr = _np(values, "values")
-    if arr.ndim == 0:
-        raise ValueError("values must have at least one dimension")
-    if not -arr.ndim <= ax < arr.ndim:
-        raise ValueError(f"axis must be in [{-arr.ndim}, {arr.ndim - 1}]; got {axis!r}")
-    finite = np.isfinite(arr)
-    n = finite.sum(axis=ax)
-    filled = np.where(finite, arr, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, filled.sum(axis=ax) / np.maximum(n, 1), np.nan)
-        dev = np.where(finite, arr - np.expand_dims(mean, ax), 0.0)
-        var = (dev**2).sum(axis=ax) / np.maximum(n - 1, 1)
-        tq = stdtrit(np.maximum(n - 1, 1), (1.0 + level) / 2.0)
-        half = np.where(n > 1, tq * np.sqrt(var / np.maximum(n, 1)), np.nan)
-    fields = [mean, mean - half, mean + half, half, n]
-    if is_xr:
-        import xarray as xr
-
-        dims = [d for i, d in enumerate(values.dims) if i != ax % arr.ndim]
-        coords = {
-            k: v for k, v in values.coords.items() if values.dims[ax % arr.ndim] not in v.dims
-        }
-        fields = [xr.DataArray(f, dims=dims, coords=coords) for f in fields]
-    elif mean.ndim == 0:
-        fields = [float(f) if i < 4 else int(f) for i, f in enumerate(fields)]
-    return ConfidenceInterval(*fields)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,89 +173,63 @@ def batched_kmeans(
     max_iter: int = 100,
     seed: int = 0,
 ) -> np.ndarray:
-    """k-means of many small point sets at once (one set per image), in numpy.
+    """k-means of many small point sets (one set per image) with ``sklearn.cluster.KMeans``.
 
-    Lloyd's algorithm (Lloyd 1982) from k-means++ seeds (Arthur & Vassilvitskii 2007), run for
-    every image and every restart at once as ``[B, n_init, N, k]`` tensors; per image the
-    restart with the lowest inertia ``sum_n |x_n - mu_{a(n)}|^2`` wins. An empty cluster keeps
-    its previous centre. Identical points (a collapsed state) end in one cluster.
-    (``sklearn.cluster.KMeans`` does the same per image, but one fit of 400 points took 2.4 s
-    on the shared 2-core development machine; this is vectorised over images: 64 images of
-    400 random 32-d points in about 3 s there, structured ones in well under a second.)
+    Per image: Lloyd's algorithm (Lloyd 1982) from k-means++ seeds (Arthur & Vassilvitskii
+    2007), ``n_init`` restarts, the one of lowest inertia kept; every image is fitted with
+    ``random_state=seed``, so its clustering depends on its own points and the seed only, not
+    on the rest of the batch. The fits run under ``threadpoolctl.threadpool_limits(1)``: on a
+    shared machine BLAS/OpenMP threads spin-wait on these tiny problems (what once made a fit
+    look like it took seconds). An image with fewer valid points than ``n_clusters`` is
+    clustered into as many clusters as it has points; identical points (a collapsed state)
+    end in one cluster (sklearn's warning that it found fewer distinct clusters is expected
+    then and silenced).
 
     Args:
         x: ``[B, N, D]`` points.
         n_clusters: k >= 1.
         valid: ``[B, N]`` bool, points that take part (others get label -1); default all.
         n_init: restarts >= 1.
-        max_iter: Lloyd iterations at most (stops early when no assignment changes).
-        seed: seed of the k-means++ draws.
+        max_iter: Lloyd iterations at most (>= 1).
+        seed: ``random_state`` of every fit, an integer in [0, 2**31 - 1].
 
     Returns:
         ``[B, N]`` int64 cluster labels in 0..k-1 (-1 for invalid points).
     """
+    import warnings
+
+    import sklearn
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+
+    from neurosim.config import check_int, check_seed
+
     pts = _np(x, "x")
     if pts.ndim != 3:
         raise ValueError(f"x must be [B, N, D]; got shape {pts.shape}")
     b, n, _ = pts.shape
-    k = int(n_clusters)
-    if k < 1:
-        raise ValueError(f"n_clusters must be >= 1; got {n_clusters}")
-    if isinstance(n_init, bool) or not isinstance(n_init, int | np.integer) or n_init < 1:
-        raise ValueError(f"n_init must be an integer >= 1; got {n_init!r}")
+    k = check_int("n_clusters", n_clusters, 1)
+    check_int("n_init", n_init, 1)
+    check_int("max_iter", max_iter, 1)
+    check_seed("seed", seed)
     ok = np.ones((b, n), bool) if valid is None else np.asarray(valid, bool)
     if ok.shape != (b, n):
         raise ValueError(f"valid must have shape {(b, n)}; got {ok.shape}")
-    rng = np.random.default_rng(seed)
-    r = n_init
-    sq = np.sum(pts**2, axis=-1)[:, None, :]  # [B, 1, N]
-    okr = np.broadcast_to(ok[:, None], (b, r, n)).astype(np.float64)
-    bi = np.arange(b)[:, None]
-
-    def draw(weight: np.ndarray) -> np.ndarray:
-        """One index per (b, r) drawn with probability ~ weight [B, R, N] (uniform if all 0).
-
-        The uniform numbers are shared by all images, so an image's clustering depends only on
-        its own points and the seed, not on the other images of the batch.
-        """
-        weight = np.where(weight.sum(-1, keepdims=True) > 0, weight, okr)
-        cum = np.cumsum(weight, axis=-1)
-        u = rng.random((1, r, 1)) * cum[..., -1:]
-        return np.minimum(np.argmax(cum > u, axis=-1), n - 1)
-
-    # k-means++ seeding
-    def sqdist(c: np.ndarray) -> np.ndarray:
-        """|x_n - c_j|^2 for centres c [B, R, k', D] -> [B, R, N, k'] (clipped at 0)."""
-        kk = c.shape[2]
-        # one BLAS matmul per image: [N, D] @ [D, R k] -> [B, R, N, k]
-        flat = c.transpose(0, 3, 1, 2).reshape(b, c.shape[3], r * kk)
-        cross = (pts @ flat).reshape(b, n, r, kk).transpose(0, 2, 1, 3)
-        return np.maximum(sq[..., None] - 2.0 * cross + np.sum(c**2, -1)[:, :, None, :], 0.0)
-
-    centres = np.zeros((b, r, k, pts.shape[2]))
-    centres[:, :, 0] = pts[bi, draw(okr)]
-    d2 = sqdist(centres[:, :, :1])[..., 0]
-    for j in range(1, k):
-        centres[:, :, j] = pts[bi, draw(d2 * okr)]
-        d2 = np.minimum(d2, sqdist(centres[:, :, j : j + 1])[..., 0])
-
-    assign = np.full((b, r, n), -1)
-    for _ in range(max_iter):
-        dist = sqdist(centres)
-        new = np.argmin(dist, axis=-1)
-        if np.array_equal(new, assign):
-            break
-        assign = new
-        onehot = (assign[..., None] == np.arange(k)) * okr[..., None]  # [B, R, N, k]
-        count = onehot.sum(axis=2)  # [B, R, k]
-        # [B, R k, N] @ [B, N, D] -> [B, R, k, D]
-        sums = (onehot.transpose(0, 1, 3, 2).reshape(b, r * k, n) @ pts).reshape(b, r, k, -1)
-        centres = np.where(count[..., None] > 0, sums / np.maximum(count, 1)[..., None], centres)
-    dist = np.take_along_axis(sqdist(centres), assign[..., None], axis=-1)[..., 0]
-    inertia = (dist * okr).sum(axis=-1)  # [B, R]
-    best = np.argmin(inertia, axis=1)
-    labels = assign[np.arange(b), best]
-    return np.where(ok, labels, -1).astype(np.int64)
+    labels = np.full((b, n), -1, np.int64)
+    with (
+        threadpool_limits(1),
+        sklearn.config_context(skip_parameter_validation=True),
+        warnings.catch_warnings(),
+    ):
+        warnings.filterwarnings("ignore", "Number of distinct clusters", ConvergenceWarning)
+        for i in range(b):
+            m = int(ok[i].sum())
+            if m == 0:
+                continue
+            fit = KMeans(min(k, m), n_init=n_init, max_iter=max_iter, random_state=seed)
+            labels[i, ok[i]] = fit.fit(pts[i, ok[i]]).labels_
+    return labels
 
 
 def islands_ari(
@@ -338,9 +246,9 @@ def islands_ari(
     """Adjusted Rand index between a clustering of the columns' embeddings and the digit masks.
 
     Per image: the columns' settled embeddings of one level are (optionally) L2-normalised,
-    clustered by k-means (:func:`batched_kmeans`, seeded), and the cluster labels compared
-    with the ground truth "which digit (or background) covers this column"
-    (:func:`mask_labels_at`) by ``sklearn.metrics.adjusted_rand_score``. ARI = 1 when the
+    clustered by k-means (:func:`batched_kmeans`: ``sklearn.cluster.KMeans``, seeded), and
+    the cluster labels compared with the ground truth "which digit (or background) covers this
+    column" (:func:`mask_labels_at`) by ``sklearn.metrics.adjusted_rand_score``. ARI = 1 when the
     islands are exactly the objects, about 0 for a clustering unrelated to them (e.g. collapsed
     embeddings, which k-means puts in one cluster).
 
@@ -389,10 +297,9 @@ def islands_ari(
     k_digits = m.shape[1]
     if n_clusters is None:
         n_clusters = k_digits + 1 if include_background else k_digits
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
-        raise ValueError(f"n_clusters must be an integer >= 1; got {n_clusters!r}")
-    if n_clusters < 1:
-        raise ValueError(f"n_clusters must be >= 1; got {n_clusters}")
+    from neurosim.config import check_int
+
+    n_clusters = check_int("n_clusters", n_clusters, 1)
     if normalize:
         emb = _unit(emb)
     keep = np.ones(truth.shape, bool) if include_background else truth > 0
@@ -403,6 +310,55 @@ def islands_ari(
         if keep[i].sum() >= 2:
             out[i] = adjusted_rand_score(truth[i, keep[i]], pred[i, keep[i]])
     return float(out[0]) if single else out
+
+
+def matched_cosine_gap(
+    embeddings: np.ndarray, labels: np.ndarray, column_px: np.ndarray, *, bin_px: float
+) -> float:
+    """Within- minus between-object cosine of column pairs *at matched distances*.
+
+    The two digits of a canvas lie at different places, so any embedding that varies smoothly
+    with position (a map of places, not of objects) has a higher cosine within a digit than
+    between digits. This control compares only pairs at similar distances: pairs of columns on
+    a digit (label > 0) are binned by their distance in canvas pixels (bins of ``bin_px``); in
+    every (image, bin) holding both same-digit and different-digit pairs the gap ``mean cos
+    (same) - mean cos (different)`` is taken, and the gaps are averaged with weights ``min(n
+    same, n different)``. About 0 for a map of places; > 0 when columns agree by object.
+
+    Args:
+        embeddings: ``[B, C, D]``.
+        labels: ``[B, C]`` (0 = background, ignored; k > 0 = digit k).
+        column_px: ``[C, 2]`` positions in canvas pixels.
+        bin_px: distance bin width (> 0).
+
+    Returns:
+        the weighted mean gap (NaN if no bin holds both kinds of pair).
+    """
+    e = np.asarray(embeddings, dtype=np.float64)
+    lab = np.asarray(labels)
+    u = e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+    gram = np.einsum("bcd,bed->bce", u, u)  # [B, C, C]
+    pos = np.asarray(column_px, dtype=np.float64)
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)  # [C, C]
+    n_bins = int(np.floor(dist.max() / bin_px)) + 1
+    bins = np.floor(dist / bin_px).astype(np.int64)
+    b, c = lab.shape
+    upper = np.triu(np.ones((c, c), bool), k=1)
+    on = lab > 0
+    pair = on[:, :, None] & on[:, None, :] & upper[None]
+    same = lab[:, :, None] == lab[:, None, :]
+    key = np.arange(b)[:, None, None] * n_bins + bins[None]  # [B, C, C]
+    size = b * n_bins
+    sums, counts = [], []
+    for sel in (pair & same, pair & ~same):
+        sums.append(np.bincount(key[sel], weights=gram[sel], minlength=size))
+        counts.append(np.bincount(key[sel], minlength=size))
+    ok = (counts[0] > 0) & (counts[1] > 0)
+    if not ok.any():
+        return float("nan")
+    gap = sums[0][ok] / counts[0][ok] - sums[1][ok] / counts[1][ok]
+    weight = np.minimum(counts[0][ok], counts[1][ok])
+    return float(np.sum(gap * weight) / np.sum(weight))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -571,8 +527,9 @@ def embedding_variance(
     var = e.var(axis=0)  # [...]
     if keep_axis is None:
         return float(var.mean())
-    if isinstance(keep_axis, bool) or not isinstance(keep_axis, int | np.integer):
-        raise ValueError(f"keep_axis must be an integer axis; got {keep_axis!r}")
+    from neurosim.config import check_int
+
+    keep_axis = check_int("keep_axis", keep_axis)
     ax = keep_axis % e.ndim if -e.ndim <= keep_axis < e.ndim else -1
     if ax < 1:
         raise ValueError(

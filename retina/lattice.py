@@ -18,7 +18,10 @@ import math
 import numpy as np
 from scipy.spatial import cKDTree
 
+from retina._checks import MAX_SEED, check_int, check_number
+
 __all__ = [
+    "MAX_SEED",
     "WATSON_MERIDIANS",
     "watson_density",
     "watson_rgc_density",
@@ -52,10 +55,17 @@ def _check_meridian(meridian: str) -> None:
 
 
 def watson_rgc_density(ecc_deg, *, meridian: str = "temporal") -> np.ndarray:
-    """Total RGC receptive-field density (cells/deg^2) at eccentricity ``ecc_deg``.
+    """Total RGC receptive-field density at eccentricity ``ecc_deg``.
 
     Watson (2014) eq. 4: ``d_gf(r, k) = d_gf(0) [a_k (1 + r/r2_k)^-2 + (1 - a_k) exp(-r/re_k)]``.
-    ``meridian="mean"`` averages the four meridians' densities.
+
+    Args:
+        ecc_deg: eccentricities, deg (any shape; the sign is ignored).
+        meridian: one of :data:`WATSON_MERIDIANS` (visual-field names), or ``"mean"`` for the
+            mean of the four meridians' densities.
+
+    Returns:
+        cells/deg^2, the shape of ``ecc_deg``.
     """
     _check_meridian(meridian)
     r = np.abs(np.asarray(ecc_deg, dtype=float))
@@ -68,27 +78,37 @@ def watson_rgc_density(ecc_deg, *, meridian: str = "temporal") -> np.ndarray:
 
 
 def midget_fraction(ecc_deg) -> np.ndarray:
-    """Fraction of RGCs that are midget cells, Watson (2014) eq. 7: ``f0 / (1 + r / r_m)``."""
+    """Fraction of RGCs that are midget cells, Watson (2014) eq. 7: ``f0 / (1 + r / r_m)``.
+
+    Args:
+        ecc_deg: eccentricities, deg (any shape; the sign is ignored).
+
+    Returns:
+        the fraction in (0, 1], the shape of ``ecc_deg``.
+    """
     r = np.abs(np.asarray(ecc_deg, dtype=float))
     return WATSON_F0 / (1.0 + r / WATSON_RM_DEG)
 
 
 def watson_density(ecc_deg, *, meridian: str = "temporal") -> np.ndarray:
-    """Midget RGC receptive-field density (ON + OFF, cells/deg^2) at ``ecc_deg`` degrees.
+    """Midget RGC receptive-field density (ON + OFF) at eccentricity ``ecc_deg``.
 
     Watson (2014) eq. 8: ``d_mf(r, k) = f_m(r) d_gf(r, k)``; 29,608 cells/deg^2 at the centre and
-    about 170 cells/deg^2 at 20 deg on the temporal meridian. Shape ``ecc_deg.shape``.
+    about 170 cells/deg^2 at 20 deg on the temporal meridian.
+
+    Args:
+        ecc_deg: eccentricities, deg (any shape; the sign is ignored).
+        meridian: as in :func:`watson_rgc_density`.
+
+    Returns:
+        cells/deg^2, the shape of ``ecc_deg``.
     """
     return midget_fraction(ecc_deg) * watson_rgc_density(ecc_deg, meridian=meridian)
 
 
 def _check_lattice_args(n_sites, fov_deg) -> None:
-    if isinstance(n_sites, bool) or not isinstance(n_sites, (int, np.integer)) or n_sites < 1:
-        raise ValueError(f"n_sites must be an integer >= 1; got {n_sites!r}")
-    if not (isinstance(fov_deg, (int, float, np.floating)) and math.isfinite(fov_deg)) or (
-        fov_deg <= 0
-    ):
-        raise ValueError(f"fov_deg must be a finite number > 0; got {fov_deg!r}")
+    check_int("n_sites", n_sites, 1)
+    check_number("fov_deg", fov_deg, 0.0, None, lo_inclusive=False)
 
 
 def _rows_layout(n_sites: int, n_rows: int) -> np.ndarray:
@@ -109,7 +129,15 @@ def uniform_lattice(n_sites: int, fov_deg: float, *, kind: str = "square") -> np
     not a perfect square the rows hold ``floor`` or ``ceil`` of ``n_sites / n_rows`` sites, each
     row spread cell-centred over the full width. ``kind="hex"``: rows ``sqrt(3)/2`` of the
     in-row spacing apart, alternate rows shifted by a quarter spacing each way (a hexagonal
-    lattice). Deterministic. Returns ``[n_sites, 2]`` (x_deg, y_deg).
+    lattice). Deterministic; the first row is the top one.
+
+    Args:
+        n_sites: sites (>= 1).
+        fov_deg: side of the square field of view centred on fixation, deg (> 0).
+        kind: ``"square"`` or ``"hex"``.
+
+    Returns:
+        ``[n_sites, 2]`` ``(x_deg, y_deg)`` inside ``|x|, |y| <= fov_deg / 2``.
     """
     _check_lattice_args(n_sites, fov_deg)
     if kind not in ("square", "hex"):
@@ -134,7 +162,14 @@ def uniform_lattice(n_sites: int, fov_deg: float, *, kind: str = "square") -> np
 
 
 def nearest_neighbour_distance_deg(positions_deg: np.ndarray) -> np.ndarray:
-    """Distance from each site to its nearest other site, ``[n_sites]`` (deg)."""
+    """Distance from each site to its nearest other site.
+
+    Args:
+        positions_deg: ``[n_sites, 2]`` ``(x_deg, y_deg)``.
+
+    Returns:
+        ``[n_sites]`` deg (inf for a single site).
+    """
     positions_deg = np.asarray(positions_deg, dtype=float)
     if len(positions_deg) < 2:
         return np.full(len(positions_deg), np.inf)
@@ -207,8 +242,20 @@ def _arc_in_square(r: np.ndarray, half: float) -> np.ndarray:
 def foveated_site_density(
     ecc_deg, n_sites: int, fov_deg: float, *, meridian: str = "temporal"
 ) -> np.ndarray:
-    """Target sites/deg^2 of :func:`foveated_lattice`: Watson's density scaled so that its
-    integral over the square field ``|x|, |y| <= fov_deg / 2`` is ``n_sites``."""
+    """Target site density of :func:`foveated_lattice`.
+
+    Watson's density (:func:`watson_density`) scaled so that its integral over the square field
+    ``|x|, |y| <= fov_deg / 2`` is ``n_sites``.
+
+    Args:
+        ecc_deg: eccentricities, deg (any shape).
+        n_sites: sites of the lattice (>= 1).
+        fov_deg: side of the square field of view centred on fixation, deg (> 0).
+        meridian: as in :func:`watson_rgc_density`.
+
+    Returns:
+        sites/deg^2, the shape of ``ecc_deg``.
+    """
     _check_lattice_args(n_sites, fov_deg)
     _check_meridian(meridian)
     dens = _RadialDensity(lambda r: watson_density(r, meridian=meridian), fov_deg / 2, n_sites)
@@ -218,7 +265,14 @@ def foveated_site_density(
 def foveated_spacing_deg(
     ecc_deg, n_sites: int, fov_deg: float, *, meridian: str = "temporal"
 ) -> np.ndarray:
-    """Target local spacing ``1 / sqrt(site density)`` (deg) of :func:`foveated_lattice`."""
+    """Target local spacing ``1 / sqrt(site density)`` of :func:`foveated_lattice`.
+
+    Args:
+        ecc_deg, n_sites, fov_deg, meridian: as in :func:`foveated_site_density`.
+
+    Returns:
+        deg, the shape of ``ecc_deg``.
+    """
     return 1.0 / np.sqrt(foveated_site_density(ecc_deg, n_sites, fov_deg, meridian=meridian))
 
 
@@ -252,16 +306,30 @@ def foveated_lattice(
 
     Either way the sites are then jittered by ``jitter_frac`` of the local spacing (seeded) and
     pushed apart until no site is closer to its nearest neighbour than ``min_distance_frac`` of
-    the local target spacing ``1 / sqrt(site density)``. Returns ``[n_sites, 2]`` (x_deg, y_deg).
+    the local target spacing ``1 / sqrt(site density)``.
+
+    Args:
+        n_sites: sites (>= 1).
+        fov_deg: side of the square field of view centred on fixation, deg (> 0).
+        seed: seed of every random draw, an integer in ``[0, MAX_SEED]``.
+        log_polar: rings instead of the relaxed (CVT) lattice.
+        meridian: Watson's meridian, as in :func:`watson_rgc_density`.
+        min_distance_frac: smallest nearest-neighbour distance, in local spacings, [0, 0.8).
+        jitter_frac: jitter, in local spacings, [0, 0.5].
+        n_iter: Lloyd iterations of the CVT (>= 0).
+
+    Returns:
+        ``[n_sites, 2]`` ``(x_deg, y_deg)`` inside ``|x|, |y| <= fov_deg / 2``.
+
+    Raises:
+        ValueError: naming the bad argument and its allowed range.
     """
     _check_lattice_args(n_sites, fov_deg)
     _check_meridian(meridian)
-    if not 0.0 <= min_distance_frac < 0.8:
-        raise ValueError(f"min_distance_frac must be in [0, 0.8); got {min_distance_frac!r}")
-    if not 0.0 <= jitter_frac <= 0.5:
-        raise ValueError(f"jitter_frac must be in [0, 0.5]; got {jitter_frac!r}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
-        raise ValueError(f"n_iter must be an integer >= 0; got {n_iter!r}")
+    check_int("seed", seed, 0, MAX_SEED)
+    check_number("min_distance_frac", min_distance_frac, 0.0, 0.8, hi_inclusive=False)
+    check_number("jitter_frac", jitter_frac, 0.0, 0.5)
+    check_int("n_iter", n_iter, 0)
     rng = np.random.default_rng(seed)
     half = fov_deg / 2.0
     dens = _RadialDensity(lambda r: watson_density(r, meridian=meridian), half, n_sites)

@@ -50,11 +50,19 @@ CK95_SURROUND_WEIGHT_RATIO = 0.55
 
 
 def local_spacing_deg(positions_deg: np.ndarray, *, k: int = 3, smooth: int = 6) -> np.ndarray:
-    """Local lattice spacing at each site, ``[n_sites]`` deg.
+    """Local lattice spacing at each site.
 
     The mean distance to the ``k`` nearest other sites (equal to the grid step on square and
     hexagonal lattices), then averaged over the site and its ``smooth`` nearest neighbours to
-    remove jitter. Needs at least 2 sites.
+    remove jitter.
+
+    Args:
+        positions_deg: ``[n_sites, 2]`` ``(x_deg, y_deg)``, at least 2 sites.
+        k: nearest neighbours whose distances are averaged.
+        smooth: neighbours over which the raw spacing is then averaged.
+
+    Returns:
+        ``[n_sites]`` deg.
     """
     pos = np.asarray(positions_deg, dtype=float)
     n = len(pos)
@@ -76,10 +84,17 @@ def _pixel_gauss_1d(coord_px: np.ndarray, centre_px: np.ndarray, sigma_px: np.nd
 
 
 def block_average(image_shape: tuple[int, int], factor: int) -> sp.csr_matrix:
-    """Averaging of ``factor x factor`` pixel blocks, CSR ``[Hc * Wc, H * W]``.
+    """Averaging of ``factor x factor`` pixel blocks.
 
-    ``Hc = ceil(H / factor)``, ``Wc = ceil(W / factor)``; blocks cut by the image border average
-    the pixels they hold, so every row sums to 1. ``factor=1`` is the identity.
+    Blocks cut by the image border average the pixels they hold, so every row sums to 1.
+
+    Args:
+        image_shape: ``(H, W)`` px.
+        factor: block side, px (``1`` is the identity).
+
+    Returns:
+        CSR ``[Hc * Wc, H * W]`` (row-major pixels), ``Hc = ceil(H / factor)``,
+        ``Wc = ceil(W / factor)``.
     """
     H, W = image_shape
     rows_f = np.arange(H) // factor
@@ -100,13 +115,26 @@ def gaussian_rows(
     truncate: float = 2.0,
     chunk_pixels: int = 4_000_000,
 ) -> sp.csr_matrix:
-    """One normalised 2-d Gaussian per row, CSR ``[n, H * W]`` (row-major pixels).
+    """One normalised 2-d Gaussian per row.
 
-    ``centres_px`` is ``[n, 2]`` as ``(col, row)`` in pixel units, pixel ``(c, r)`` covering
-    ``[c - 0.5, c + 0.5] x [r - 0.5, r + 0.5]``. Each Gaussian is integrated over pixel areas
-    (``erf``), cut to a disc of ``truncate`` sigmas (at least 1 px) and to the image, and scaled
-    so that its row sums exactly to ``weight`` (scalar or ``[n]``). Built vectorised over cells
-    grouped by window size.
+    Each Gaussian is integrated over pixel areas (``erf``), cut to a disc of ``truncate``
+    sigmas (at least 1 px) and to the image, and scaled so that its row sums exactly to
+    ``weight``. Built vectorised over cells grouped by window size.
+
+    Args:
+        centres_px: ``[n, 2]`` as ``(col, row)`` in pixel units (note the order: x first),
+            pixel ``(c, r)`` covering ``[c - 0.5, c + 0.5] x [r - 0.5, r + 0.5]``.
+        sigma_px: ``[n]`` sigmas, px.
+        image_shape: ``(H, W)`` px.
+        weight: each row's sum, a scalar or ``[n]``.
+        truncate: cut radius in sigmas.
+        chunk_pixels: window pixels built at once (memory bound).
+
+    Returns:
+        CSR ``[n, H * W]`` (row-major pixels).
+
+    Raises:
+        ValueError: when a Gaussian lies entirely outside the image.
     """
     H, W = image_shape
     c = np.asarray(centres_px, dtype=float).reshape(-1, 2)
@@ -170,14 +198,25 @@ def dog_operator(
 ) -> list[tuple[int, sp.csr_matrix | None, sp.csr_matrix]]:
     """The ON difference-of-Gaussians operator of ``n`` sites, as a multi-scale sum.
 
-    Returns levels ``[(factor, P, M), ...]`` such that the operator is
-    ``A = sum over levels of M @ P`` (``P = None`` means the identity at factor 1), where ``P``
-    is :func:`block_average` by ``factor`` (``[Hc*Wc, H*W]``) and ``M`` is CSR ``[n, Hc*Wc]``.
     Each Gaussian (centre of weight +1, surround of weight ``-surround_weight``) is drawn on
     the coarsest grid, factor ``2^L``, on which its sigma is still ``>= coarse_sigma_px``
     coarse pixels (``None``: every Gaussian at full resolution), so a wide surround costs as
-    many nonzeros as a narrow one; because block averages sum to 1, every row of ``A`` still
-    sums exactly to ``1 - surround_weight``. Pixel coordinates as in :func:`gaussian_rows`.
+    many nonzeros as a narrow one; because block averages sum to 1, every row of the operator
+    still sums exactly to ``1 - surround_weight``.
+
+    Args:
+        centres_px: ``[n, 2]`` ``(col, row)`` px, as in :func:`gaussian_rows`.
+        sigma_center_px: ``[n]`` centre sigmas, px.
+        sigma_surround_px: ``[n]`` surround sigmas, px.
+        surround_weight: integrated surround / centre sensitivity.
+        image_shape: ``(H, W)`` px.
+        truncate: cut radius in sigmas.
+        coarse_sigma_px: the coarsest grid's smallest sigma, coarse px (or None).
+
+    Returns:
+        levels ``[(factor, P, M), ...]`` with the operator ``A = sum over levels of M @ P``
+        (``P = None`` is the identity at factor 1): ``P`` is :func:`block_average` by
+        ``factor`` (``[Hc*Wc, H*W]``) and ``M`` is CSR ``[n, Hc*Wc]``.
     """
     H, W = image_shape
     c = np.asarray(centres_px, dtype=float)
@@ -215,7 +254,15 @@ def dog_operator(
 
 
 def materialize(levels, image_shape: tuple[int, int]) -> sp.csr_matrix:
-    """The single CSR ``[n, H * W]`` equal to the multi-scale sum of :func:`dog_operator`."""
+    """The single matrix equal to the multi-scale sum of :func:`dog_operator`.
+
+    Args:
+        levels: ``[(factor, P, M), ...]`` of :func:`dog_operator`.
+        image_shape: ``(H, W)`` px.
+
+    Returns:
+        CSR ``[n, H * W]``.
+    """
     total = None
     for _, P, M in levels:
         term = M if P is None else (M @ P)

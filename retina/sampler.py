@@ -1,10 +1,13 @@
 """``Retina``: the sparse linear operator image -> cell responses, built once, applied to batches.
 
 Geometry. Positions are in degrees of visual angle relative to fixation (+x right, +y up). The
-image has shape ``(H, W)``; pixel ``(row, col)`` has its centre at ``(x_px, y_px) = (col, row)``.
-Fixation sits at ``fixation_px = (x_px, y_px)`` (default the image centre ``((W-1)/2, (H-1)/2)``),
-and a point ``(x_deg, y_deg)`` maps to ``x_px = fix_x + x_deg * pixels_per_deg`` and
-``y_px = fix_y - y_deg * pixels_per_deg`` (image rows grow downwards).
+image has shape ``(H, W)``; pixel coordinates are ``[row, col]`` with row 0 at the top and col 0
+at the left, pixel ``(row, col)`` covering ``[row - 0.5, row + 0.5] x [col - 0.5, col + 0.5]``.
+Fixation sits at ``fixation_px = (x_px, y_px) = (col, row)`` (default the image centre
+``((W-1)/2, (H-1)/2)``), and a point ``(x_deg, y_deg)`` lies at
+``row = fix_y - y_deg * pixels_per_deg``, ``col = fix_x + x_deg * pixels_per_deg`` (image rows
+grow downwards): :meth:`Retina.deg_to_px` and :meth:`Retina.px_to_deg`. The field of view is the
+square ``|x_deg|, |y_deg| <= fov_deg / 2`` around fixation: ``fov_deg`` is its side, in degrees.
 
 Cells. Every lattice site holds one ON and one OFF cell, so ``n_cells = 2 * n_sites`` and
 ``n_cells`` must be even. Cells ``0 .. n_sites-1`` are the ON cells of sites ``0 .. n_sites-1``;
@@ -17,13 +20,21 @@ Gaussians of :mod:`retina.receptive_fields`.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
+from retina._checks import (
+    KINDS,
+    MIN_CELLS,
+    check_geometry,
+    check_int,
+    check_receptive_fields,
+    check_seed,
+    largest_fov_deg,
+)
 from retina.lattice import foveated_lattice, uniform_lattice
 from retina.receptive_fields import (
     CK95_SURROUND_RADIUS_RATIO,
@@ -32,13 +43,12 @@ from retina.receptive_fields import (
     local_spacing_deg,
     materialize,
 )
+from retina.render import RenderSystem, render_system, solve_render
 
 __all__ = ["Retina", "to_gray", "LUMA_WEIGHTS", "MIN_CELLS"]
 
 #: ITU-R BT.601 luma weights used to turn RGB into gray, explicitly (``color=True``)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-#: the smallest retina: 4 sites (8 cells) so that every site has neighbours to set its spacing
-MIN_CELLS = 8
 
 
 def _is_torch(x: Any) -> bool:
@@ -46,7 +56,14 @@ def _is_torch(x: Any) -> bool:
 
 
 def to_gray(images):
-    """RGB ``[..., 3]`` (numpy or torch) -> gray ``[...]`` with BT.601 luma weights."""
+    """RGB -> gray with the BT.601 luma weights :data:`LUMA_WEIGHTS`.
+
+    Args:
+        images: ``[..., 3]`` RGB, numpy or torch.
+
+    Returns:
+        ``[...]`` gray, of the input's kind.
+    """
     if images.shape[-1] != 3:
         raise ValueError(
             f"images must have a last (colour) dimension of size 3 to convert to gray; "
@@ -54,62 +71,6 @@ def to_gray(images):
         )
     r, g, b = LUMA_WEIGHTS
     return r * images[..., 0] + g * images[..., 1] + b * images[..., 2]
-
-
-def _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px):
-    """Validate and normalise the geometry arguments; ValueError names the bad one."""
-    if (
-        not isinstance(image_shape, (tuple, list))
-        or len(image_shape) != 2
-        or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in image_shape
-        )
-        or min(image_shape) < 2
-    ):
-        raise ValueError(f"image_shape must be (H, W) with integers >= 2; got {image_shape!r}")
-    H, W = int(image_shape[0]), int(image_shape[1])
-    if not _finite_number(pixels_per_deg) or pixels_per_deg <= 0:
-        raise ValueError(f"pixels_per_deg must be a finite number > 0; got {pixels_per_deg!r}")
-    if fixation_px is None:
-        fixation_px = ((W - 1) / 2.0, (H - 1) / 2.0)
-    if (
-        not isinstance(fixation_px, (tuple, list, np.ndarray))
-        or len(fixation_px) != 2
-        or not all(_finite_number(v) for v in fixation_px)
-    ):
-        raise ValueError(
-            f"fixation_px must be (x_px, y_px), two finite numbers; got {fixation_px!r}"
-        )
-    fx, fy = float(fixation_px[0]), float(fixation_px[1])
-    if not (-0.5 <= fx <= W - 0.5 and -0.5 <= fy <= H - 0.5):
-        raise ValueError(
-            f"fixation_px must lie inside the image: x_px in [-0.5, {W - 0.5}], "
-            f"y_px in [-0.5, {H - 0.5}]; got {(fx, fy)}"
-        )
-    if not _finite_number(fov_deg) or fov_deg <= 0:
-        raise ValueError(f"fov_deg must be a finite number > 0; got {fov_deg!r}")
-    room_px = min(fx + 0.5, W - 0.5 - fx, fy + 0.5, H - 0.5 - fy)
-    max_fov = 2.0 * room_px / pixels_per_deg
-    if fov_deg > max_fov * (1 + 1e-9):
-        raise ValueError(
-            f"fov_deg must fit in the image around fixation: at most {max_fov:.6g} deg for "
-            f"image_shape {(H, W)}, pixels_per_deg {pixels_per_deg:g} and fixation_px "
-            f"{(fx, fy)}; got {fov_deg!r}"
-        )
-    field_px = (fov_deg * pixels_per_deg) ** 2
-    max_cells = 2 * int(field_px)
-    if (
-        isinstance(n_cells, bool)
-        or not isinstance(n_cells, (int, np.integer))
-        or n_cells % 2
-        or not MIN_CELLS <= n_cells <= max_cells
-    ):
-        raise ValueError(
-            f"n_cells must be an even integer in [{MIN_CELLS}, {max_cells}] for this field "
-            f"(one ON and one OFF cell per site, at most one site per pixel of the "
-            f"{fov_deg:g} deg field); got {n_cells!r}"
-        )
-    return (H, W), (fx, fy)
 
 
 def _torch_csr(op: sp.csr_matrix, device, dtype):
@@ -128,12 +89,17 @@ def _torch_csr(op: sp.csr_matrix, device, dtype):
         ).to(device)
 
 
-def _finite_number(v) -> bool:
-    return (
-        isinstance(v, (int, float, np.integer, np.floating))
-        and not isinstance(v, bool)
-        and math.isfinite(float(v))
-    )
+def _points(values, name: str, what: str) -> np.ndarray:
+    """``[..., 2]`` float64 numpy copy of point coordinates (numpy or torch)."""
+    if _is_torch(values):
+        values = values.detach().cpu().numpy()
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a numeric [..., 2] array of {what}") from None
+    if arr.ndim < 1 or arr.shape[-1] != 2:
+        raise ValueError(f"{name} must be [..., 2] {what}; got shape {arr.shape}")
+    return arr
 
 
 class Retina:
@@ -143,16 +109,29 @@ class Retina:
     ``retina(images)``: ``[batch, H, W]`` or ``[H, W]`` numpy arrays or torch tensors ->
     ``[batch, n_cells]`` (or ``[n_cells]``) of the same kind; torch results stay on the input's
     device with its floating dtype. Colour ``[batch, H, W, 3]`` only with ``color=True``.
+    Geometry (module docstring): :meth:`deg_to_px`, :meth:`px_to_deg`,
+    :meth:`eccentricity_map_deg`; responses as labelled arrays: :meth:`to_dataarray`.
 
-    Attributes
-    ----------
-    kind : "uniform" | "foveated" | "custom"
-    n_sites, n_cells : int, ``n_cells = 2 * n_sites`` (ON and OFF cell per site)
-    positions_deg : ``[n_cells, 2]`` (x_deg, y_deg) of every cell (ON cells, then OFF cells)
-    site_positions_deg : ``[n_sites, 2]``
-    cells : xarray Dataset over dim ``cell`` (coords x_deg, y_deg, ecc_deg, polarity,
-        sigma_center_deg, sigma_surround_deg, spacing_deg, site)
-    operator : scipy.sparse CSR ``[n_cells, H * W]`` (row-major pixels), built once
+    Attributes:
+        kind: ``"uniform"``, ``"foveated"`` or ``"custom"``.
+        n_sites: lattice sites.
+        n_cells: ``2 * n_sites`` (an ON and an OFF cell per site).
+        fov_deg: side of the square field of view around fixation, deg.
+        image_shape: ``(H, W)`` of the images, px.
+        pixels_per_deg: image scale, px/deg.
+        fixation_px: ``(x_px, y_px) = (col, row)`` of fixation in the image.
+        positions_deg: ``[n_cells, 2]`` ``(x_deg, y_deg)`` of every cell (ON cells, then OFF).
+        site_positions_deg: ``[n_sites, 2]`` ``(x_deg, y_deg)``.
+        spacing_deg: ``[n_sites]`` local lattice spacing, deg.
+        sigma_center_deg: ``[n_sites]`` centre Gaussian sigma, deg.
+        sigma_surround_deg: ``[n_sites]`` surround Gaussian sigma, deg.
+        cells: xarray Dataset over dim ``cell`` (coords ``x_deg``, ``y_deg``, ``ecc_deg``,
+            ``polarity``, ``sigma_center_deg``, ``sigma_surround_deg``, ``spacing_deg``,
+            ``site``).
+        levels: the ON operator in multi-scale form ``[(factor, P, M)]``, ``A = sum M @ P``
+            (:func:`retina.receptive_fields.dog_operator`), built once.
+        operator: scipy.sparse CSR ``[n_cells, H * W]`` (row-major pixels), materialised from
+            ``levels`` on first use.
     """
 
     def __init__(
@@ -172,6 +151,37 @@ class Retina:
         render_regularization: float = 1e-2,
         render_iterations: int = 300,
     ):
+        """A retina with one ON and one OFF cell at each of the given sites.
+
+        Args:
+            site_positions_deg: ``[n_sites, 2]`` ``(x_deg, y_deg)`` of the sites relative to
+                fixation (+x right, +y up), inside the field ``|x|, |y| <= fov_deg / 2``;
+                ``n_sites >= 4`` (``MIN_CELLS / 2``).
+            fov_deg: side of the square field of view centred on fixation, deg (> 0); it must
+                fit in the image around fixation (:meth:`largest_fov_deg`).
+            image_shape: ``(H, W)`` of the images the retina reads, px (each >= 2).
+            pixels_per_deg: image scale, px/deg (> 0).
+            fixation_px: ``(x_px, y_px) = (col, row)`` of fixation in the image (inside it);
+                default the image centre ``((W - 1) / 2, (H - 1) / 2)``.
+            kind: a label, ``"uniform"``, ``"foveated"`` or ``"custom"`` (set by the
+                constructors :meth:`uniform` and :meth:`foveated`).
+            center_sigma_per_spacing: centre Gaussian sigma in units of the local lattice
+                spacing, in [0.05, 5].
+            surround_radius_ratio: surround sigma / centre sigma, in [1, 20] (Croner & Kaplan
+                1995 P cells: 6.7).
+            surround_weight: integrated surround / centre sensitivity, in [0, 1] (Croner &
+                Kaplan 1995: 0.55; 1 = a balanced cell that ignores a uniform field).
+            truncate: kernels are cut at this many sigmas, in [1, 6].
+            coarse_sigma_px: a Gaussian is drawn on the coarsest block-averaged image on which
+                its sigma is still this many coarse pixels, in [0.5, 100]; None draws every
+                Gaussian at full resolution (:func:`retina.receptive_fields.dog_operator`).
+            render_regularization: weight of the smoothness prior of :meth:`render`, in
+                [1e-12, 1].
+            render_iterations: default conjugate-gradient iterations of :meth:`render` (>= 1).
+
+        Raises:
+            ValueError: naming the bad argument and its allowed range.
+        """
         sites = np.asarray(site_positions_deg, dtype=float)
         if sites.ndim != 2 or sites.shape[1] != 2:
             raise ValueError(
@@ -179,45 +189,35 @@ class Retina:
             )
         if not np.isfinite(sites).all():
             raise ValueError("site_positions_deg must be finite")
-        self.image_shape, self.fixation_px = _check_geometry(
+        self.image_shape, self.fixation_px = check_geometry(
             2 * len(sites), fov_deg, image_shape, pixels_per_deg, fixation_px
         )
         if np.abs(sites).max() > fov_deg / 2 * (1 + 1e-9):
             raise ValueError(f"site_positions_deg must lie within +-fov_deg/2 = {fov_deg / 2:g}")
-        for name, value, lo, hi in (
-            ("center_sigma_per_spacing", center_sigma_per_spacing, 0.05, 5.0),
-            ("surround_radius_ratio", surround_radius_ratio, 1.0, 20.0),
-            ("surround_weight", surround_weight, 0.0, 1.0),
-            ("truncate", truncate, 1.0, 6.0),
-            ("render_regularization", render_regularization, 1e-12, 1.0),
-            ("coarse_sigma_px", 2.0 if coarse_sigma_px is None else coarse_sigma_px, 0.5, 100.0),
-        ):
-            if not _finite_number(value) or not lo <= value <= hi:
-                raise ValueError(f"{name} must be in [{lo:g}, {hi:g}]; got {value!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {list(KINDS)}; got {kind!r}")
+        check_receptive_fields(
+            center_sigma_per_spacing,
+            surround_radius_ratio,
+            surround_weight,
+            truncate,
+            coarse_sigma_px,
+            render_regularization,
+            render_iterations,
+        )
         self.kind = kind
         self.fov_deg = float(fov_deg)
         self.pixels_per_deg = float(pixels_per_deg)
         self.surround_weight = float(surround_weight)
         self.render_regularization = float(render_regularization)
-        if isinstance(render_iterations, bool) or not isinstance(render_iterations, int):
-            raise ValueError(
-                f"render_iterations must be an integer >= 1; got {render_iterations!r}"
-            )
-        if render_iterations < 1:
-            raise ValueError(
-                f"render_iterations must be an integer >= 1; got {render_iterations!r}"
-            )
-        self.render_iterations = render_iterations
+        self.render_iterations = int(render_iterations)
         self.site_positions_deg = sites
         self.n_sites = len(sites)
         self.n_cells = 2 * self.n_sites
         self.spacing_deg = local_spacing_deg(sites)
         self.sigma_center_deg = center_sigma_per_spacing * self.spacing_deg
         self.sigma_surround_deg = surround_radius_ratio * self.sigma_center_deg
-        fx, fy = self.fixation_px
-        centres_px = np.stack(
-            [fx + sites[:, 0] * pixels_per_deg, fy - sites[:, 1] * pixels_per_deg], axis=1
-        )
+        centres_px = self.deg_to_px(sites)[:, ::-1]  # dog_operator takes (col, row)
         #: the ON operator as a multi-scale sum [(factor, P, M)]: A = sum M @ P (applied form)
         self.levels = dog_operator(
             centres_px,
@@ -250,6 +250,108 @@ class Retina:
         """Nonzeros touched per image by ``__call__`` (the multi-scale form, ON rows only)."""
         return int(sum(M.nnz + (0 if P is None else P.nnz) for _, P, M in self.levels))
 
+    @staticmethod
+    def largest_fov_deg(
+        image_shape: tuple[int, int],
+        pixels_per_deg: float,
+        fixation_px: tuple[float, float] | None = None,
+    ) -> float:
+        """Side (deg) of the largest square field of view around fixation inside the image.
+
+        ``2 * min(distance from fixation to the four image edges) / pixels_per_deg``, the
+        edges lying half a pixel outside the outer pixel centres; ``min(H, W) /
+        pixels_per_deg`` for the default (centred) fixation.
+
+        Args:
+            image_shape: ``(H, W)`` px.
+            pixels_per_deg: image scale, px/deg (> 0).
+            fixation_px: ``(x_px, y_px)`` of fixation; default the image centre.
+
+        Returns:
+            the largest ``fov_deg`` a retina over this image can have, deg.
+        """
+        return largest_fov_deg(image_shape, pixels_per_deg, fixation_px)
+
+    # ---------------------------------------------------------------- geometry
+    def deg_to_px(self, xy_deg) -> np.ndarray:
+        """Visual-field positions -> image pixel coordinates.
+
+        ``row = fix_y - y_deg * pixels_per_deg``, ``col = fix_x + x_deg * pixels_per_deg`` with
+        ``(fix_x, fix_y) = fixation_px`` (+y is up, image rows grow downwards; the module
+        docstring has the conventions).
+
+        Args:
+            xy_deg: ``[..., 2]`` ``(x_deg, y_deg)`` relative to fixation, deg (numpy or torch).
+
+        Returns:
+            ``[..., 2]`` float64 ``(row, col)`` in pixels (array-index coordinates; pixel
+            ``(r, c)`` has its centre at ``(r, c)``).
+        """
+        xy = _points(xy_deg, "xy_deg", "(x_deg, y_deg)")
+        fx, fy = self.fixation_px
+        ppd = self.pixels_per_deg
+        return np.stack([fy - xy[..., 1] * ppd, fx + xy[..., 0] * ppd], axis=-1)
+
+    def px_to_deg(self, rowcol_px) -> np.ndarray:
+        """Image pixel coordinates -> visual-field positions; the inverse of :meth:`deg_to_px`.
+
+        Args:
+            rowcol_px: ``[..., 2]`` ``(row, col)`` in pixels (numpy or torch).
+
+        Returns:
+            ``[..., 2]`` float64 ``(x_deg, y_deg)`` relative to fixation (+x right, +y up), deg.
+        """
+        rc = _points(rowcol_px, "rowcol_px", "(row, col)")
+        fx, fy = self.fixation_px
+        ppd = self.pixels_per_deg
+        return np.stack([(rc[..., 1] - fx) / ppd, (fy - rc[..., 0]) / ppd], axis=-1)
+
+    def eccentricity_map_deg(self) -> np.ndarray:
+        """Eccentricity of every pixel centre, ``[H, W]`` float64 deg.
+
+        ``hypot(col - fix_x, row - fix_y) / pixels_per_deg``: the distance from fixation of
+        pixel ``[row, col]``, e.g. to select the pixels near fixation (``ecc < 2``) or inside
+        the field of view.
+        """
+        rows, cols = np.mgrid[: self.image_shape[0], : self.image_shape[1]]
+        fx, fy = self.fixation_px
+        return np.hypot(cols - fx, rows - fy) / self.pixels_per_deg
+
+    def to_dataarray(self, responses) -> xr.DataArray:
+        """Responses as a labelled array with each cell's place and polarity.
+
+        Args:
+            responses: ``[batch, n_cells]`` (or ``[n_cells]``) cell responses, e.g.
+                ``retina(images)`` (numpy or torch).
+
+        Returns:
+            ``xarray.DataArray`` named ``response`` with dims ``(stimulus, cell)`` (or
+            ``(cell,)``), float64, and coords ``stimulus`` (0 .. batch-1), ``cell``,
+            ``x_deg``, ``y_deg``, ``ecc_deg`` (deg) and ``polarity`` (``"on"``/``"off"``) on
+            ``cell``, as in :attr:`cells`.
+        """
+        if _is_torch(responses):
+            responses = responses.detach().cpu().numpy()
+        resp = np.asarray(responses, dtype=np.float64)
+        if resp.ndim not in (1, 2) or resp.shape[-1] != self.n_cells:
+            raise ValueError(
+                f"responses must be [batch, n_cells] or [n_cells] with n_cells = "
+                f"{self.n_cells}; got shape {resp.shape}"
+            )
+        coords = {name: self.cells[name] for name in ("cell", "x_deg", "y_deg", "ecc_deg")}
+        coords["polarity"] = self.cells["polarity"]
+        dims: tuple[str, ...] = ("cell",)
+        if resp.ndim == 2:
+            dims = ("stimulus", "cell")
+            coords["stimulus"] = ("stimulus", np.arange(resp.shape[0]))
+        return xr.DataArray(
+            resp,
+            dims=dims,
+            coords=coords,
+            name="response",
+            attrs={"units": "1", "long_name": "linear DoG cell response (pixel units)"},
+        )
+
     # ---------------------------------------------------------------- constructors
     @classmethod
     def uniform(
@@ -262,11 +364,51 @@ class Retina:
         fixation_px: tuple[float, float] | None = None,
         seed: int = 0,
         lattice: str = "square",
-        **rf_kwargs,
+        center_sigma_per_spacing: float = 0.5,
+        surround_radius_ratio: float = CK95_SURROUND_RADIUS_RATIO,
+        surround_weight: float = CK95_SURROUND_WEIGHT_RATIO,
+        truncate: float = 2.0,
+        coarse_sigma_px: float | None = 2.0,
+        render_regularization: float = 1e-2,
+        render_iterations: int = 300,
     ) -> Retina:
-        """A retina on a regular ``lattice`` ("square" or "hex") grid; ``seed`` is unused
-        (the grid is deterministic) and kept so both constructors take the same arguments."""
-        _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
+        """A retina on a regular grid of ``n_cells / 2`` sites (:func:`retina.uniform_lattice`).
+
+        Args:
+            n_cells: cells, an even integer in ``[MIN_CELLS, 2 * (fov_deg * pixels_per_deg)^2]``
+                (an ON and an OFF cell per site, at most one site per pixel of the field).
+            fov_deg: side of the square field of view centred on fixation, deg (> 0; it must
+                fit in the image, :meth:`largest_fov_deg`).
+            image_shape: ``(H, W)`` of the images, px.
+            pixels_per_deg: image scale, px/deg (> 0).
+            fixation_px: ``(x_px, y_px) = (col, row)`` of fixation; default the image centre.
+            seed: an integer in ``[0, MAX_SEED]``, unused (the grid is deterministic); kept so
+                that both constructors take the same arguments.
+            lattice: ``"square"`` or ``"hex"``.
+            center_sigma_per_spacing, surround_radius_ratio, surround_weight, truncate,
+                coarse_sigma_px, render_regularization, render_iterations: the receptive
+                fields and the render, as in :class:`Retina`.
+
+        Returns:
+            the retina, ``kind == "uniform"``.
+
+        Raises:
+            ValueError: naming the bad argument and its allowed range.
+        """
+        rf = dict(
+            center_sigma_per_spacing=center_sigma_per_spacing,
+            surround_radius_ratio=surround_radius_ratio,
+            surround_weight=surround_weight,
+            truncate=truncate,
+            coarse_sigma_px=coarse_sigma_px,
+            render_regularization=render_regularization,
+            render_iterations=render_iterations,
+        )
+        check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
+        check_seed(seed)
+        if lattice not in ("square", "hex"):
+            raise ValueError(f"lattice must be one of ['square', 'hex']; got {lattice!r}")
+        check_receptive_fields(**rf)
         sites = uniform_lattice(n_cells // 2, fov_deg, kind=lattice)
         return cls(
             sites,
@@ -275,7 +417,7 @@ class Retina:
             pixels_per_deg=pixels_per_deg,
             fixation_px=fixation_px,
             kind="uniform",
-            **rf_kwargs,
+            **rf,
         )
 
     @classmethod
@@ -290,12 +432,53 @@ class Retina:
         seed: int = 0,
         log_polar: bool = False,
         meridian: str = "temporal",
-        **rf_kwargs,
+        center_sigma_per_spacing: float = 0.5,
+        surround_radius_ratio: float = CK95_SURROUND_RADIUS_RATIO,
+        surround_weight: float = CK95_SURROUND_WEIGHT_RATIO,
+        truncate: float = 2.0,
+        coarse_sigma_px: float | None = 2.0,
+        render_regularization: float = 1e-2,
+        render_iterations: int = 300,
     ) -> Retina:
-        """A retina whose site density follows Watson (2014) (:func:`retina.foveated_lattice`)."""
-        _check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
+        """A retina whose site density follows Watson (2014) (:func:`retina.foveated_lattice`).
+
+        Args:
+            n_cells: cells, an even integer in ``[MIN_CELLS, 2 * (fov_deg * pixels_per_deg)^2]``
+                (an ON and an OFF cell per site, at most one site per pixel of the field).
+            fov_deg: side of the square field of view centred on fixation, deg (> 0; it must
+                fit in the image, :meth:`largest_fov_deg`).
+            image_shape: ``(H, W)`` of the images, px.
+            pixels_per_deg: image scale, px/deg (> 0).
+            fixation_px: ``(x_px, y_px) = (col, row)`` of fixation; default the image centre.
+            seed: seed of the lattice, an integer in ``[0, MAX_SEED]``.
+            log_polar: concentric rings instead of the relaxed (CVT) lattice.
+            meridian: Watson's meridian whose density is used (:func:`retina.watson_density`).
+            center_sigma_per_spacing, surround_radius_ratio, surround_weight, truncate,
+                coarse_sigma_px, render_regularization, render_iterations: the receptive
+                fields and the render, as in :class:`Retina`.
+
+        Returns:
+            the retina, ``kind == "foveated"``.
+
+        Raises:
+            ValueError: naming the bad argument and its allowed range.
+        """
+        rf = dict(
+            center_sigma_per_spacing=center_sigma_per_spacing,
+            surround_radius_ratio=surround_radius_ratio,
+            surround_weight=surround_weight,
+            truncate=truncate,
+            coarse_sigma_px=coarse_sigma_px,
+            render_regularization=render_regularization,
+            render_iterations=render_iterations,
+        )
+        check_geometry(n_cells, fov_deg, image_shape, pixels_per_deg, fixation_px)
+        check_seed(seed)
+        if not isinstance(log_polar, (bool, np.bool_)):
+            raise ValueError(f"log_polar must be True or False; got {log_polar!r}")
+        check_receptive_fields(**rf)
         sites = foveated_lattice(
-            n_cells // 2, fov_deg, seed=seed, log_polar=log_polar, meridian=meridian
+            n_cells // 2, fov_deg, seed=seed, log_polar=bool(log_polar), meridian=meridian
         )
         return cls(
             sites,
@@ -304,9 +487,10 @@ class Retina:
             pixels_per_deg=pixels_per_deg,
             fixation_px=fixation_px,
             kind="foveated",
-            **rf_kwargs,
+            **rf,
         )
 
+    # ---------------------------------------------------------------- description
     # ---------------------------------------------------------------- description
     def _cells_dataset(self) -> xr.Dataset:
         pos = self.positions_deg
@@ -374,10 +558,20 @@ class Retina:
         return images, len(shape) == 2
 
     def __call__(self, images, *, color: bool = False):
-        """Cell responses ``[batch, n_cells]`` (``[n_cells]`` for one ``[H, W]`` image).
+        """Cell responses to images.
 
-        ``color=True`` accepts ``[batch, H, W, 3]`` RGB and converts it with :func:`to_gray`.
-        NaN or infinite pixels raise ``ValueError``.
+        Args:
+            images: ``[batch, H, W]`` or ``[H, W]`` (numpy or torch), finite; with
+                ``color=True`` RGB ``[batch, H, W, 3]`` or ``[H, W, 3]``.
+            color: convert RGB to gray with :func:`to_gray` first.
+
+        Returns:
+            ``[batch, n_cells]`` (``[n_cells]`` for one image) of the input's kind: numpy
+            float32 stays float32 (other numpy dtypes give float64); torch stays on its device
+            with its floating dtype.
+
+        Raises:
+            ValueError: for a wrong shape or NaN or infinite pixels.
         """
         if _is_torch(images):
             return self._call_torch(images, color)
@@ -409,8 +603,15 @@ class Retina:
         return self._np_levels[dtype]
 
     def torch_levels(self, device=None, dtype=None):
-        """The multi-scale ON operator ``[(P, M)]`` as torch sparse CSR tensors, cached per
-        device and dtype (``P`` is ``None`` at full resolution)."""
+        """The multi-scale ON operator as torch sparse CSR tensors, cached per device and dtype.
+
+        Args:
+            device: torch device (default CPU).
+            dtype: torch floating dtype (default float32).
+
+        Returns:
+            ``[(P, M), ...]``, ``P`` None at full resolution (see :attr:`levels`).
+        """
         import torch
 
         device = torch.device("cpu" if device is None else device)
@@ -442,7 +643,7 @@ class Retina:
 
     # ---------------------------------------------------------------- rendering
     def render(self, responses, *, n_iter: int | None = None):
-        """Map responses back to images ``[batch, H, W]`` (``[H, W]`` for ``[n_cells]``).
+        """Map responses back to images.
 
         The smoothest image that reproduces the responses: the minimiser of
         ``sum_i (a_i . x - r_i)^2 / |a_i|^2 + lam |grad x|^2`` (Tikhonov regularisation with a
@@ -452,8 +653,16 @@ class Retina:
         so small foveal and large peripheral fields count alike; where cells are sparse the
         prior interpolates smoothly between them. Solved by Jacobi-preconditioned conjugate
         gradients, all images of the batch at once, for at most ``n_iter`` (default
-        ``render_iterations``) iterations or a relative residual of 1e-6. numpy in -> numpy
-        out; torch in -> torch out (computed on the CPU in float64).
+        ``render_iterations``) iterations or a relative residual of 1e-6.
+
+        Args:
+            responses: ``[batch, n_cells]`` or ``[n_cells]``, finite (numpy or torch).
+            n_iter: conjugate-gradient iterations at most (>= 1; default
+                ``render_iterations``).
+
+        Returns:
+            ``[batch, H, W]`` (``[H, W]`` for ``[n_cells]``): numpy in -> numpy out; torch
+            in -> torch out on the input's device and dtype (computed on the CPU in float64).
         """
         is_torch = _is_torch(responses)
         if is_torch:
@@ -469,9 +678,7 @@ class Retina:
             )
         if not np.isfinite(resp).all():
             raise ValueError("responses must be finite: found NaN or inf")
-        n_iter = self.render_iterations if n_iter is None else n_iter
-        if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-            raise ValueError(f"n_iter must be an integer >= 1; got {n_iter!r}")
+        n_iter = check_int("n_iter", self.render_iterations if n_iter is None else n_iter, 1)
         resp = resp.reshape(-1, self.n_cells)
         r_site = 0.5 * (resp[:, : self.n_sites] - resp[:, self.n_sites :])
         img = self._solve_render(r_site.T, n_iter).T.reshape(-1, *self.image_shape)
@@ -483,79 +690,14 @@ class Retina:
             return torch.from_numpy(np.ascontiguousarray(img)).to(device=device, dtype=dtype)
         return img
 
-    def _render_system(self):
-        """Row weights ``1/|a_i|^2``, the prior ``Q`` and a Jacobi preconditioner, cached.
-
-        Row norms and the diagonal of ``A^T W A`` are computed level by level from the
-        multi-scale form (ignoring centre x surround cross terms between different levels, a
-        small correction that only changes the weighting and the preconditioner)."""
+    def _render_system(self) -> RenderSystem:
+        """The render's normal equations (:func:`retina.render.render_system`), cached."""
         if self._render_factor is None:
-            H, W = self.image_shape
-            norm2 = np.zeros(self.n_sites)
-            for f, _, M in self.levels:
-                norm2 += np.asarray(M.multiply(M).sum(axis=1)).ravel() / f**2
-            weight = 1.0 / norm2
-            diag = np.zeros(H * W)
-            for f, P, M in self.levels:
-                coarse = np.asarray(M.multiply(M).T @ weight).ravel()
-                diag += coarse if P is None else (P.T @ coarse) / f**2
-            idx = np.arange(H * W).reshape(H, W)
-            # first differences along rows and columns -> Q = Dx^T Dx + Dy^T Dy (Neumann)
-            pairs = [(idx[:, :-1].ravel(), idx[:, 1:].ravel()), (idx[:-1].ravel(), idx[1:].ravel())]
-            a = np.concatenate([p[0] for p in pairs])
-            b = np.concatenate([p[1] for p in pairs])
-            m = len(a)
-            rows = np.r_[np.arange(m), np.arange(m)]
-            D = sp.csr_matrix(
-                (np.r_[-np.ones(m), np.ones(m)], (rows, np.r_[a, b])), shape=(m, H * W)
+            self._render_factor = render_system(
+                self.levels, self.n_sites, self.image_shape, self.render_regularization
             )
-            Q = (self.render_regularization * (D.T @ D)).tocsr()
-            transposed = [
-                (None if P is None else P.T.tocsr(), M.T.tocsr()) for _, P, M in self.levels
-            ]
-            self._render_factor = (weight, Q, 1.0 / (diag + Q.diagonal()), transposed)
         return self._render_factor
 
     def _solve_render(self, r_site: np.ndarray, n_iter: int) -> np.ndarray:
-        """Batched preconditioned CG on ``(A^T W A + Q) x = A^T W r``; ``r_site`` [n_sites, b]."""
-        weight, Q, inv_diag, transposed = self._render_system()
-        levels = self._numpy_levels(np.float64)
-
-        def adjoint(y):  # A^T y, [n_sites, b] -> [H*W, b]
-            out = None
-            for PT, MT in transposed:
-                term = MT @ y if PT is None else PT @ (MT @ y)
-                out = term if out is None else out + term
-            return out
-
-        def forward(x):  # A x, [H*W, b] -> [n_sites, b]
-            out = None
-            for P, M in levels:
-                term = M @ (x if P is None else P @ x)
-                out = term if out is None else out + term
-            return out
-
-        def apply(x):
-            return adjoint(weight[:, None] * forward(x)) + Q @ x
-
-        rhs = adjoint(weight[:, None] * r_site)
-        x = np.zeros_like(rhs)
-        res = rhs.copy()
-        z = inv_diag[:, None] * res
-        p = z.copy()
-        rz = (res * z).sum(axis=0)
-        stop = 1e-6 * np.maximum(np.linalg.norm(rhs, axis=0), 1e-300)
-        for _ in range(n_iter):
-            if np.all(np.linalg.norm(res, axis=0) <= stop):
-                break
-            ap = apply(p)
-            denom = (p * ap).sum(axis=0)
-            alpha = np.divide(rz, denom, out=np.zeros_like(rz), where=denom > 0)
-            x += alpha * p
-            res -= alpha * ap
-            z = inv_diag[:, None] * res
-            rz_new = (res * z).sum(axis=0)
-            beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
-            p = z + beta * p
-            rz = rz_new
-        return x
+        """``[H*W, b]`` images reproducing ON responses ``r_site [n_sites, b]``."""
+        return solve_render(self._render_system(), self._numpy_levels(np.float64), r_site, n_iter)

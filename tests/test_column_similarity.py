@@ -127,3 +127,55 @@ def test_layer_weight_similarity_of_tied_and_independent_columns():
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         cs.Config(**{field: value})
+
+
+def test_summary_intervals_and_the_ceiling_fraction(quick_run):
+    import re
+
+    ds = open_results(quick_run / cs.RESULT_FILE)
+    for name in ("functional_similarity", "weight_similarity"):
+        assert (ds[name].attrs["valid_min"], ds[name].attrs["valid_max"]) == (-1.0, 1.0)
+    assert ds["class_agreement"].attrs["valid_min"] == 0.0
+    assert "bootstrap" in ds.attrs["gap_method"] and "Student-t" in ds.attrs["ci_method"]
+    text = cs.summary(ds)
+    pairs = re.findall(r"\[([+-]\d\.\d+), ([+-]\d\.\d+)\]", text.split("fraction of")[0])
+    assert pairs and all(-1.0 <= float(a) <= float(b) <= 1.0 for a, b in pairs)
+    ceiling = text.split("fraction of the shared-columns ceiling")[1].split("measure 'cosine'")[0]
+    rows = [ln for ln in ceiling.splitlines()[2:] if ln.startswith(("uniform", "foveated"))]
+    assert len(rows) == 2 * 2  # retinas x (lc-backprop, codistill)
+    cell = r"(?:[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]|-)"
+    n_out = ds.sizes["output"]
+    for row in rows:
+        assert len(re.findall(rf"(?:^|\s){cell}(?=\s|$)", row[32:])) == n_out, row
+    # a '-' cell has its reason listed below the table
+    if any(re.search(r"\s-(?=\s|$)", row[32:]) for row in rows):
+        assert "reference - control not significant" in ceiling
+
+
+def test_model_bars_draw_means_and_clipped_intervals():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analyses.interval_bars import error_bar_text, model_bars
+
+    # model a: ticks (0.6, 0.7, 0.8) and (0.1, 0.1, 0.1) over 3 seeds; model b: (0.9, 0.95, 1.0)
+    vals = {
+        "a": xr.DataArray([[0.6, 0.7, 0.8], [0.1, 0.1, 0.1]], dims=("tick", "seed")),
+        "b": xr.DataArray([[0.9, 0.95, 1.0], [0.2, 0.3, np.nan]], dims=("tick", "seed")),
+    }
+    fig, ax = plt.subplots()
+    bars = model_bars(ax, vals, bounds=(0.0, 1.0))
+    heights = [[p.get_height() for p in b.patches] for b in bars]
+    np.testing.assert_allclose(heights, [[0.7, 0.1], [0.95, 0.25]])
+    # error bar of model a, tick 0: 0.7 -+ 0.248414; of model b, tick 0: up to the bound 1
+    segments = bars[0].errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose(segments[0][:, 1], [0.7 - 0.248414, 0.7 + 0.248414], atol=1e-6)
+    top = bars[1].errorbar.lines[2][0].get_segments()[0][:, 1]
+    np.testing.assert_allclose(top, [0.95 - 0.124207, 1.0], atol=1e-6)
+    plt.close(fig)
+    assert error_bar_text(3, (0, 1)) == (
+        "bars: mean over 3 seeds; error bars: 95 % t CI over 3 seeds, clipped to [0, 1]"
+    )
+    assert error_bar_text(1) == "bars: mean over 1 seed; no error bars (1 seed)"

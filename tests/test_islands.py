@@ -169,3 +169,31 @@ def test_config_toml_round_trip_with_nested_baseline():
     assert changed.baseline.steps == 7
     with pytest.raises(ValueError, match="stepz"):
         cfg.updated_from_toml("[baseline]\nstepz = 7\n")
+
+
+def _intervals(text: str) -> list[tuple[float, float]]:
+    import re
+
+    return [(float(a), float(b)) for a, b in re.findall(r"\[([+-]\d\.\d+), ([+-]\d\.\d+)\]", text)]
+
+
+def test_summary_intervals_stay_in_each_measures_range(quick_run):
+    ds = open_results(quick_run / islands.RESULT_FILE)
+    assert ds["ari"].attrs["valid_min"] == -1.0 and ds["ari"].attrs["valid_max"] == 1.0
+    assert ds["accuracy"].attrs["valid_min"] == 0.0
+    assert ds["cos_gap_matched"].attrs["valid_max"] == 2.0
+    assert "Student-t" in ds.attrs["ci_method"] and "clipped" in ds.attrs["ci_method"]
+    text = islands.summary(ds)
+    assert "95 % t CI over 2 seeds" in text
+    found = _intervals(text)
+    assert len(found) > 100
+    assert all(-2.0 <= lo <= hi <= 2.0 for lo, hi in found)
+    tables, accuracy = text.split("single-digit test accuracy")
+    before, cos_table = tables.split("cos_within")  # the second table's header
+    ari_table = before.rsplit("ari_obj", 1)[1]  # after the first table's header
+    # ARIs and cosines in [-1, 1], the gap (third column of the cosine table) in [-2, 2]
+    assert all(-1.0 <= lo <= hi <= 1.0 for lo, hi in _intervals(ari_table))
+    for line in cos_table.splitlines():
+        assert all(-1.0 <= lo <= hi <= 1.0 for lo, hi in _intervals(line)[:2])
+    acc_lines = accuracy.split("reference")[0]
+    assert all(0.0 <= lo <= hi <= 1.0 for lo, hi in _intervals(acc_lines))

@@ -8,13 +8,18 @@ import torch
 import xarray as xr
 
 from analyses.metrics import (
+    ACCURACY_BOUNDS,
+    ARI_BOUNDS,
     accuracy,
     batched_kmeans,
     confidence_interval,
     embedding_variance,
     functional_similarity,
+    gap_closed_interval,
+    interval_description,
     islands_ari,
     mask_labels_at,
+    mean_ci_text,
     mean_pairwise_cosine,
     weight_similarity,
     within_between_cosine,
@@ -52,6 +57,7 @@ def test_confidence_interval_hand_computed():
     assert ci.low == pytest.approx(2.0 - ci.half_width) and ci.high == pytest.approx(
         2 + ci.half_width
     )
+    assert ci.method == "95 % Student-t CI of the mean" and ci.reason == ""
 
 
 def test_confidence_interval_shrinks_with_n():
@@ -73,6 +79,10 @@ def test_confidence_interval_n1_and_nan():
     np.testing.assert_array_equal(ci.n, [2, 0, 1])
     assert ci.mean[0] == 2.0 and np.isnan(ci.mean[1]) and ci.mean[2] == 5.0
     assert np.isfinite(ci.half_width[0]) and np.isnan(ci.half_width[1:]).all()
+    assert np.isnan(ci.low[1:]).all() and np.isnan(ci.high[1:]).all()
+    assert ci.reason[0] == ""
+    assert ci.reason[1] == "no finite value over seeds"
+    assert ci.reason[2] == "n < 2 finite values over seeds: no spread to estimate"
 
 
 def test_confidence_interval_axis_and_xarray():
@@ -272,14 +282,159 @@ def test_batched_kmeans_recovers_blobs_and_respects_valid():
         batched_kmeans(x, 3, valid=valid[:, :5])
     with pytest.raises(ValueError, match="n_init"):
         batched_kmeans(x, 3, n_init=0)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, "):
+        batched_kmeans(x, 3, seed=-1)
+    with pytest.raises(ValueError, match="n_clusters must be an integer >= 1"):
+        batched_kmeans(x, 0)
+
+
+def test_batched_kmeans_is_sklearns_kmeans_per_image():
+    from sklearn.cluster import KMeans
+
+    x = np.random.default_rng(4).normal(size=(3, 20, 5))
+    pred = batched_kmeans(x, 4, n_init=2, seed=7)
+    for i in range(3):
+        ref = KMeans(4, n_init=2, random_state=7).fit(x[i]).labels_
+        np.testing.assert_array_equal(pred[i], ref)
+
+
+def test_batched_kmeans_few_points_and_collapse():
+    x = np.zeros((2, 5, 3))
+    x[0, :, 0] = [0.0, 0.0, 10.0, 10.0, 20.0]
+    valid = np.array([[True, False, True, False, False], [False] * 5])
+    # two valid points and k = 3: as many clusters as points; no valid point: all -1
+    out = batched_kmeans(x, 3, valid=valid)
+    assert out[0, 0] != out[0, 2] and np.all(out[0, [1, 3, 4]] == -1)
+    assert np.all(out[1] == -1)
+    # identical points (a collapsed state): one cluster, and no warning (warnings are errors)
+    np.testing.assert_array_equal(batched_kmeans(np.ones((1, 6, 2)), 3), np.zeros((1, 6)))
+
+
+def test_confidence_interval_respects_bounds_by_hand():
+    # 0.1, 0.3: mean 0.2, s / sqrt(2) = 0.1, t_{0.975, 1} = 12.7062: [-1.07, 1.47] -> [0, 1]
+    ci = confidence_interval(np.array([0.1, 0.3]), bounds=ACCURACY_BOUNDS)
+    assert ci.mean == pytest.approx(0.2) and ci.half_width == pytest.approx(1.2706205, rel=1e-6)
+    assert (ci.low, ci.high) == (0.0, 1.0)
+    assert ci.method == "95 % Student-t CI of the mean, clipped to [0, 1]"
+    # 0.6, 0.7, 0.8: half = 4.302653 * 0.1 / sqrt(3) = 0.248414, inside the range: not clipped
+    ci = confidence_interval(np.array([0.6, 0.7, 0.8]), bounds=(0, 1))
+    assert ci.low == pytest.approx(0.451586, abs=1e-6) and ci.high == pytest.approx(0.948414)
+    # 0.9, 0.95, 1.0: half = 0.124207; only the upper end is cut
+    ci = confidence_interval(np.array([0.9, 0.95, 1.0]), bounds=(0, 1))
+    assert ci.low == pytest.approx(0.825793, abs=1e-6) and ci.high == 1.0
+    # per cell, and the ARI's range on the negative side
+    # (-0.9, -0.8, -0.7): [-0.8 - 0.248414, -0.8 + 0.248414], the lower end cut at -1
+    vals = np.array([[-0.9, -0.8, -0.7], [0.1, 0.2, 0.3]])
+    ci = confidence_interval(vals, axis=1, bounds=ARI_BOUNDS)
+    np.testing.assert_allclose(ci.low, [-1.0, 0.2 - 0.248414], atol=1e-6)
+    np.testing.assert_allclose(ci.high, [-0.8 + 0.248414, 0.2 + 0.248414], atol=1e-6)
+
+
+def test_confidence_interval_bounds_from_attrs_and_bad_bounds():
+    da = xr.DataArray([0.1, 0.3], dims=("seed",), attrs={"valid_min": 0.0, "valid_max": 1.0})
+    ci = confidence_interval(da, "seed")
+    assert (float(ci.low), float(ci.high)) == (0.0, 1.0)
+    assert ci.method.endswith("clipped to [0, 1]") and str(ci.reason.values) == ""
+    # an explicit range wins over the attributes
+    wide = confidence_interval(da, "seed", bounds=(-5, 5))
+    assert float(wide.low) == pytest.approx(0.2 - 1.2706205, rel=1e-6)
+    with pytest.raises(ValueError, match=r"values must lie in bounds \[0, 1\]"):
+        confidence_interval(np.array([0.5, 1.5]), bounds=(0, 1))
+    with pytest.raises(ValueError, match="bounds must be"):
+        confidence_interval(np.array([0.5, 0.6]), bounds=(1, 0))
+    with pytest.raises(ValueError, match="bounds must be"):
+        confidence_interval(np.array([0.5, 0.6]), bounds=0.5)
+
+
+def test_interval_description():
+    assert interval_description(3, bounds=(0, 1)) == "95 % t CI over 3 seeds, clipped to [0, 1]"
+    assert interval_description(1) == "95 % t CI over 1 seed"
+    assert interval_description(np.array([2, 3]), level=0.9) == "90 % t CI over 2-3 seeds"
 
 
 def test_mean_ci_text():
-    import xarray as xr
-
-    from analyses.metrics import mean_ci_text
-
     two = xr.DataArray([0.1, 0.3], dims=("seed",))
-    assert mean_ci_text(two) == "+0.200±1.271"  # t_{0.975, 1} = 12.706, s / sqrt(2) = 0.1
-    assert mean_ci_text(xr.DataArray([0.5, np.nan], dims=("seed",))) == "+0.500"
+    # t_{0.975, 1} = 12.706, s / sqrt(2) = 0.1: [0.2 - 1.271, 0.2 + 1.271]
+    assert mean_ci_text(two) == "+0.200 [-1.071, +1.471] (95 % t CI over 2 seeds)"
+    assert mean_ci_text(two, kind=False) == "+0.200 [-1.071, +1.471]"
+    assert (
+        mean_ci_text(two, bounds=(0, 1))
+        == "+0.200 [+0.000, +1.000] (95 % t CI over 2 seeds, clipped to [0, 1])"
+    )
+    bounded = two.assign_attrs(valid_min=-1.0, valid_max=1.0)
+    assert (
+        mean_ci_text(bounded)
+        == "+0.200 [-1.000, +1.000] (95 % t CI over 2 seeds, clipped to [-1, 1])"
+    )
+    assert mean_ci_text(xr.DataArray([0.5, np.nan], dims=("seed",))) == "+0.500 (1 seed: no CI)"
     assert mean_ci_text(xr.DataArray([np.nan], dims=("seed",))) == "nan"
+
+
+def test_gap_closed_by_hand():
+    # reference - control = 0.6 on every seed (significant) and a - control = 0.3: every
+    # resample gives 0.3 / 0.6, so value and interval are 0.5
+    c = np.array([0.2, 0.3, 0.25])
+    g = gap_closed_interval(c + 0.3, c, c + 0.6)
+    assert g.value == pytest.approx(0.5) and g.low == pytest.approx(0.5)
+    assert g.high == pytest.approx(0.5) and g.n == 3 and g.reason == ""
+    assert g.difference_low == pytest.approx(0.6) and g.difference_high == pytest.approx(0.6)
+    assert "paired bootstrap" in g.method and "10000 resamples" in g.method
+
+
+def test_gap_closed_bootstrap_percentiles_by_hand():
+    # control 0, reference 1 on every seed: the gap is the mean of a = (0.2, 0.5, 0.8). A
+    # resample's mean is 0.2 + 0.1 * S, S = k1 + k2 + k3 with k uniform in {0, 1, 2}, so
+    # P(S = 0) = P(S = 6) = 1/27 = 3.7 % > 2.5 %: the percentiles are exactly 0.2 and 0.8
+    g = gap_closed_interval(np.array([0.2, 0.5, 0.8]), 0.0, np.ones(3))
+    assert g.value == pytest.approx(0.5)
+    assert (g.low, g.high) == (pytest.approx(0.2), pytest.approx(0.8))
+
+
+def test_gap_closed_is_nan_with_a_reason_when_the_denominator_is_noise():
+    # reference - control = (1, 2): mean 1.5, s / sqrt(2) = 0.5, t_{0.975, 1} * 0.5 = 6.35
+    g = gap_closed_interval(np.array([0.5, 0.5]), np.zeros(2), np.array([1.0, 2.0]))
+    assert np.isnan(g.value) and np.isnan(g.low) and np.isnan(g.high)
+    assert g.difference_low == pytest.approx(1.5 - 6.3531, abs=1e-3)
+    assert g.reason.startswith("reference - control not significant")
+    assert "includes 0" in g.reason
+    one = gap_closed_interval(np.array([0.5, np.nan]), np.zeros(2), np.ones(2))
+    assert np.isnan(one.value) and one.n == 1 and "n = 1 < 2" in one.reason
+
+
+def test_gap_closed_per_cell_and_xarray():
+    rng = np.random.default_rng(0)
+    seeds = [0, 1, 2, 3]
+    acc = xr.DataArray(
+        rng.uniform(0.1, 0.3, size=(3, 2, 4)) + np.array([0.4, 0.0, 0.6])[:, None, None],
+        dims=("model", "retina", "seed"),
+        coords={"model": ["codistill", "lc", "cnn"], "retina": ["u", "f"], "seed": seeds},
+    )
+    g = gap_closed_interval(
+        acc.sel(model="codistill"), acc.sel(model="lc"), acc.sel(model="cnn"), axis="seed"
+    )
+    assert g.value.dims == ("retina",) and list(g.value.retina.values) == ["u", "f"]
+    for r in ("u", "f"):
+        one = gap_closed_interval(
+            *(acc.sel(model=m, retina=r).values for m in ("codistill", "lc", "cnn"))
+        )
+        assert float(g.value.sel(retina=r)) == pytest.approx(one.value)
+        assert float(g.low.sel(retina=r)) == pytest.approx(one.low)  # cells do not interact
+        means = acc.sel(retina=r).mean("seed")
+        hand = float(
+            (means.sel(model="codistill") - means.sel(model="lc"))
+            / (means.sel(model="cnn") - means.sel(model="lc"))
+        )
+        assert one.value == pytest.approx(hand)
+        assert one.low <= one.value <= one.high
+    # a numpy batch along axis 0
+    arr = acc.values.transpose(2, 0, 1)  # [seed, model, retina]
+    gb = gap_closed_interval(arr[:, 0], arr[:, 1], arr[:, 2], axis=0)
+    np.testing.assert_allclose(gb.value, g.value.values)
+    with pytest.raises(ValueError, match="axis"):
+        gap_closed_interval(
+            acc.sel(model="codistill"), acc.sel(model="lc"), acc.sel(model="cnn"), axis=0
+        )
+    with pytest.raises(ValueError, match="n_resamples"):
+        gap_closed_interval(np.ones(3), np.zeros(3), np.ones(3), n_resamples=10)
+    with pytest.raises(ValueError, match="level"):
+        gap_closed_interval(np.ones(3), np.zeros(3), np.ones(3), level=95)

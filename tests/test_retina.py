@@ -156,6 +156,9 @@ def test_foveated_lattice_seed_determinism():
         (dict(n_sites=10, fov_deg=float("nan")), "fov_deg"),
         (dict(n_sites=10, fov_deg=10.0, min_distance_frac=0.9), "min_distance_frac"),
         (dict(n_sites=10, fov_deg=10.0, meridian="up"), "meridian"),
+        (dict(n_sites=10, fov_deg=10.0, seed=-1), r"seed must be an integer in \[0, "),
+        (dict(n_sites=10, fov_deg=10.0, n_iter=-1), "n_iter must be an integer >= 0"),
+        (dict(n_sites=10, fov_deg=10.0, jitter_frac=0.6), r"jitter_frac .*\[0, 0.5\]"),
     ],
 )
 def test_lattice_bad_input(kwargs, name):
@@ -348,12 +351,77 @@ GOOD = dict(n_cells=200, fov_deg=20.0, image_shape=(40, 50), pixels_per_deg=2.0)
         (dict(fixation_px=(10.0,)), "fixation_px"),
         (dict(fixation_px=(5.0, 20.0)), "fov_deg"),  # inside, but the field does not fit
         (dict(image_shape=(40,)), "image_shape"),
+        (dict(image_shape=(40, 1)), "image_shape"),
         (dict(surround_weight=1.5), "surround_weight"),
+        (dict(seed=-1), r"seed must be an integer in \[0, 2147483647\]; got -1"),
+        (dict(seed=1.5), r"seed must be an integer in \[0, 2147483647\]; got 1.5"),
+        (dict(seed=2**31), "seed"),
+        (dict(center_sigma_per_spacing=0.0), r"center_sigma_per_spacing .*\[0.05, 5\]"),
+        (dict(surround_radius_ratio=0.5), r"surround_radius_ratio .*\[1, 20\]"),
+        (dict(truncate=float("inf")), r"truncate .*\[1, 6\]"),
+        (dict(coarse_sigma_px=0.1), r"coarse_sigma_px .*\[0.5, 100\]"),
+        (dict(render_regularization=2.0), r"render_regularization .*\[1e-12, 1\]"),
+        (dict(render_iterations=0), r"render_iterations must be an integer >= 1; got 0"),
+        (dict(render_iterations=True), "render_iterations"),
     ],
 )
 def test_retina_bad_geometry(ctor, override, name):
     with pytest.raises(ValueError, match=name):
         getattr(retina.Retina, ctor)(**{**GOOD, **override})
+
+
+def test_constructor_only_arguments_are_validated():
+    with pytest.raises(ValueError, match=r"lattice must be one of \['square', 'hex'\]"):
+        retina.Retina.uniform(**GOOD, lattice="triangle")
+    with pytest.raises(ValueError, match="log_polar must be True or False"):
+        retina.Retina.foveated(**GOOD, log_polar="yes")
+    with pytest.raises(ValueError, match="meridian"):
+        retina.Retina.foveated(**GOOD, meridian="up")
+    sites = retina.uniform_lattice(100, 20.0)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        retina.Retina(sites, fov_deg=20.0, image_shape=(40, 50), pixels_per_deg=2.0, kind="x")
+    with pytest.raises(TypeError, match="surround_wieght"):  # a typo is not swallowed
+        retina.Retina.uniform(**GOOD, surround_wieght=1.0)
+    with pytest.raises(ValueError, match="n_iter must be an integer >= 1"):
+        retina.Retina.uniform(**GOOD).render(np.zeros(200), n_iter=0)
+
+
+def test_constructors_take_explicit_keywords_with_the_same_defaults():
+    import inspect
+
+    sigs = [
+        inspect.signature(f)
+        for f in (retina.Retina.__init__, retina.Retina.uniform, retina.Retina.foveated)
+    ]
+    for sig in sigs:
+        assert all(p.kind is not p.VAR_KEYWORD for p in sig.parameters.values()), sig
+    shared = set(sigs[0].parameters) - {"self", "site_positions_deg", "kind"}
+    for sig in sigs[1:]:
+        assert shared <= set(sig.parameters)
+        for name in shared:
+            assert sig.parameters[name].default == sigs[0].parameters[name].default, name
+
+
+def test_retina_check_int_is_the_packages_check_int():
+    from neurosim.config import check_int as package_check_int
+    from retina._checks import check_int
+
+    for args in (("n", 3, 1, 5), ("n", np.int64(2), 0, None), ("n", 7, None, 9)):
+        assert check_int(*args) == package_check_int(*args)
+    for args in (("n", 0, 1, 5), ("n", 1.0, 0, None), ("n", True, 0, 1), ("n", 10, None, 9)):
+        with pytest.raises(ValueError) as ours:
+            check_int(*args)
+        with pytest.raises(ValueError) as theirs:
+            package_check_int(*args)
+        assert str(ours.value) == str(theirs.value)
+
+
+def test_largest_fov_deg():
+    assert retina.Retina.largest_fov_deg((40, 50), 2.0) == 20.0  # min(H, W) / ppd
+    # fixation 5.5 px from the left edge of the image (x_px = 5): 2 * 5.5 / 2
+    assert retina.Retina.largest_fov_deg((40, 50), 2.0, (5.0, 20.0)) == pytest.approx(5.5)
+    with pytest.raises(ValueError, match="pixels_per_deg"):
+        retina.Retina.largest_fov_deg((40, 50), 0.0)
 
 
 @pytest.mark.parametrize("as_torch", [False, True])
@@ -375,3 +443,96 @@ def test_retina_bad_images(as_torch, images, match):
         images = torch.tensor(images)
     with pytest.raises(ValueError, match=match):
         r(images)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_deg_to_px_and_back_by_hand():
+    # 40 x 50 image, default fixation at the centre (x_px, y_px) = (24.5, 19.5), 2 px/deg
+    r = retina.Retina.uniform(**GOOD)
+    assert r.fixation_px == (24.5, 19.5)
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-2.0, -3.0]])
+    expected = np.array([[19.5, 24.5], [19.5, 26.5], [17.5, 24.5], [25.5, 20.5]])
+    np.testing.assert_allclose(r.deg_to_px(xy), expected)  # +x right, +y up (smaller row)
+    np.testing.assert_allclose(r.px_to_deg(expected), xy)
+    np.testing.assert_allclose(r.px_to_deg([0.0, 0.0]), [-12.25, 9.75])  # top-left pixel
+    grid = np.random.default_rng(0).uniform(-10, 10, size=(3, 7, 2))  # any leading shape
+    np.testing.assert_allclose(r.px_to_deg(r.deg_to_px(grid)), grid)
+    np.testing.assert_allclose(r.deg_to_px(torch.tensor(xy)), expected)
+    with pytest.raises(ValueError, match="xy_deg"):
+        r.deg_to_px(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="rowcol_px"):
+        r.px_to_deg(["a", "b"])
+
+
+def test_deg_to_px_follows_an_off_centre_fixation():
+    kw = dict(GOOD, fov_deg=8.0, fixation_px=(12.0, 30.0))  # (x_px, y_px) = (col, row)
+    r = retina.Retina.uniform(**kw)
+    np.testing.assert_allclose(r.deg_to_px([0.0, 0.0]), [30.0, 12.0])
+    np.testing.assert_allclose(r.deg_to_px([2.5, 1.0]), [28.0, 17.0])
+
+
+def test_receptive_fields_sit_where_deg_to_px_says():
+    # centre-only cells (no surround): each ON kernel's centre of mass is its site in pixels
+    r = retina.Retina.uniform(**GOOD, surround_weight=0.0)
+    rows, cols = np.mgrid[:40, :50]
+    op = r.site_operator
+    com = np.stack([op @ rows.ravel(), op @ cols.ravel()], axis=1)  # rows sum to 1
+    px = r.deg_to_px(r.site_positions_deg)
+    inner = np.all(np.abs(r.site_positions_deg) < 7.0, axis=1)  # away from the image border
+    assert inner.sum() > 20
+    np.testing.assert_allclose(com[inner], px[inner], atol=1e-6)
+
+
+def test_eccentricity_map_by_hand():
+    r = retina.Retina.uniform(**GOOD)
+    ecc = r.eccentricity_map_deg()
+    assert ecc.shape == (40, 50)
+    assert ecc[19, 24] == pytest.approx(np.hypot(0.5, 0.5) / 2)  # next to fixation
+    assert ecc[0, 0] == pytest.approx(np.hypot(24.5, 19.5) / 2)
+    rows, cols = np.mgrid[:40, :50]
+    xy = r.px_to_deg(np.stack([rows, cols], axis=-1))
+    np.testing.assert_allclose(ecc, np.hypot(xy[..., 0], xy[..., 1]))
+
+
+def test_to_dataarray(small_pair):
+    r = small_pair[1]
+    x = np.random.default_rng(5).random((3, H, W))
+    resp = r(x)
+    da = r.to_dataarray(resp)
+    assert da.dims == ("stimulus", "cell") and da.shape == (3, r.n_cells)
+    assert da.name == "response" and da.attrs["units"] == "1"
+    np.testing.assert_array_equal(da.values, resp)
+    np.testing.assert_array_equal(da["stimulus"].values, [0, 1, 2])
+    np.testing.assert_array_equal(da["x_deg"].values, r.positions_deg[:, 0])
+    np.testing.assert_array_equal(da["y_deg"].values, r.positions_deg[:, 1])
+    np.testing.assert_allclose(da["ecc_deg"].values, np.hypot(*r.positions_deg.T))
+    assert da["polarity"].values.tolist() == ["on"] * r.n_sites + ["off"] * r.n_sites
+    assert da["x_deg"].attrs["units"] == "deg"
+    # the OFF cells of a site answer with the negated ON response
+    on = da.where(da.polarity == "on", drop=True).values
+    off = da.where(da.polarity == "off", drop=True).values
+    np.testing.assert_allclose(on, -off)
+    one = r.to_dataarray(torch.tensor(resp[0]))
+    assert one.dims == ("cell",)
+    np.testing.assert_allclose(one.values, resp[0])
+    with pytest.raises(ValueError, match="responses"):
+        r.to_dataarray(resp[:, :-1])
+
+
+def test_package_exports_the_user_surface_only():
+    import types
+
+    public = {
+        name
+        for name in dir(retina)
+        if not name.startswith("_") and not isinstance(getattr(retina, name), types.ModuleType)
+    }
+    assert set(retina.__all__) == public
+    for internal in ("materialize", "gaussian_rows", "block_average", "MIN_CELLS"):
+        assert internal not in retina.__all__ and not hasattr(retina, internal)
+    from retina.receptive_fields import block_average, gaussian_rows, materialize  # noqa: F401
+    from retina.sampler import MIN_CELLS
+
+    assert MIN_CELLS == 8

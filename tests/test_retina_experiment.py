@@ -52,3 +52,25 @@ def test_run_retina_quick_writes_results_and_figures(tmp_path, capsys):
 def test_config_rejects_bad_values(override, name):
     with pytest.raises(ValueError, match=name):
         experiment.Config.quick().updated(override)
+
+
+def test_log_axes_label_1_2_5_ticks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0.5, 20], [0.05, 5])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    experiment._plain_log_ticks(ax.xaxis)
+    experiment._plain_log_ticks(ax.yaxis)
+    ax.set_xlim(0.4, 25)
+    ax.set_ylim(0.04, 6)
+    fig.canvas.draw()
+    xt = [t.get_text() for t in ax.get_xticklabels() if 0.4 <= t.get_position()[0] <= 25]
+    yt = [t.get_text() for t in ax.get_yticklabels() if 0.04 <= t.get_position()[1] <= 6]
+    assert xt == ["0.5", "1", "2", "5", "10", "20"]
+    assert yt == ["0.05", "0.1", "0.2", "0.5", "1", "2", "5"]
+    plt.close(fig)

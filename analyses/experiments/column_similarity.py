@@ -18,7 +18,7 @@ canvases, same :class:`BaselineConfig` and budget as the flagship):
 
 **As functions** (:func:`analyses.metrics.functional_similarity`): ``n_stimuli`` held-out digits
 (class-balanced) are each pasted *centred on every column's position* (the column's place in
-canvas pixels, :func:`analyses.experiments.islands.column_positions_px`; digits that reach past
+canvas pixels, :func:`analyses.column_models.column_positions_px`; digits that reach past
 the canvas edge are cropped), so column ``c`` sees stimulus ``s`` at its own place. The model
 settles on each of these ``C x S`` canvases and column ``c``'s own outputs are kept, giving
 ``[C, S, D]`` per output:
@@ -51,9 +51,15 @@ import numpy as np
 import xarray as xr
 
 from analyses.baselines import BaselineConfig
-from analyses.experiments.islands import _check_canvas_experiment
-from analyses.metrics import mean_ci_text
-from neurosim.config import Config, check_positive_int
+from analyses.column_models import check_canvas_config
+from analyses.metrics import (
+    ACCURACY_BOUNDS,
+    COSINE_BOUNDS,
+    gap_closed_interval,
+    interval_description,
+    mean_ci_text,
+)
+from neurosim.config import Config, check_int
 
 __all__ = [
     "Config",
@@ -74,6 +80,26 @@ RESULT_FILE = "results.nc"
 MODELS = ("untrained", "shared-columns", "lc-backprop", "codistill", "lc-backprop+codistill")
 #: labels of the ``measure`` dimension
 MEASURES = ("cosine", "centred")
+#: each measure's range: its ``valid_min`` / ``valid_max`` attributes, the intervals' bounds
+BOUNDS = {
+    "functional_similarity": COSINE_BOUNDS,
+    "weight_similarity": COSINE_BOUNDS,
+    "class_agreement": ACCURACY_BOUNDS,
+    "centred_accuracy": ACCURACY_BOUNDS,
+    "accuracy": ACCURACY_BOUNDS,
+}
+#: the intervals of the summary and the figure (also the results' ``ci_method`` attribute)
+CI_METHOD = (
+    "95 % Student-t CI of the mean over seeds, clipped to the variable's [valid_min, "
+    "valid_max] (analyses.metrics.confidence_interval); none with fewer than 2 seeds"
+)
+#: the interval of the fraction of the shared-columns ceiling (``gap_method`` attribute)
+_GAP_CI = (
+    "95 % paired bootstrap CI over seeds, 10000 resamples; '-' where the ceiling's 95 % t CI "
+    "includes 0"
+)
+#: width of a table cell
+_W = 25
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -109,8 +135,8 @@ class Config(Config):
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
-        _check_canvas_experiment(self, MODELS, self.digit_px)
-        check_positive_int("n_stimuli", self.n_stimuli, 539)
+        check_canvas_config(self, MODELS, self.digit_px)
+        check_int("n_stimuli", self.n_stimuli, 1, 539)
 
     @classmethod
     def quick(cls) -> Config:
@@ -150,9 +176,8 @@ def centred_canvases(patches: np.ndarray, centres_px: np.ndarray, canvas_px: int
     centres = np.asarray(centres_px, dtype=np.float64)
     if centres.ndim != 2 or centres.shape[1] != 2:
         raise ValueError(f"centres_px must be [C, 2]; got shape {centres.shape}")
-    check_positive_int("canvas_px", int(canvas_px))
+    h = check_int("canvas_px", canvas_px, 1)
     s, d = p.shape[0], p.shape[1]
-    h = int(canvas_px)
     top = np.floor(centres - (d - 1) / 2.0 + 0.5).astype(np.int64).clip(-d, h)  # [C, 2]
     big = np.zeros((centres.shape[0], s, h + 2 * d, h + 2 * d), np.float32)
     span = np.arange(d)
@@ -251,6 +276,77 @@ _ATTRS = {
 }
 
 
+def _stimulus_patches(split, config: Config, seed: int):
+    """The seed's class-balanced held-out digits: ``(patches [S, d, d], labels [S])``, each
+    scaled exactly as on the canvases (a canvas of the digit's own size)."""
+    from analyses.tasks import make_canvas_dataset, stratified_subset
+
+    stim_idx = np.sort(stratified_subset(split.y_test, config.n_stimuli, seed=seed))
+    labels = split.y_test[stim_idx]
+    patches = make_canvas_dataset(
+        split.x_test[stim_idx], labels, canvas_px=config.digit_px, digit_px=config.digit_px
+    ).images
+    return patches, labels
+
+
+def _output_scores(
+    outs: dict, outputs: list[str], stim_labels: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """From :func:`column_outputs`: the functional similarity ``[output, measure]`` (outputs in
+    the order of ``outputs``; measures ``cosine`` and ``centred``), the class agreement and the
+    centred accuracy (``stim_labels [S]``)."""
+    from analyses.metrics import functional_similarity
+
+    func = np.full((len(outputs), len(MEASURES)), np.nan)
+    for oi, r in enumerate(outs[name] for name in outputs):
+        func[oi, 0] = functional_similarity(r, measure="cosine")
+        func[oi, 1] = functional_similarity(r - r.mean(axis=1, keepdims=True), measure="cosine")
+    pred = outs["logits"].argmax(axis=-1)  # [C, S]
+    n_cols = pred.shape[0]
+    counts = (pred[..., None] == np.arange(outs["logits"].shape[-1])).sum(axis=0)
+    agree = float(((counts**2).sum(axis=-1) - n_cols).mean() / (n_cols * (n_cols - 1)))
+    return func, agree, float((pred == stim_labels[None, :]).mean())
+
+
+def _score_retina(config: Config, rkind: str, seed: int, canvases, stimuli, device):
+    """Train every model of one seed and retina and score it: yields, per model, ``(accuracy,
+    functional similarity [output, measure], class agreement, centred accuracy, {layer:
+    weight similarity})``.
+
+    ``canvases`` are the seed's ``(training, accuracy)`` single-digit canvases, ``stimuli`` its
+    ``(patches [S, d, d], labels [S])``; every model of the seed shares the column places, so
+    the ``C x S`` centred canvases and their responses are built once.
+    """
+    from analyses.column_models import (
+        column_inputs,
+        column_models,
+        column_positions_px,
+        retina_and_inputs,
+    )
+
+    bcfg = config.baseline
+    outputs = ["encoder", *(f"level_{lv}" for lv in range(bcfg.n_levels)), "logits"]
+    patches, stim_labels = stimuli
+    retina, train, acc_set = retina_and_inputs(config, rkind, seed, *canvases)
+    responses = None
+    for _label, model, acc in column_models(
+        list(config.models), retina, train, acc_set, bcfg, seed=seed, device=device
+    ):
+        if responses is None:
+            pos_px = column_positions_px(retina, model.sheet.positions_deg)
+            canv = centred_canvases(patches, pos_px, config.canvas_px)  # [C, S, H, W]
+            c, s = canv.shape[:2]
+            responses = column_inputs(
+                retina,
+                canv.reshape(c * s, *canv.shape[2:]),
+                np.tile(stim_labels, c),
+                scale=train.scale,
+            ).responses.to(device)
+        outs = column_outputs(model, responses, config.n_stimuli, batch_size=bcfg.eval_batch_size)
+        yield (acc, *_output_scores(outs, outputs, stim_labels), layer_weight_similarity(model))
+        del model
+
+
 def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     """Train the models and measure how alike their columns are; see the module docstring.
 
@@ -261,114 +357,56 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     """
     from tqdm.auto import tqdm
 
-    from analyses.experiments.islands import (
-        column_inputs,
-        column_models,
-        column_positions_px,
-        retina_and_inputs,
-        single_digit_canvases,
-    )
-    from analyses.metrics import functional_similarity
-    from analyses.tasks import digits_split, make_canvas_dataset, stratified_subset
+    from analyses.column_models import single_digit_canvases
+    from analyses.tasks import digits_split
 
     if not isinstance(config, Config):
         raise ValueError(f"config must be a column-similarity Config; got {type(config).__name__}")
-    bcfg = config.baseline
     split = digits_split(seed=0)
     seeds = [config.seed + i for i in range(config.n_seeds)]
     models, retinas = list(config.models), list(config.retinas)
-    outputs = ["encoder", *(f"level_{lv}" for lv in range(bcfg.n_levels)), "logits"]
-    func = np.full((len(models), len(retinas), len(seeds), len(outputs), len(MEASURES)), np.nan)
-    agree = np.full((len(models), len(retinas), len(seeds)), np.nan)
-    centred_acc = np.full_like(agree, np.nan)
-    accuracy = np.full_like(agree, np.nan)
-    layers: list[str] | None = None
+    outputs = ["encoder", *(f"level_{lv}" for lv in range(config.baseline.n_levels)), "logits"]
+    shape = (len(models), len(retinas), len(seeds))
+    func = np.full((*shape, len(outputs), len(MEASURES)), np.nan)
+    agree, centred_acc, accuracy = (np.full(shape, np.nan) for _ in range(3))
     weights: dict[tuple[int, int, int], dict[str, float]] = {}
-
-    bar = tqdm(
-        total=len(seeds) * len(retinas) * len(models),
-        desc="column-similarity",
-        disable=quiet or None,
-    )
-    for si, seed in enumerate(seeds):
-        train_cv, acc_cv = single_digit_canvases(split, config, seed)
-        stim_idx = np.sort(stratified_subset(split.y_test, config.n_stimuli, seed=seed))
-        stim_labels = split.y_test[stim_idx]
-        # the digits scaled exactly as on the canvases: a canvas of the digit's own size
-        patches = make_canvas_dataset(
-            split.x_test[stim_idx],
-            stim_labels,
-            canvas_px=config.digit_px,
-            digit_px=config.digit_px,
-        ).images  # [S, d, d]
-        for ri, rkind in enumerate(retinas):
-            retina, train, acc_set = retina_and_inputs(config, rkind, seed, train_cv, acc_cv)
-            stimuli = None
-            for mi, (_label, model, acc) in enumerate(
-                column_models(models, retina, train, acc_set, bcfg, seed=seed, device=device)
-            ):
-                accuracy[mi, ri, si] = acc
-                if stimuli is None:  # every model of this seed has the same column positions
-                    pos_px = column_positions_px(retina, model.sheet.positions_deg)
-                    canv = centred_canvases(patches, pos_px, config.canvas_px)
-                    c, s = canv.shape[:2]
-                    stimuli = column_inputs(
-                        retina,
-                        canv.reshape(c * s, *canv.shape[2:]),
-                        np.tile(stim_labels, c),
-                        scale=train.scale,
-                    ).responses.to(device)
-                outs = column_outputs(
-                    model, stimuli, config.n_stimuli, batch_size=bcfg.eval_batch_size
-                )
-                for oi, name in enumerate(outputs):
-                    r = outs[name]
-                    func[mi, ri, si, oi, 0] = functional_similarity(r, measure="cosine")
-                    func[mi, ri, si, oi, 1] = functional_similarity(
-                        r - r.mean(axis=1, keepdims=True), measure="cosine"
-                    )
-                pred = outs["logits"].argmax(axis=-1)  # [C, S]
-                n_cols = pred.shape[0]
-                counts = (pred[..., None] == np.arange(outs["logits"].shape[-1])).sum(axis=0)
-                agree[mi, ri, si] = float(
-                    ((counts**2).sum(axis=-1) - n_cols).mean() / (n_cols * (n_cols - 1))
-                )
-                centred_acc[mi, ri, si] = float((pred == stim_labels[None, :]).mean())
-                ws = layer_weight_similarity(model)
-                layers = list(ws) if layers is None else layers
-                weights[(mi, ri, si)] = ws
-                del model
-                bar.update(1)
-    bar.close()
-
-    wsim = np.full((len(models), len(retinas), len(seeds), len(layers)), np.nan)
+    total = len(seeds) * len(retinas) * len(models)
+    with tqdm(total=total, desc="column-similarity", disable=quiet or None) as bar:
+        for si, seed in enumerate(seeds):
+            canvases = single_digit_canvases(split, config, seed)
+            stimuli = _stimulus_patches(split, config, seed)
+            for ri, rkind in enumerate(retinas):
+                scored = _score_retina(config, rkind, seed, canvases, stimuli, device)
+                for mi, (acc, fs, ag, ca, ws) in enumerate(scored):
+                    accuracy[mi, ri, si], func[mi, ri, si] = acc, fs
+                    agree[mi, ri, si], centred_acc[mi, ri, si] = ag, ca
+                    weights[(mi, ri, si)] = ws
+                    bar.update(1)
+    layers = list(next(iter(weights.values())))
+    wsim = np.full((*shape, len(layers)), np.nan)
     for (mi, ri, si), ws in weights.items():
-        for li, name in enumerate(layers):
-            wsim[mi, ri, si, li] = ws[name]
+        wsim[mi, ri, si] = [ws[name] for name in layers]
+    arrays = {
+        "functional_similarity": func,
+        "weight_similarity": wsim,
+        "class_agreement": agree,
+        "centred_accuracy": centred_acc,
+        "accuracy": accuracy,
+    }
+    coords = {"model": models, "retina": retinas, "seed": seeds, "output": outputs}
+    return _dataset(config, arrays, {**coords, "layer": layers})
 
-    def var(name, dims, values):
-        return (dims, values, {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]})
 
+def _dataset(config: Config, arrays: dict[str, np.ndarray], coords: dict) -> xr.Dataset:
+    """The results of :func:`run` from its arrays (``[model, retina, seed, ...]``)."""
+    extra = {"functional_similarity": ("output", "measure"), "weight_similarity": ("layer",)}
     mrs = ("model", "retina", "seed")
-    ds = xr.Dataset(
-        {
-            "functional_similarity": var(
-                "functional_similarity", (*mrs, "output", "measure"), func
-            ),
-            "weight_similarity": var("weight_similarity", (*mrs, "layer"), wsim),
-            "class_agreement": var("class_agreement", mrs, agree),
-            "centred_accuracy": var("centred_accuracy", mrs, centred_acc),
-            "accuracy": var("accuracy", mrs, accuracy),
-        },
-        coords={
-            "model": models,
-            "retina": retinas,
-            "seed": seeds,
-            "output": outputs,
-            "measure": list(MEASURES),
-            "layer": layers,
-        },
-    )
+    data = {}
+    for name, values in arrays.items():
+        lo, hi = BOUNDS[name]
+        attrs = {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1], "valid_min": lo}
+        data[name] = ((*mrs, *extra.get(name, ())), values, {**attrs, "valid_max": hi})
+    ds = xr.Dataset(data, coords={**coords, "measure": list(MEASURES)})
     ds.attrs.update(
         title="how alike the columns are, as functions and as weights",
         training_data="single-digit canvases",
@@ -380,8 +418,10 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         digit_px=config.digit_px,
         n_cells=config.n_cells,
         pixels_per_deg=config.pixels_per_deg,
-        n_columns=bcfg.n_columns,
-        steps=bcfg.steps,
+        n_columns=config.baseline.n_columns,
+        steps=config.baseline.steps,
+        ci_method=CI_METHOD,
+        gap_method="fraction of the shared-columns ceiling (summary): " + _GAP_CI,
     )
     return ds
 
@@ -389,106 +429,143 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
 # ------------------------------------------------------------------------ reporting
 
 
+def _ci(values, name: str) -> str:
+    """``mean [low, high]`` over seeds, within the measure's range (:data:`BOUNDS`)."""
+    return mean_ci_text(values, bounds=BOUNDS[name], kind=False)
+
+
+def _rows(ds: xr.Dataset, name: str, cols: list[str], dim: str, **sel) -> list[str]:
+    """One row per retina and model of ``ds[name]``, a column per label of ``dim``."""
+    lines = [f"{'retina':<9}{'model':<23}" + "".join(f"{c:>{_W}}" for c in cols)]
+    for r in ds["retina"].values.tolist():
+        for m in ds["model"].values.tolist():
+            v = ds[name].sel(retina=r, model=m, **sel)
+            lines.append(
+                f"{r:<9}{m:<23}" + "".join(f"{_ci(v.sel({dim: c}), name):>{_W}}" for c in cols)
+            )
+    return lines
+
+
+def _ceiling_rows(ds: xr.Dataset, outputs: list[str]) -> list[str]:
+    """Per retina and trained model, the fraction of the shared-columns ceiling of the centred
+    functional similarity, ``m / shared`` of the seed means (:func:`gap_closed_interval` with
+    control 0), with its paired-bootstrap interval; ``-`` where the ceiling is noise."""
+    models = [m for m in ds["model"].values.tolist() if m not in ("shared-columns", "untrained")]
+    lines = [f"{'retina':<9}{'model':<23}" + "".join(f"{o:>{_W}}" for o in outputs)]
+    notes = []
+    for r in ds["retina"].values.tolist():
+        fs = ds["functional_similarity"].sel(retina=r, measure="centred")
+        for m in models:
+            gap = gap_closed_interval(
+                fs.sel(model=m), 0.0, fs.sel(model="shared-columns"), axis="seed"
+            )
+            cells = []
+            for o in outputs:
+                g = gap.value.sel(output=o)
+                if np.isfinite(g):
+                    lo, hi = float(gap.low.sel(output=o)), float(gap.high.sel(output=o))
+                    cells.append(f"{float(g):+.3f} [{lo:+.3f}, {hi:+.3f}]")
+                else:
+                    cells.append("-")
+                    note = f"  - {r} {o}: {gap.reason.sel(output=o).item()}"
+                    if note not in notes:
+                        notes.append(note)
+            lines.append(f"{r:<9}{m:<23}" + "".join(f"{c:>{_W}}" for c in cells))
+    return lines + notes
+
+
 def summary(ds: xr.Dataset) -> str:
-    """Per retina and model: accuracy, functional similarity (centred) per output, class
-    agreement, centred accuracy, and weight similarity per layer; mean ± 95 % CI over seeds."""
+    """Per retina and model: accuracy, class agreement and centred accuracy; functional
+    similarity (centred and raw) per output; the fraction of the shared-columns ceiling; and
+    weight similarity per layer. Means over seeds with 95 % t intervals clipped to each
+    measure's range; the ceiling fraction with a paired-bootstrap interval."""
     outputs = ds["output"].values.tolist()
     layers = ds["layer"].values.tolist()
+    n_seeds = ds.sizes["seed"]
     lines = [
         f"column similarity: {int(ds.attrs['n_stimuli'])} held-out digits centred on each of "
         f"{int(ds.attrs['n_columns'])} columns, models trained {int(ds.attrs['steps'])} steps "
-        f"on single-digit canvases, {ds.sizes['seed']} seed(s); mean ± 95% CI over seeds",
-        "functional similarity, measure 'centred' (each column's mean response over stimuli "
-        "removed; 'cosine' raw in the file):",
-        f"{'retina':<9}{'model':<23}{'accuracy':>15}"
-        + "".join(f"{o:>15}" for o in outputs)
-        + f"{'class_agree':>15}{'col_accuracy':>15}",
+        f"on single-digit canvases, {n_seeds} seed(s)",
+        f"mean [{interval_description(n_seeds)}, clipped to the measure's range: similarities "
+        "[-1, 1], accuracies and agreement [0, 1]]",
+        "accuracy: single-digit test accuracy (image logits; chance 0.1); class_agree: P(two "
+        "columns name the same class); col_accuracy: a column's own readout on the digit "
+        "centred on it (chance 0.1):",
     ]
+    names = ("accuracy", "class_agreement", "centred_accuracy")
+    heads = ("accuracy", "class_agree", "col_accuracy")
+    lines.append(f"{'retina':<9}{'model':<23}" + "".join(f"{h:>{_W}}" for h in heads))
     for r in ds["retina"].values.tolist():
         for m in ds["model"].values.tolist():
             sel = dict(retina=r, model=m)
-            fs = ds["functional_similarity"].sel(**sel, measure="centred")
             lines.append(
-                f"{r:<9}{m:<23}{mean_ci_text(ds['accuracy'].sel(sel)):>15}"
-                + "".join(f"{mean_ci_text(fs.sel(output=o)):>15}" for o in outputs)
-                + f"{mean_ci_text(ds['class_agreement'].sel(sel)):>15}"
-                + f"{mean_ci_text(ds['centred_accuracy'].sel(sel)):>15}"
+                f"{r:<9}{m:<23}" + "".join(f"{_ci(ds[n].sel(sel), n):>{_W}}" for n in names)
             )
-    models = ds["model"].values.tolist()
-    if "shared-columns" in models:
+    lines.append(
+        "functional similarity, measure 'centred' (each column's mean response over stimuli "
+        "removed):"
+    )
+    lines += _rows(ds, "functional_similarity", outputs, "output", measure="centred")
+    if "shared-columns" in ds["model"].values.tolist():
         lines.append(
-            "fraction of the shared-columns ceiling (centred functional similarity, seed means):"
+            "fraction of the shared-columns ceiling (centred functional similarity, "
+            f"model / shared-columns of the seed means; {_GAP_CI}):"
         )
-        for r in ds["retina"].values.tolist():
-            fs = ds["functional_similarity"].sel(retina=r, measure="centred").mean("seed")
-            ceiling = fs.sel(model="shared-columns")
-            for m in models:
-                if m in ("shared-columns", "untrained"):
-                    continue
-                ratio = (fs.sel(model=m) / ceiling).values
-                lines.append(
-                    f"{r:<9}{m:<23}{'':>15}" + "".join(f"{v:>15.3f}" for v in ratio.tolist())
-                )
+        lines += _ceiling_rows(ds, outputs)
     lines.append("functional similarity, measure 'cosine' (raw):")
-    for r in ds["retina"].values.tolist():
-        for m in ds["model"].values.tolist():
-            fs = ds["functional_similarity"].sel(retina=r, model=m, measure="cosine")
-            lines.append(
-                f"{r:<9}{m:<23}{'':>15}"
-                + "".join(f"{mean_ci_text(fs.sel(output=o)):>15}" for o in outputs)
-            )
+    lines += _rows(ds, "functional_similarity", outputs, "output", measure="cosine")
     lines.append("weight similarity (mean pairwise cosine of the columns' weights) per layer:")
-    lines.append(f"{'retina':<9}{'model':<23}" + "".join(f"{n:>15}" for n in layers))
+    models = ds["model"].values.tolist()
+    lines.append(f"{'retina':<9}{'layer':<23}" + "".join(f"{m:>{_W}}" for m in models))
     for r in ds["retina"].values.tolist():
-        for m in ds["model"].values.tolist():
-            wsim = ds["weight_similarity"].sel(retina=r, model=m)
+        for n in layers:
+            w = ds["weight_similarity"].sel(retina=r, layer=n)
             lines.append(
-                f"{r:<9}{m:<23}" + "".join(f"{mean_ci_text(wsim.sel(layer=n)):>15}" for n in layers)
+                f"{r:<9}{n:<23}"
+                + "".join(f"{_ci(w.sel(model=m), 'weight_similarity'):>{_W}}" for m in models)
             )
     return "\n".join(lines)
 
 
 def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """``column_similarity``: top row, functional similarity (centred) per output; bottom row,
-    weight similarity per layer; bars per model (mean ± s.d. over seeds), a column per retina."""
-    from analyses.figures import new_figure, save_figure
+    weight similarity per layer; a column per retina, a bar per model (mean over seeds, 95 % t
+    CI clipped to [-1, 1]); 0 marks independent columns, 1 identical ones."""
+    import matplotlib.pyplot as plt
+
+    from analyses.figures import STYLE, new_figure, save_figure
+    from analyses.interval_bars import error_bar_text, model_bars, set_ticks
 
     models = ds["model"].values.tolist()
     retinas = ds["retina"].values.tolist()
-    hatches = ["", "//", "xx", "..", "\\\\", "oo"]
-    grays = ["0.9", "0.6", "0.35", "0.1", "0.75", "0.5"]
-    width = 0.8 / max(len(models), 1)
-    fig, axes = new_figure(2, len(retinas), width_in=3.6 * len(retinas), height_in=5.0)
     panels = (
         ("functional_similarity", "output", {"measure": "centred"}, "functional similarity"),
         ("weight_similarity", "layer", {}, "weight similarity"),
     )
-    for row, (var, xdim, extra, ylabel) in enumerate(panels):
-        ticks = ds[xdim].values.tolist()
-        for ri, r in enumerate(retinas):
-            ax = axes[row, ri]
-            for mi, m in enumerate(models):
-                vals = ds[var].sel(retina=r, model=m, **extra)  # [seed, xdim]
-                err = vals.std("seed", ddof=1).values if ds.sizes["seed"] > 1 else None
-                x = np.arange(len(ticks)) + (mi - (len(models) - 1) / 2) * width
-                ax.bar(
-                    x,
-                    vals.mean("seed").values,
-                    width,
-                    yerr=err,
-                    color=grays[mi % len(grays)],
-                    hatch=hatches[mi % len(hatches)],
-                    edgecolor="0.0",
-                    linewidth=0.5,
-                    capsize=2,
-                    label=m,
-                )
-            ax.axhline(0.0, color="0.0", linewidth=0.5)
-            ax.set_xticks(np.arange(len(ticks)))
-            ax.set_xticklabels(ticks, rotation=30, ha="right")
-            ax.set_ylabel(ylabel)
-            ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.05)
-            ax.set_title(f"{r} retina", fontsize=8)
-            if row == 0 and ri == 0:
-                ax.legend(fontsize=6)
-    return save_figure(fig, out_dir, "column_similarity")
+    with plt.rc_context(STYLE):  # the package style for every text drawn, not only the axes
+        fig, axes = new_figure(2, len(retinas), width_in=3.6 * len(retinas), height_in=5.4)
+        for row, (var, xdim, extra, ylabel) in enumerate(panels):
+            for ri, r in enumerate(retinas):
+                ax = axes[row, ri]
+                vals = {
+                    m: ds[var].sel(retina=r, model=m, **extra).transpose(xdim, "seed")
+                    for m in models
+                }
+                model_bars(ax, vals, bounds=BOUNDS[var])
+                ax.axhline(0.0, color="0.0", linewidth=0.6, label="independent columns (0)")
+                set_ticks(ax, ds[xdim].values.tolist(), rotation=30)
+                ax.set_ylabel(ylabel)
+                ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.05)
+                ax.set_title(f"{r} retina", fontsize=8)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        order = [labels.index(m) for m in models] + [labels.index("independent columns (0)")]
+        fig.legend(
+            [handles[i] for i in order],
+            [labels[i] for i in order],
+            loc="outside lower center",
+            ncols=len(order),
+            fontsize=6,
+            frameon=False,
+        )
+        fig.suptitle(error_bar_text(ds.sizes["seed"], COSINE_BOUNDS), fontsize=7)
+        return save_figure(fig, out_dir, "column_similarity")

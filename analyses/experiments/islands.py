@@ -44,31 +44,46 @@ Protocol (per seed, per retina, per model):
 6. Controls for *place*: the two digits lie at different places, so an embedding that merely
    varies smoothly with position would also separate them. ``ari_position_only`` /
    ``ari_objects_position_only`` cluster the column positions alone (the score a pure map of
-   places gets), and ``cos_gap_matched`` (:func:`matched_cosine_gap`) compares same-digit and
-   different-digit pairs *at the same distance* (about 0 for a map of places).
+   places gets), and ``cos_gap_matched`` (:func:`analyses.metrics.matched_cosine_gap`)
+   compares same-digit and different-digit pairs *at the same distance* (about 0 for a map of
+   places).
 
 Controls: the ``untrained`` model (the unshared column model at its initialisation; the
 ``lc-backprop`` and ``codistill`` models start from exactly these weights for the same seed), and
 the ``no-lateral`` / ``bottom-up`` dynamics above.
 
-Helpers shared with the ``column-similarity`` experiment: :func:`column_inputs` (retina
-responses without the CNN's rendering), :func:`column_positions_px`, :func:`column_models`.
+The pieces shared with the ``column-similarity`` experiment (canvases, retina inputs without
+the CNN's rendering, column positions in pixels, the models) are in :mod:`analyses.column_models`
+and re-exported here; the scores are in :mod:`analyses.metrics`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from analyses.baselines import BaselineConfig
-from analyses.metrics import mean_ci_text
-from neurosim.config import Config, check_choice, check_positive_int, check_range, check_seed
+from analyses.column_models import (
+    check_canvas_config,
+    column_inputs,
+    column_models,
+    column_positions_px,
+    retina_and_inputs,
+    single_digit_canvases,
+)
+from analyses.experiments.islands_figures import figures, pca_rgb
+from analyses.metrics import (
+    ACCURACY_BOUNDS,
+    ARI_BOUNDS,
+    COSINE_BOUNDS,
+    interval_description,
+    matched_cosine_gap,
+    mean_ci_text,
+)
+from neurosim.config import Config, check_int, check_range
 
 __all__ = [
     "Config",
@@ -93,34 +108,6 @@ COLUMN_MODELS = ("untrained", "shared-columns", "lc-backprop", "codistill", "lc-
 DYNAMICS = ("settled", "no-lateral", "bottom-up")
 #: index of the lateral term in ``Model.term_weights`` (order of :data:`neurosim.dynamics.TERMS`)
 _LATERAL = 2
-
-
-def _check_labels(name: str, values: Sequence[str], allowed: Sequence[str]) -> None:
-    if not isinstance(values, tuple) or len(values) == 0:
-        raise ValueError(f"{name} must be a non-empty list of {list(allowed)}; got {values!r}")
-    for i, v in enumerate(values):
-        check_choice(f"{name}[{i}]", v, allowed)
-    if len(set(values)) != len(values):
-        raise ValueError(f"{name} must not repeat a label; got {list(values)}")
-
-
-def _check_canvas_experiment(config: Any, models: Sequence[str], min_canvas_px: int) -> None:
-    """The fields the canvas experiments (this one and column-similarity) share: seeds, model
-    and retina labels, canvas and digit sizes, the retina, the data sizes and the baseline."""
-    check_seed("seed", config.seed)
-    check_positive_int("n_seeds", config.n_seeds, 100)
-    _check_labels("models", config.models, models)
-    _check_labels("retinas", config.retinas, ("uniform", "foveated"))
-    check_positive_int("digit_px", config.digit_px, 256)
-    check_positive_int("canvas_px", config.canvas_px, 1024)
-    check_range("canvas_px", config.canvas_px, min_canvas_px, 1024)
-    if not isinstance(config.baseline, BaselineConfig):
-        raise ValueError(f"baseline must be a BaselineConfig; got {config.baseline!r}")
-    check_positive_int("n_cells", config.n_cells)
-    check_range("n_cells", config.n_cells, 2 * config.baseline.k_cells, None)
-    check_range("pixels_per_deg", config.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
-    check_positive_int("n_train", config.n_train, 1258)
-    check_positive_int("n_accuracy", config.n_accuracy, 539)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -165,14 +152,10 @@ class Config(Config):
 
     def __post_init__(self) -> None:
         # two digits side by side must fit on the canvas
-        _check_canvas_experiment(self, COLUMN_MODELS, 2 * self.digit_px)
-        check_positive_int("n_test", self.n_test, 100_000)
-        if isinstance(self.mask_dilation_px, bool) or not isinstance(self.mask_dilation_px, int):
-            raise ValueError(
-                f"mask_dilation_px must be an integer in [0, 8]; got {self.mask_dilation_px!r}"
-            )
-        check_range("mask_dilation_px", self.mask_dilation_px, 0, 8)
-        check_positive_int("kmeans_restarts", self.kmeans_restarts, 100)
+        check_canvas_config(self, COLUMN_MODELS, 2 * self.digit_px)
+        check_int("n_test", self.n_test, 1, 100_000)
+        check_int("mask_dilation_px", self.mask_dilation_px, 0, 8)
+        check_int("kmeans_restarts", self.kmeans_restarts, 1, 100)
         check_range("distance_bin_px", self.distance_bin_px, 0.0, 1e3, lo_inclusive=False)
 
     @classmethod
@@ -192,151 +175,6 @@ class Config(Config):
         )
 
 
-# ------------------------------------------------------------------------ shared helpers
-
-
-def column_inputs(retina, images: np.ndarray, labels: np.ndarray, *, scale=None):
-    """:class:`analyses.baselines.RetinaInputs` for the column models only.
-
-    The same responses as :func:`analyses.baselines.retina_inputs` (divided by the training
-    pool's standard deviation), but without ``retina.render`` (the CNN's input, about 10 s per
-    retina for 1258 canvases on the development machine): ``images`` is an empty
-    ``[N, 0]`` tensor, which the column kinds never read.
-
-    Args:
-        retina: a :class:`retina.Retina`.
-        images: ``[N, H, W]`` canvases in [0, 1].
-        labels: ``[N]`` class labels (or any ``[N]`` integers).
-        scale: the training pool's ``RetinaInputs.scale`` (None: from these images).
-    """
-    import torch
-
-    from analyses.baselines import RetinaInputs
-
-    resp = np.asarray(retina(np.asarray(images, dtype=np.float32)), dtype=np.float64)
-    s = (float(resp.std()) or 1.0) if scale is None else float(scale)
-    if not s > 0:
-        raise ValueError(f"scale must be > 0; got {scale!r}")
-    n = resp.shape[0]
-    return RetinaInputs(
-        responses=torch.as_tensor(resp / s, dtype=torch.float32),
-        images=torch.zeros(n, 0),
-        labels=torch.as_tensor(np.asarray(labels), dtype=torch.long),
-        scale=s,
-        image_scale=1.0,
-    )
-
-
-def single_digit_canvases(split, config, seed: int):
-    """Single-digit training and accuracy canvases of one seed: ``(train, accuracy)``.
-
-    Shared by ``islands`` and ``column-similarity`` (their configs both have ``canvas_px``,
-    ``digit_px``, ``n_train`` and ``n_accuracy``); accuracy canvases use ``seed + 10_000``.
-    """
-    from analyses.tasks import make_canvas_dataset
-
-    common = {"canvas_px": config.canvas_px, "digit_px": config.digit_px, "n_digits": 1}
-    train = make_canvas_dataset(
-        split.x_train, split.y_train, n_images=config.n_train, seed=seed, **common
-    )
-    accuracy = make_canvas_dataset(
-        split.x_test, split.y_test, n_images=config.n_accuracy, seed=seed + 10_000, **common
-    )
-    return train, accuracy
-
-
-def retina_and_inputs(config, retina_kind: str, seed: int, train_cv, acc_cv):
-    """The seed's retina and the column inputs of both canvas sets: ``(retina, train, acc)``.
-
-    The accuracy set is scaled like the training set.
-    """
-    from analyses.baselines import build_retina
-
-    retina = build_retina(
-        retina_kind,
-        n_cells=config.n_cells,
-        canvas_px=config.canvas_px,
-        pixels_per_deg=config.pixels_per_deg,
-        seed=seed,
-    )
-    train = column_inputs(retina, train_cv.images, train_cv.labels)
-    acc_set = column_inputs(retina, acc_cv.images, acc_cv.labels, scale=train.scale)
-    return retina, train, acc_set
-
-
-def column_positions_px(retina, positions_deg) -> np.ndarray:
-    """Column positions ``[C, 2]`` ``(x_deg, y_deg)`` -> canvas pixels ``[C, 2]`` ``(row, col)``.
-
-    ``col = fix_x + x_deg * pixels_per_deg``, ``row = fix_y - y_deg * pixels_per_deg`` with
-    ``(fix_x, fix_y) = retina.fixation_px`` (the retina's convention, :mod:`retina.sampler`:
-    +y is up, image rows grow downwards).
-    """
-    pos = np.asarray(
-        positions_deg.detach().cpu() if hasattr(positions_deg, "detach") else positions_deg,
-        dtype=np.float64,
-    )
-    if pos.ndim != 2 or pos.shape[1] != 2:
-        raise ValueError(f"positions_deg must be [C, 2] (x_deg, y_deg); got shape {pos.shape}")
-    fx, fy = (float(v) for v in retina.fixation_px)
-    ppd = float(retina.pixels_per_deg)
-    return np.stack([fy - pos[:, 1] * ppd, fx + pos[:, 0] * ppd], axis=1)
-
-
-def column_models(
-    models: Sequence[str],
-    retina,
-    train,
-    test,
-    config: BaselineConfig,
-    *,
-    seed: int,
-    device="cpu",
-) -> Iterator[tuple[str, object, float]]:
-    """``(label, ColumnClassifier in eval mode, test accuracy)`` for every label of ``models``.
-
-    ``untrained``: :func:`analyses.baselines.build_model` of ``lc-backprop`` (identical to the
-    initial ``codistill`` model of the same seed), scored without training. The other labels:
-    :func:`analyses.baselines.train_and_evaluate` with ``config`` and ``seed``.
-    """
-    from analyses.baselines import build_model, evaluate, train_and_evaluate
-
-    for label in models:
-        if label == "untrained":
-            model = build_model("lc-backprop", retina, config, seed=seed, device=device)
-            model.eval()
-            acc = evaluate(
-                model, "lc-backprop", test, batch_size=config.eval_batch_size, device=device
-            )
-        else:
-            trained = train_and_evaluate(
-                label, retina, train, test, config, seed=seed, device=device, quiet=True
-            )
-            model, acc = trained.model, trained.accuracy
-            model.eval()
-        yield label, model, float(acc)
-
-
-def pca_rgb(embeddings: np.ndarray) -> np.ndarray:
-    """``[C, D]`` embeddings -> ``[C, 3]`` colours in [0, 1]: their first 3 principal components.
-
-    Centred, projected on the top right singular vectors (``numpy.linalg.svd``); each component
-    is scaled to [0, 1] by its own min and max (a constant component becomes 0.5). With fewer
-    than 3 dimensions the missing channels are 0.5.
-    """
-    e = np.asarray(embeddings, dtype=np.float64)
-    if e.ndim != 2:
-        raise ValueError(f"embeddings must be [C, D]; got shape {e.shape}")
-    e = e - e.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(e, full_matrices=False)
-    proj = e @ vt[:3].T
-    out = np.full((e.shape[0], 3), 0.5)
-    lo, hi = proj.min(axis=0), proj.max(axis=0)
-    span = hi - lo
-    ok = span > 1e-12
-    out[:, : proj.shape[1]] = np.where(ok, (proj - lo) / np.where(ok, span, 1.0), 0.5)
-    return out
-
-
 # ------------------------------------------------------------------------ the experiment
 
 
@@ -350,55 +188,6 @@ def _dilate(masks: np.ndarray, px: int) -> np.ndarray:
     structure = np.zeros((1, 1, 3, 3), bool)
     structure[0, 0] = plane
     return binary_dilation(masks, structure=structure, iterations=px)
-
-
-def matched_cosine_gap(
-    embeddings: np.ndarray, labels: np.ndarray, column_px: np.ndarray, *, bin_px: float
-) -> float:
-    """Within- minus between-object cosine of column pairs *at matched distances*.
-
-    The two digits of a canvas lie at different places, so any embedding that varies smoothly
-    with position (a map of places, not of objects) has a higher cosine within a digit than
-    between digits. This control compares only pairs at similar distances: pairs of columns on
-    a digit (label > 0) are binned by their distance in canvas pixels (bins of ``bin_px``); in
-    every (image, bin) holding both same-digit and different-digit pairs the gap ``mean cos
-    (same) - mean cos (different)`` is taken, and the gaps are averaged with weights ``min(n
-    same, n different)``. About 0 for a map of places; > 0 when columns agree by object.
-
-    Args:
-        embeddings: ``[B, C, D]``.
-        labels: ``[B, C]`` (0 = background, ignored; k > 0 = digit k).
-        column_px: ``[C, 2]`` positions in canvas pixels.
-        bin_px: distance bin width (> 0).
-
-    Returns:
-        the weighted mean gap (NaN if no bin holds both kinds of pair).
-    """
-    e = np.asarray(embeddings, dtype=np.float64)
-    lab = np.asarray(labels)
-    u = e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
-    gram = np.einsum("bcd,bed->bce", u, u)  # [B, C, C]
-    pos = np.asarray(column_px, dtype=np.float64)
-    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)  # [C, C]
-    n_bins = int(np.floor(dist.max() / bin_px)) + 1
-    bins = np.floor(dist / bin_px).astype(np.int64)
-    b, c = lab.shape
-    upper = np.triu(np.ones((c, c), bool), k=1)
-    on = lab > 0
-    pair = on[:, :, None] & on[:, None, :] & upper[None]
-    same = lab[:, :, None] == lab[:, None, :]
-    key = np.arange(b)[:, None, None] * n_bins + bins[None]  # [B, C, C]
-    size = b * n_bins
-    sums, counts = [], []
-    for sel in (pair & same, pair & ~same):
-        sums.append(np.bincount(key[sel], weights=gram[sel], minlength=size))
-        counts.append(np.bincount(key[sel], minlength=size))
-    ok = (counts[0] > 0) & (counts[1] > 0)
-    if not ok.any():
-        return float("nan")
-    gap = sums[0][ok] / counts[0][ok] - sums[1][ok] / counts[1][ok]
-    weight = np.minimum(counts[0][ok], counts[1][ok])
-    return float(np.sum(gap * weight) / np.sum(weight))
 
 
 def _states(model, responses, *, dynamics: str):
@@ -427,6 +216,15 @@ def _pick_example(labels: np.ndarray) -> int:
     counts = np.stack([(labels == k).sum(axis=1) for k in (1, 2)], axis=1)
     return int(np.argmax(counts.min(axis=1)))
 
+
+#: long names of the column coordinates, which are those of the first seed
+_FIRST_NAMES = {
+    "x_deg": "column x, right of fixation (first seed)",
+    "y_deg": "column y, above fixation (first seed)",
+    "ecc_deg": "column eccentricity (first seed)",
+    "row_px": "column position, canvas row (first seed)",
+    "col_px": "column position, canvas column (first seed)",
+}
 
 _ATTRS = {
     "ari": (
@@ -460,204 +258,216 @@ _ATTRS = {
 }
 
 
-def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
-    """Train (or not) the column models and score their islands; see the module docstring.
+#: each measure's range: its ``valid_min`` / ``valid_max`` attributes, the intervals' bounds
+BOUNDS = {
+    "ari": ARI_BOUNDS,
+    "ari_unnormalized": ARI_BOUNDS,
+    "ari_objects": ARI_BOUNDS,
+    "cos_within": COSINE_BOUNDS,
+    "cos_between": COSINE_BOUNDS,
+    "cos_gap_matched": (-2.0, 2.0),  # a difference of two cosines
+    "ari_position_only": ARI_BOUNDS,
+    "ari_objects_position_only": ARI_BOUNDS,
+    "accuracy": ACCURACY_BOUNDS,
+}
 
-    Returns:
-        Dataset with ``ari``, ``ari_unnormalized``, ``ari_objects``, ``cos_within``,
-        ``cos_between``, ``cos_gap_matched`` ``[model, retina, dynamics, level, seed]``,
-        ``accuracy [model, retina, seed]``, ``n_digit_columns``, ``ari_position_only``,
-        ``ari_objects_position_only`` ``[retina, seed]``, and one example canvas of the first seed:
-        ``example_image [row, col]``, ``example_embedding [model, retina, level, column, dim]``
-        (settled), ``example_label [retina, column]`` and column coords ``x_deg``, ``y_deg``,
-        ``ecc_deg``, ``row_px``, ``col_px`` on ``(retina, column)``.
+#: the intervals of the summary and the figures (also the results' ``ci_method`` attribute)
+CI_METHOD = (
+    "95 % Student-t CI of the mean over seeds, clipped to the variable's [valid_min, "
+    "valid_max] (analyses.metrics.confidence_interval); none with fewer than 2 seeds"
+)
+
+#: the per-level scores of the embeddings, ``[model, retina, dynamics, level, seed]``
+SCORES = (
+    "ari",
+    "ari_unnormalized",
+    "ari_objects",
+    "cos_within",
+    "cos_between",
+    "cos_gap_matched",
+)
+
+
+class _Results:
+    """The arrays :func:`run` fills, NaN until scored; one example canvas of the first seed."""
+
+    def __init__(self, config: Config):
+        bcfg = config.baseline
+        self.models, self.retinas = list(config.models), list(config.retinas)
+        self.seeds = [config.seed + i for i in range(config.n_seeds)]
+        m, r, s = len(self.models), len(self.retinas), len(self.seeds)
+        n_lv, c = bcfg.n_levels, bcfg.n_columns
+        self.scores = {k: np.full((m, r, len(DYNAMICS), n_lv, s), np.nan) for k in SCORES}
+        self.accuracy = np.full((m, r, s), np.nan)
+        self.n_digit_cols = np.full((r, s), np.nan)
+        self.ari_pos = np.full((2, r, s), np.nan)  # all columns (k=3), digit columns (k=2)
+        self.ex_emb = np.full((m, r, n_lv, c, max(bcfg.level_dims)), np.nan)
+        self.ex_label = np.zeros((r, c), np.int64)
+        self.ex_pos_deg = np.zeros((r, c, 2))
+        self.ex_pos_px = np.zeros((r, c, 2))
+        self.ex_image = None
+        self.example = None  # index of the example canvas among the first seed's test canvases
+
+
+def _two_digit_canvases(split, config: Config, seed: int):
+    """The seed's held-out two-digit test canvases (``make_canvas_dataset``, seed + 20_000)."""
+    from analyses.tasks import make_canvas_dataset
+
+    return make_canvas_dataset(
+        split.x_test,
+        split.y_test,
+        canvas_px=config.canvas_px,
+        digit_px=config.digit_px,
+        n_digits=2,
+        n_images=config.n_test,
+        seed=seed + 20_000,
+    )
+
+
+def _position_ari(pos_px, masks, config: Config, seed: int) -> list[float]:
+    """The place-only reference: ARI of a k-means of the column positions ``[C, 2]`` (px),
+    over all columns (k=3) and over the digit columns (k=2), averaged over the canvases."""
+    import sklearn
+
+    from analyses.metrics import islands_ari
+
+    where = np.broadcast_to(pos_px, (len(masks), *pos_px.shape))
+    out = []
+    with sklearn.config_context(skip_parameter_validation=True):
+        for bg in (True, False):
+            val = islands_ari(
+                where,
+                pos_px,
+                masks,
+                include_background=bg,
+                normalize=False,
+                n_init=config.kmeans_restarts,
+                seed=seed,
+            )
+            out.append(np.nanmean(val) if np.isfinite(val).any() else np.nan)
+    return out
+
+
+def _level_scores(emb, pos_px, masks, truth, config: Config, seed: int) -> dict[str, float]:
+    """The :data:`SCORES` of one level's embeddings ``[B, C, D]``, averaged over the canvases.
+
+    ``pos_px [C, 2]`` column positions (px), ``masks [B, 2, H, W]`` (dilated), ``truth
+    [B, C]`` the digit under each column (0 = background).
     """
     import sklearn
-    from tqdm.auto import tqdm
 
-    from analyses.metrics import islands_ari, mask_labels_at, within_between_cosine
-    from analyses.tasks import digits_split, make_canvas_dataset
+    from analyses.metrics import islands_ari, within_between_cosine
 
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be an islands Config; got {type(config).__name__}")
+    common = dict(n_init=config.kmeans_restarts, seed=seed)
+    # sklearn's per-call argument validation costs more than the score
+    with sklearn.config_context(skip_parameter_validation=True):
+        ari = islands_ari(emb, pos_px, masks, **common)
+        ari_raw = islands_ari(emb, pos_px, masks, normalize=False, **common)
+        ari_obj = islands_ari(emb, pos_px, masks, include_background=False, **common)
+    within, between = within_between_cosine(emb, truth, ignore_label=0)
+    gap = matched_cosine_gap(emb, truth, pos_px, bin_px=config.distance_bin_px)
+    values = (ari, ari_raw, ari_obj, within, between, gap)
+    return {k: _finite_mean(v) for k, v in zip(SCORES, values, strict=True)}
+
+
+def _score_seed(res: _Results, si: int, split, config: Config, device, bar) -> None:
+    """Train and score every retina x model of seed ``res.seeds[si]`` into ``res``."""
+    from analyses.metrics import mask_labels_at
+
+    seed = res.seeds[si]
     bcfg = config.baseline
-    split = digits_split(seed=0)
-    seeds = [config.seed + i for i in range(config.n_seeds)]
-    models, retinas = list(config.models), list(config.retinas)
-    n_lv, c = bcfg.n_levels, bcfg.n_columns
-    shape = (len(models), len(retinas), len(DYNAMICS), n_lv, len(seeds))
-    keys = (
-        "ari",
-        "ari_unnormalized",
-        "ari_objects",
-        "cos_within",
-        "cos_between",
-        "cos_gap_matched",
-    )
-    scores = {k: np.full(shape, np.nan) for k in keys}
-    accuracy = np.full((len(models), len(retinas), len(seeds)), np.nan)
-    n_digit_cols = np.full((len(retinas), len(seeds)), np.nan)
-    ari_pos = np.full((2, len(retinas), len(seeds)), np.nan)
-    ex_emb = np.full((len(models), len(retinas), n_lv, c, max(bcfg.level_dims)), np.nan)
-    ex_label = np.zeros((len(retinas), c), np.int64)
-    ex_pos_deg = np.zeros((len(retinas), c, 2))
-    ex_pos_px = np.zeros((len(retinas), c, 2))
-    ex_image = None
+    train_cv, acc_cv = single_digit_canvases(split, config, seed)
+    two = _two_digit_canvases(split, config, seed)
+    masks = _dilate(two.masks, config.mask_dilation_px)
+    for ri, rkind in enumerate(res.retinas):
+        retina, train, acc_set = retina_and_inputs(config, rkind, seed, train_cv, acc_cv)
+        test2 = column_inputs(retina, two.images, two.labels[:, 0], scale=train.scale)
+        responses = test2.responses.to(device)
+        for mi, (_label, model, acc) in enumerate(
+            column_models(res.models, retina, train, acc_set, bcfg, seed=seed, device=device)
+        ):
+            res.accuracy[mi, ri, si] = acc
+            pos_deg = model.sheet.positions_deg.detach().cpu().numpy().astype(np.float64)
+            pos_px = column_positions_px(retina, pos_deg)
+            truth = mask_labels_at(masks, pos_px)  # [B, C]
+            res.n_digit_cols[ri, si] = float((truth > 0).sum(axis=1).mean())
+            if si == 0 and res.example is None:
+                res.example = _pick_example(truth)
+            if mi == 0:  # reference: k-means of the columns' positions alone
+                res.ari_pos[:, ri, si] = _position_ari(pos_px, masks, config, seed)
+            for di, dyn in enumerate(DYNAMICS):
+                state = _states(model, responses, dynamics=dyn)  # [B, C, L, D]
+                for lv in range(bcfg.n_levels):
+                    scores = _level_scores(state[:, :, lv], pos_px, masks, truth, config, seed)
+                    for key, val in scores.items():
+                        res.scores[key][mi, ri, di, lv, si] = val
+                if si == 0 and dyn == "settled":
+                    res.ex_emb[mi, ri] = state[res.example].transpose(1, 0, 2)  # [L, C, D]
+            if si == 0:
+                res.ex_label[ri] = truth[res.example]
+                res.ex_pos_deg[ri] = pos_deg
+                res.ex_pos_px[ri] = pos_px
+            del model
+            bar.update(1)
+    if si == 0:
+        res.ex_image = two.images[res.example]
 
-    bar = tqdm(
-        total=len(seeds) * len(retinas) * len(models),
-        desc="islands",
-        disable=quiet or None,
-    )
-    for si, seed in enumerate(seeds):
-        train_cv, acc_cv = single_digit_canvases(split, config, seed)
-        two = make_canvas_dataset(
-            split.x_test,
-            split.y_test,
-            canvas_px=config.canvas_px,
-            digit_px=config.digit_px,
-            n_digits=2,
-            n_images=config.n_test,
-            seed=seed + 20_000,
-        )
-        masks = _dilate(two.masks, config.mask_dilation_px)
-        example = None
-        for ri, rkind in enumerate(retinas):
-            retina, train, acc_set = retina_and_inputs(config, rkind, seed, train_cv, acc_cv)
-            test2 = column_inputs(retina, two.images, two.labels[:, 0], scale=train.scale)
-            responses = test2.responses.to(device)
-            for mi, (_label, model, acc) in enumerate(
-                column_models(models, retina, train, acc_set, bcfg, seed=seed, device=device)
-            ):
-                accuracy[mi, ri, si] = acc
-                pos_deg = model.sheet.positions_deg.detach().cpu().numpy().astype(np.float64)
-                pos_px = column_positions_px(retina, pos_deg)
-                truth = mask_labels_at(masks, pos_px)  # [B, C]
-                n_digit_cols[ri, si] = float((truth > 0).sum(axis=1).mean())
-                if si == 0 and ri == 0 and example is None:
-                    example = _pick_example(truth)
-                if mi == 0:  # reference: k-means of the columns' positions alone
-                    where = np.broadcast_to(pos_px, (len(two), *pos_px.shape))
-                    with sklearn.config_context(skip_parameter_validation=True):
-                        for j, bg in enumerate((True, False)):
-                            val = islands_ari(
-                                where,
-                                pos_px,
-                                masks,
-                                include_background=bg,
-                                normalize=False,
-                                n_init=config.kmeans_restarts,
-                                seed=seed,
-                            )
-                            ari_pos[j, ri, si] = (
-                                np.nanmean(val) if np.isfinite(val).any() else np.nan
-                            )
-                for di, dyn in enumerate(DYNAMICS):
-                    state = _states(model, responses, dynamics=dyn)  # [B, C, L, D]
-                    for lv in range(n_lv):
-                        emb = state[:, :, lv]
-                        common = dict(n_init=config.kmeans_restarts, seed=seed)
-                        # sklearn's per-call argument validation costs more than the score
-                        with sklearn.config_context(skip_parameter_validation=True):
-                            ari = islands_ari(emb, pos_px, masks, **common)
-                            ari_raw = islands_ari(emb, pos_px, masks, normalize=False, **common)
-                            ari_obj = islands_ari(
-                                emb, pos_px, masks, include_background=False, **common
-                            )
-                        within, between = within_between_cosine(emb, truth, ignore_label=0)
-                        gap = matched_cosine_gap(emb, truth, pos_px, bin_px=config.distance_bin_px)
-                        for key, val in (
-                            ("ari", ari),
-                            ("ari_unnormalized", ari_raw),
-                            ("ari_objects", ari_obj),
-                            ("cos_within", within),
-                            ("cos_between", between),
-                            ("cos_gap_matched", gap),
-                        ):
-                            scores[key][mi, ri, di, lv, si] = _finite_mean(val)
-                    if si == 0 and dyn == "settled":
-                        ex_emb[mi, ri] = state[example].transpose(1, 0, 2)  # [L, C, D]
-                if si == 0:
-                    ex_label[ri] = truth[example]
-                    ex_pos_deg[ri] = pos_deg
-                    ex_pos_px[ri] = pos_px
-                del model
-                bar.update(1)
-        if si == 0:
-            ex_image = two.images[example]
-    bar.close()
 
-    ecc = np.hypot(ex_pos_deg[..., 0], ex_pos_deg[..., 1])
+def _var(name: str, dims: tuple[str, ...], values) -> tuple:
+    """A data variable ``(dims, values, attrs)``: the units and long name of :data:`_ATTRS`,
+    and the range of :data:`BOUNDS` as ``valid_min`` / ``valid_max`` (CF attributes)."""
+    attrs = {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]}
+    if name in BOUNDS:
+        attrs.update(valid_min=BOUNDS[name][0], valid_max=BOUNDS[name][1])
+    return (dims, values, attrs)
+
+
+def _dataset(res: _Results, config: Config) -> xr.Dataset:
+    """The results Dataset of :func:`run` from the filled arrays."""
+    bcfg = config.baseline
+    c = bcfg.n_columns
     dims5 = ("model", "retina", "dynamics", "level", "seed")
-    data_vars = {
-        k: (dims5, v, {"units": _ATTRS[k][0], "long_name": _ATTRS[k][1]}) for k, v in scores.items()
-    }
-    data_vars["accuracy"] = (
-        ("model", "retina", "seed"),
-        accuracy,
-        {"units": _ATTRS["accuracy"][0], "long_name": _ATTRS["accuracy"][1]},
-    )
-    data_vars["n_digit_columns"] = (
-        ("retina", "seed"),
-        n_digit_cols,
-        {"units": _ATTRS["n_digit_columns"][0], "long_name": _ATTRS["n_digit_columns"][1]},
-    )
+    data_vars = {k: _var(k, dims5, v) for k, v in res.scores.items()}
+    data_vars["accuracy"] = _var("accuracy", ("model", "retina", "seed"), res.accuracy)
+    data_vars["n_digit_columns"] = _var("n_digit_columns", ("retina", "seed"), res.n_digit_cols)
     for j, name in enumerate(("ari_position_only", "ari_objects_position_only")):
-        data_vars[name] = (
-            ("retina", "seed"),
-            ari_pos[j],
-            {"units": _ATTRS[name][0], "long_name": _ATTRS[name][1]},
-        )
+        data_vars[name] = _var(name, ("retina", "seed"), res.ari_pos[j])
     data_vars["example_image"] = (
         ("row", "col"),
-        np.asarray(ex_image, dtype=np.float64),
+        np.asarray(res.ex_image, dtype=np.float64),
         {"units": "1", "long_name": "example two-digit test canvas (first seed), in [0, 1]"},
     )
     data_vars["example_embedding"] = (
         ("model", "retina", "level", "column", "dim"),
-        ex_emb,
+        res.ex_emb,
         {"units": "1", "long_name": "settled embeddings of the example canvas (first seed)"},
     )
     data_vars["example_label"] = (
         ("retina", "column"),
-        ex_label,
+        res.ex_label,
         {"units": "1", "long_name": "example canvas: 0 background, 1 / 2 digit under the column"},
     )
+    pos_deg, pos_px = res.ex_pos_deg, res.ex_pos_px
+    rc = ("retina", "column")
     coords = {
-        "model": models,
-        "retina": retinas,
+        "model": res.models,
+        "retina": res.retinas,
         "dynamics": list(DYNAMICS),
-        "level": np.arange(n_lv),
-        "seed": seeds,
+        "level": np.arange(bcfg.n_levels),
+        "seed": res.seeds,
         "column": np.arange(c),
         "dim": np.arange(max(bcfg.level_dims)),
         "row": np.arange(config.canvas_px),
         "col": np.arange(config.canvas_px),
-        "x_deg": (
-            ("retina", "column"),
-            ex_pos_deg[..., 0],
-            {"units": "deg", "long_name": "column x, right of fixation (first seed)"},
-        ),
-        "y_deg": (
-            ("retina", "column"),
-            ex_pos_deg[..., 1],
-            {"units": "deg", "long_name": "column y, above fixation (first seed)"},
-        ),
+        "x_deg": (rc, pos_deg[..., 0], {"units": "deg", "long_name": _FIRST_NAMES["x_deg"]}),
+        "y_deg": (rc, pos_deg[..., 1], {"units": "deg", "long_name": _FIRST_NAMES["y_deg"]}),
         "ecc_deg": (
-            ("retina", "column"),
-            ecc,
-            {"units": "deg", "long_name": "column eccentricity (first seed)"},
+            rc,
+            np.hypot(pos_deg[..., 0], pos_deg[..., 1]),
+            {"units": "deg", "long_name": _FIRST_NAMES["ecc_deg"]},
         ),
-        "row_px": (
-            ("retina", "column"),
-            ex_pos_px[..., 0],
-            {"units": "px", "long_name": "column position, canvas row (first seed)"},
-        ),
-        "col_px": (
-            ("retina", "column"),
-            ex_pos_px[..., 1],
-            {"units": "px", "long_name": "column position, canvas column (first seed)"},
-        ),
+        "row_px": (rc, pos_px[..., 0], {"units": "px", "long_name": _FIRST_NAMES["row_px"]}),
+        "col_px": (rc, pos_px[..., 1], {"units": "px", "long_name": _FIRST_NAMES["col_px"]}),
     }
     ds = xr.Dataset(data_vars, coords=coords)
     ds["level"].attrs.update(units="1", long_name="level of the part-whole hierarchy (0 = lowest)")
@@ -674,33 +484,48 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         mask_dilation_px=config.mask_dilation_px,
         n_columns=c,
         steps=bcfg.steps,
+        ci_method=CI_METHOD,
     )
     return ds
+
+
+def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
+    """Train (or not) the column models and score their islands; see the module docstring.
+
+    Returns:
+        Dataset with ``ari``, ``ari_unnormalized``, ``ari_objects``, ``cos_within``,
+        ``cos_between``, ``cos_gap_matched`` ``[model, retina, dynamics, level, seed]``,
+        ``accuracy [model, retina, seed]``, ``n_digit_columns``, ``ari_position_only``,
+        ``ari_objects_position_only`` ``[retina, seed]``, and one example canvas of the first seed:
+        ``example_image [row, col]``, ``example_embedding [model, retina, level, column, dim]``
+        (settled), ``example_label [retina, column]`` and column coords ``x_deg``, ``y_deg``,
+        ``ecc_deg``, ``row_px``, ``col_px`` on ``(retina, column)``.
+    """
+    from tqdm.auto import tqdm
+
+    from analyses.tasks import digits_split
+
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be an islands Config; got {type(config).__name__}")
+    split = digits_split(seed=0)
+    res = _Results(config)
+    total = len(res.seeds) * len(res.retinas) * len(res.models)
+    with tqdm(total=total, desc="islands", disable=quiet or None) as bar:
+        for si in range(len(res.seeds)):
+            _score_seed(res, si, split, config, device, bar)
+    return _dataset(res, config)
 
 
 # ------------------------------------------------------------------------ reporting
 
 
-def summary(ds: xr.Dataset) -> str:
-    """Per retina, model, dynamics and level: ARI, ARI on the digits, within/between cosine.
-
-    Values are means over seeds ± the 95 % t half-width (when there are >= 2 seeds).
-    """
+def _table(ds: xr.Dataset, names: tuple[str, ...], heads: tuple[str, ...]) -> list[str]:
+    """One row per retina, model, dynamics and level: mean [95 % CI] of each variable."""
+    width = 25
     lines = [
-        f"islands of agreement: {int(ds.attrs['n_test'])} held-out two-digit canvases, "
-        f"{int(ds.attrs['n_columns'])} columns, trained on single-digit canvases "
-        f"({int(ds.attrs['steps'])} steps), {ds.sizes['seed']} seed(s); mean ± 95% CI over seeds",
-        "ari: k-means (k=3) of L2-normalised embeddings vs digit1/digit2/background; ari_raw: "
-        "the same without normalisation; ari_obj: digit columns only (k=2, normalised);",
-        "cos: mean cosine within/between digits; gap_matched: within - between at matched "
-        "distances (0 for a map of places)",
+        f"{'retina':<9}{'model':<23}{'dynamics':<11}{'lvl':>3}"
+        + "".join(f"{h:>{width}}" for h in heads)
     ]
-    head = (
-        f"{'retina':<9}{'model':<23}{'dynamics':<11}{'lvl':>3}{'ari':>15}{'ari_raw':>15}"
-        f"{'ari_obj':>15}"
-        f"{'cos_within':>15}{'cos_between':>15}{'gap_matched':>15}"
-    )
-    lines.append(head)
     for r in ds["retina"].values.tolist():
         for m in ds["model"].values.tolist():
             for d in ds["dynamics"].values.tolist():
@@ -708,32 +533,54 @@ def summary(ds: xr.Dataset) -> str:
                     sel = dict(retina=r, model=m, dynamics=d, level=lv)
                     lines.append(
                         f"{r:<9}{m:<23}{d:<11}{lv:>3}"
-                        + "".join(
-                            f"{mean_ci_text(ds[k].sel(sel)):>15}"
-                            for k in (
-                                "ari",
-                                "ari_unnormalized",
-                                "ari_objects",
-                                "cos_within",
-                                "cos_between",
-                                "cos_gap_matched",
-                            )
-                        )
+                        + "".join(f"{_ci(ds, k, sel):>{width}}" for k in names)
                     )
-    lines.append("single-digit test accuracy (image logits):")
+    return lines
+
+
+def _ci(ds: xr.Dataset, name: str, sel: dict) -> str:
+    """``mean [low, high]`` of ``ds[name]`` at ``sel`` over seeds, within the variable's range."""
+    return mean_ci_text(ds[name].sel(sel), bounds=BOUNDS.get(name), kind=False)
+
+
+def summary(ds: xr.Dataset) -> str:
+    """Per retina, model, dynamics and level: ARI, ARI on the digits, within/between cosine.
+
+    Values are means over seeds and their 95 % Student-t intervals clipped to each measure's
+    range (:func:`analyses.metrics.confidence_interval`; none with fewer than 2 seeds).
+    """
+    n_seeds = ds.sizes["seed"]
+    lines = [
+        f"islands of agreement: {int(ds.attrs['n_test'])} held-out two-digit canvases, "
+        f"{int(ds.attrs['n_columns'])} columns, trained on single-digit canvases "
+        f"({int(ds.attrs['steps'])} steps), {n_seeds} seed(s)",
+        f"mean [{interval_description(n_seeds)}, clipped to the measure's range: ARI and "
+        "cosine [-1, 1], gap [-2, 2], accuracy [0, 1]]",
+        "ari: k-means (k=3) of L2-normalised embeddings vs digit1/digit2/background; ari_raw: "
+        "the same without normalisation; ari_obj: digit columns only (k=2, normalised);",
+        "cos: mean cosine within/between digits; gap_matched: within - between at matched "
+        "distances (0 for a map of places)",
+    ]
+    lines += _table(ds, ("ari", "ari_unnormalized", "ari_objects"), ("ari", "ari_raw", "ari_obj"))
+    lines += _table(
+        ds,
+        ("cos_within", "cos_between", "cos_gap_matched"),
+        ("cos_within", "cos_between", "gap_matched"),
+    )
+    lines.append("single-digit test accuracy (image logits; chance 0.1):")
     for r in ds["retina"].values.tolist():
         lines.append(
             f"  {r:<9}"
             + "  ".join(
-                f"{m} {mean_ci_text(ds['accuracy'].sel(retina=r, model=m))}"
+                f"{m} {_ci(ds, 'accuracy', dict(retina=r, model=m))}"
                 for m in ds["model"].values.tolist()
             )
         )
     for r in ds["retina"].values.tolist():
         lines.append(
             f"  reference, k-means of the column positions alone ({r}): "
-            f"ari {mean_ci_text(ds['ari_position_only'].sel(retina=r))}, "
-            f"ari_obj {mean_ci_text(ds['ari_objects_position_only'].sel(retina=r))}"
+            f"ari {_ci(ds, 'ari_position_only', dict(retina=r))}, "
+            f"ari_obj {_ci(ds, 'ari_objects_position_only', dict(retina=r))}"
         )
     cols = ", ".join(
         f"{r} {float(ds['n_digit_columns'].sel(retina=r).mean()):.1f}"
@@ -744,126 +591,3 @@ def summary(ds: xr.Dataset) -> str:
         f"{int(ds.attrs['mask_dilation_px'])} px): {cols}"
     )
     return "\n".join(lines)
-
-
-def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
-    """``islands_embeddings``: the example canvas and each level's embeddings as PCA colours;
-    ``islands_ari``: ARI per level and model (settled dynamics), one panel per retina."""
-    from analyses.figures import new_figure, save_figure
-
-    paths: list[Path] = []
-    models = ds["model"].values.tolist()
-    retinas = ds["retina"].values.tolist()
-    levels = ds["level"].values.tolist()
-    image = ds["example_image"].values
-    h, w = image.shape
-
-    # -- embeddings as colours at the column positions, beside the image
-    n_rows = len(models) * len(retinas)
-    fig, axes = new_figure(
-        n_rows, 1 + len(levels), width_in=1.6 * (1 + len(levels)), height_in=1.6 * n_rows
-    )
-    for ri, r in enumerate(retinas):
-        rows = ds["row_px"].sel(retina=r).values
-        cols = ds["col_px"].sel(retina=r).values
-        lab = ds["example_label"].sel(retina=r).values
-        for mi, m in enumerate(models):
-            row_axes = axes[ri * len(models) + mi]
-            ax = row_axes[0]
-            ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
-            for k, marker in ((0, "."), (1, "o"), (2, "s")):
-                sel = lab == k
-                ax.scatter(
-                    cols[sel],
-                    rows[sel],
-                    s=6 if k == 0 else 10,
-                    marker=marker,
-                    facecolors="none" if k else "0.5",
-                    edgecolors="0.3" if k else "none",
-                    linewidths=0.6,
-                )
-            ax.set_ylabel(f"{m}\n{r}", fontsize=7)
-            if ri == 0 and mi == 0:
-                ax.set_title("canvas (o digit 1, s digit 2)", fontsize=7)
-            for lv in levels:
-                ax = row_axes[1 + lv]
-                emb = ds["example_embedding"].sel(model=m, retina=r, level=lv).values
-                ax.imshow(
-                    image, cmap="gray_r", vmin=0, vmax=4, extent=(-0.5, w - 0.5, h - 0.5, -0.5)
-                )
-                if np.all(np.isfinite(emb)):
-                    ax.scatter(cols, rows, c=pca_rgb(emb), s=28, edgecolors="0.2", linewidths=0.3)
-                ari = float(ds["ari"].sel(model=m, retina=r, level=lv, dynamics="settled").mean())
-                ax.set_title(f"level {lv} (mean ARI {ari:.2f})", fontsize=7)
-            for ax in row_axes:
-                ax.set_xlim(-0.5, w - 0.5)
-                ax.set_ylim(h - 0.5, -0.5)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_aspect("equal")
-    paths += save_figure(fig, out_dir, "islands_embeddings")
-
-    # -- per level: ARI (top) and the distance-matched cosine gap (bottom), bars per model
-    fig, axes = new_figure(2, len(retinas), width_in=3.4 * len(retinas), height_in=4.8)
-    hatches = ["", "//", "xx", "..", "\\\\", "oo"]
-    grays = ["0.85", "0.55", "0.25", "0.7", "0.4", "0.1"]
-    width = 0.8 / max(len(models), 1)
-    for ri, r in enumerate(retinas):
-        for row, (var, ylabel) in enumerate(
-            (("ari", "adjusted Rand index"), ("cos_gap_matched", "cosine gap, matched distance"))
-        ):
-            ax = axes[row, ri]
-            for mi, m in enumerate(models):
-                x = np.arange(len(levels)) + (mi - (len(models) - 1) / 2) * width
-                vals = ds[var].sel(model=m, retina=r, dynamics="settled")  # [level, seed]
-                err = vals.std("seed", ddof=1).values if ds.sizes["seed"] > 1 else None
-                ax.bar(
-                    x,
-                    vals.mean("seed").values,
-                    width,
-                    yerr=err,
-                    color=grays[mi % len(grays)],
-                    hatch=hatches[mi % len(hatches)],
-                    edgecolor="0.0",
-                    linewidth=0.5,
-                    label=m,
-                    capsize=2,
-                )
-                if var == "ari":
-                    for extra, marker, text in (
-                        ("ari_unnormalized", "o", "not normalised (k=3)"),
-                        ("ari_objects", "v", "digit columns only (k=2)"),
-                    ):
-                        more = ds[extra].sel(model=m, retina=r, dynamics="settled")
-                        ax.plot(
-                            x,
-                            more.mean("seed").values,
-                            linestyle="none",
-                            marker=marker,
-                            markerfacecolor="none" if marker == "o" else "0.0",
-                            color="0.0",
-                            markersize=3,
-                            label=text if mi == 0 else None,
-                        )
-            if var == "ari":
-                for ref, style, text in (
-                    ("ari_position_only", "--", "positions alone (k=3)"),
-                    ("ari_objects_position_only", ":", "positions alone, digits (k=2)"),
-                ):
-                    ax.axhline(
-                        float(ds[ref].sel(retina=r).mean()),
-                        color="0.3",
-                        linestyle=style,
-                        linewidth=0.8,
-                        label=text,
-                    )
-            ax.axhline(0.0, color="0.0", linewidth=0.5)
-            ax.set_xticks(np.arange(len(levels)))
-            ax.set_xticklabels([f"level {lv}" for lv in levels])
-            ax.set_ylabel(ylabel)
-            if row == 0:
-                ax.set_title(f"{r} retina (settled; mean ± s.d. over seeds)", fontsize=7)
-            if ri == 0 and row == 0:
-                ax.legend(fontsize=5)
-    paths += save_figure(fig, out_dir, "islands_ari")
-    return paths

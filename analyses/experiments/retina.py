@@ -23,7 +23,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from neurosim.config import Config as _BaseConfig
-from neurosim.config import check_choice, check_positive_int, check_range
+from neurosim.config import check_choice, check_int, check_range
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "load_photo"]
 
@@ -56,12 +56,11 @@ class Config(_BaseConfig):
     periphery_deg: float = 10.0
 
     def __post_init__(self):
-        check_positive_int("image_px", self.image_px, 427)
-        check_range("image_px", self.image_px, 16, 427)
+        check_int("image_px", self.image_px, 16, 427)
         check_range("fov_deg", self.fov_deg, 1.0, 180.0)
-        check_positive_int("n_cells", self.n_cells)
         max_cells = 2 * self.image_px**2
-        if self.n_cells % 2 or not 8 <= self.n_cells <= max_cells:
+        check_int("n_cells", self.n_cells, 8, max_cells)
+        if self.n_cells % 2:
             raise ValueError(
                 f"n_cells must be an even integer in [8, {max_cells}] for image_px "
                 f"{self.image_px}; got {self.n_cells}"
@@ -106,6 +105,18 @@ def load_photo(name: str, size_px: int) -> np.ndarray:
     return np.clip(out[:size_px, :size_px], 0.0, 1.0)
 
 
+#: per-cell variables of the results: name -> (units, long name)
+_PER_CELL = {
+    "x_deg": ("deg", "x, right of fixation"),
+    "y_deg": ("deg", "y, above fixation"),
+    "ecc_deg": ("deg", "eccentricity"),
+    "polarity": ("1", "ON or OFF centre"),
+    "sigma_center_deg": ("deg", "receptive-field centre Gaussian sigma"),
+    "sigma_surround_deg": ("deg", "receptive-field surround Gaussian sigma"),
+    "spacing_deg": ("deg", "local lattice spacing"),
+}
+
+
 def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
     """Build both retinas, sample the photo, render; return the Dataset described above."""
     import torch
@@ -113,11 +124,10 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     import retina
 
     photo = load_photo(config.photo, config.image_px)
-    shape = photo.shape
     kw = dict(
         n_cells=config.n_cells,
         fov_deg=config.fov_deg,
-        image_shape=shape,
+        image_shape=photo.shape,
         pixels_per_deg=config.pixels_per_deg,
         seed=config.seed,
         surround_weight=config.surround_weight,
@@ -126,93 +136,66 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         "uniform": {"lattice": config.uniform_lattice},
         "foveated": {"log_polar": config.log_polar},
     }
-    rows, cols = np.mgrid[: shape[0], : shape[1]]
-    fix = ((shape[1] - 1) / 2, (shape[0] - 1) / 2)
-    ecc_px = np.hypot(cols - fix[0], rows - fix[1]) / config.pixels_per_deg
-    masks = {
-        "centre": ecc_px < config.centre_deg,
-        "periphery": (ecc_px > config.periphery_deg) & (ecc_px <= config.fov_deg / 2),
-    }
-    built, responses, renders, build_s, nnz, rmse = {}, {}, {}, [], [], []
+    cells, renders, build_s, nnz, rmse = [], [], [], [], []
     for kind in tqdm(RETINAS, desc="retinas", disable=quiet or None):
         start = time.perf_counter()
         ret = getattr(retina.Retina, kind)(**kw, **extra[kind])
         build_s.append(time.perf_counter() - start)
+        ecc = ret.eccentricity_map_deg()  # [H, W] deg; both retinas fixate the photo's centre
+        masks = {
+            "centre": ecc < config.centre_deg,
+            "periphery": (ecc > config.periphery_deg) & (ecc <= config.fov_deg / 2),
+        }
         image_t = torch.as_tensor(photo, dtype=torch.float32, device=device)
         resp = ret(image_t[None])[0].cpu().numpy().astype(np.float64)
         rend = ret.render(resp)
-        built[kind], responses[kind], renders[kind] = ret, resp, rend
+        # the responses labelled with their cells' places, plus the receptive-field sizes
+        cells.append(ret.to_dataarray(resp).assign_coords(ret.cells.coords))
+        renders.append(rend)
         nnz.append(ret.applied_nnz)
         rmse.append([float(np.sqrt(((rend - photo)[masks[r]] ** 2).mean())) for r in REGIONS])
+    return _dataset(config, photo, cells, renders, build_s, nnz, rmse)
 
-    def per_cell(name):
-        return np.stack([built[k].cells[name].values for k in RETINAS])
 
-    deg = {"units": "deg"}
-    ds = xr.Dataset(
-        {
-            "x_deg": (
-                ("retina", "cell"),
-                per_cell("x_deg"),
-                {**deg, "long_name": "x, right of fixation"},
-            ),
-            "y_deg": (
-                ("retina", "cell"),
-                per_cell("y_deg"),
-                {**deg, "long_name": "y, above fixation"},
-            ),
-            "ecc_deg": (
-                ("retina", "cell"),
-                per_cell("ecc_deg"),
-                {**deg, "long_name": "eccentricity"},
-            ),
-            "polarity": (
-                ("retina", "cell"),
-                per_cell("polarity").astype(str),
-                {"units": "1", "long_name": "ON or OFF centre"},
-            ),
-            "sigma_center_deg": (
-                ("retina", "cell"),
-                per_cell("sigma_center_deg"),
-                {**deg, "long_name": "receptive-field centre Gaussian sigma"},
-            ),
-            "sigma_surround_deg": (
-                ("retina", "cell"),
-                per_cell("sigma_surround_deg"),
-                {**deg, "long_name": "receptive-field surround Gaussian sigma"},
-            ),
-            "spacing_deg": (
-                ("retina", "cell"),
-                per_cell("spacing_deg"),
-                {**deg, "long_name": "local lattice spacing"},
-            ),
-            "response": (
-                ("retina", "cell"),
-                np.stack([responses[k] for k in RETINAS]),
-                {"units": "1", "long_name": "linear DoG response to the photo (pixel units)"},
-            ),
-            "photo": (("row", "col"), photo, {"units": "1", "long_name": "gray photo in [0, 1]"}),
-            "render": (
-                ("retina", "row", "col"),
-                np.stack([renders[k] for k in RETINAS]),
-                {"units": "1", "long_name": "image rendered back from the responses"},
-            ),
-            "render_rmse": (
-                ("retina", "region"),
-                np.array(rmse),
-                {"units": "1", "long_name": "RMS error of the render against the photo"},
-            ),
-            "operator_nnz": (
-                ("retina",),
-                np.array(nnz),
-                {"units": "1", "long_name": "nonzeros applied per image (multi-scale ON operator)"},
-            ),
-            "build_s": (
-                ("retina",),
-                np.array(build_s),
-                {"units": "s", "long_name": "time to build the retina and its operator"},
-            ),
-        },
+def _dataset(config: Config, photo, cells, renders, build_s, nnz, rmse) -> xr.Dataset:
+    """The results of :func:`run`: per retina, ``cells`` (a response DataArray ``[cell]`` of
+    :meth:`retina.Retina.to_dataarray` with every per-cell coordinate), the render ``[row,
+    col]``, build time, nonzeros and render errors ``[region]``."""
+    rc = ("retina", "cell")
+    data = {
+        name: (rc, np.stack([c[name].values for c in cells]), {"units": u, "long_name": ln})
+        for name, (u, ln) in _PER_CELL.items()
+    }
+    data["polarity"] = (rc, data["polarity"][1].astype(str), data["polarity"][2])
+    data["response"] = (
+        rc,
+        np.stack([c.values for c in cells]),
+        {"units": "1", "long_name": "linear DoG response to the photo (pixel units)"},
+    )
+    data["photo"] = (("row", "col"), photo, {"units": "1", "long_name": "gray photo in [0, 1]"})
+    data["render"] = (
+        ("retina", "row", "col"),
+        np.stack(renders),
+        {"units": "1", "long_name": "image rendered back from the responses"},
+    )
+    data["render_rmse"] = (
+        ("retina", "region"),
+        np.array(rmse),
+        {"units": "1", "long_name": "RMS error of the render against the photo"},
+    )
+    data["operator_nnz"] = (
+        ("retina",),
+        np.array(nnz),
+        {"units": "1", "long_name": "nonzeros applied per image (multi-scale ON operator)"},
+    )
+    data["build_s"] = (
+        ("retina",),
+        np.array(build_s),
+        {"units": "s", "long_name": "time to build the retina and its operator"},
+    )
+    shape = photo.shape
+    return xr.Dataset(
+        data,
         coords={
             "retina": ("retina", list(RETINAS)),
             "cell": ("cell", np.arange(config.n_cells)),
@@ -231,7 +214,6 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
             "rf_source": "Croner & Kaplan (1995) Vision Res 35:7-24, P cells",
         },
     )
-    return ds
 
 
 def summary(ds: xr.Dataset) -> str:
@@ -252,26 +234,38 @@ def summary(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset, out_dir) -> list[Path]:
     """Lattices with receptive-field sizes, responses, renders beside the photo, density."""
-    from matplotlib.collections import EllipseCollection
+    import matplotlib.pyplot as plt
 
-    import retina
-    from analyses.figures import cycle_styles, new_figure, save_figure
+    from analyses.figures import STYLE
 
     out_dir = Path(out_dir)
-    paths: list[Path] = []
+    with plt.rc_context(STYLE):  # the package style for every text drawn, not only the axes
+        return (
+            _lattices_figure(ds, out_dir)
+            + _responses_figure(ds, out_dir)
+            + _renders_figure(ds, out_dir)
+            + _density_figure(ds, out_dir)
+        )
+
+
+def _on_cells(ds: xr.Dataset, kind: str):
+    """``(x_deg, y_deg, the retina's selection, ON mask)`` of one retina's ON cells."""
+    sel = ds.sel(retina=kind)
+    on = (sel.polarity == "on").values
+    return sel.x_deg.values[on], sel.y_deg.values[on], sel, on
+
+
+def _lattices_figure(ds: xr.Dataset, out_dir: Path) -> list[Path]:
+    """Each ON site drawn as a circle of radius sigma_center; the central 8 deg below."""
+    from matplotlib.collections import EllipseCollection
+
+    from analyses.figures import new_figure, save_figure
+
     half = float(ds.attrs["fov_deg"]) / 2
-    kinds = [str(k) for k in ds.retina.values]
-
-    def on_cells(kind):
-        sel = ds.sel(retina=kind)
-        on = (sel.polarity == "on").values
-        return sel.x_deg.values[on], sel.y_deg.values[on], sel, on
-
-    # 1. lattices, each ON site drawn as a circle of radius sigma_center; zoom on fixation below
     fig, axes = new_figure(2, 2, width_in=7.0, height_in=6.6)
     zoom = min(half, 4.0)
-    for j, kind in enumerate(kinds):
-        x, y, sel, on = on_cells(kind)
+    for j, kind in enumerate(str(k) for k in ds.retina.values):
+        x, y, sel, on = _on_cells(ds, kind)
         s = sel.sigma_center_deg.values[on]
         for i, lim in enumerate((half, zoom)):
             ax = axes[i, j]
@@ -296,13 +290,18 @@ def figures(ds: xr.Dataset, out_dir) -> list[Path]:
             where = f"{int(on.sum())} sites" if i == 0 else f"central {2 * lim:g} deg"
             ax.set_title(f"{kind}: {where}")
     fig.suptitle("ON/OFF cell sites; circles: receptive-field centre sigma")
-    paths += save_figure(fig, out_dir, "retina_lattices")
+    return save_figure(fig, out_dir, "retina_lattices")
 
-    # 2. responses of the ON cells at their positions
+
+def _responses_figure(ds: xr.Dataset, out_dir: Path) -> list[Path]:
+    """The ON cells' responses to the photo at their positions."""
+    from analyses.figures import new_figure, save_figure
+
+    half = float(ds.attrs["fov_deg"]) / 2
     fig, axes = new_figure(1, 2, width_in=7.0, height_in=3.4)
     vmax = max(float(np.abs(ds.response).max()), 1e-12)
-    for j, kind in enumerate(kinds):
-        x, y, sel, on = on_cells(kind)
+    for j, kind in enumerate(str(k) for k in ds.retina.values):
+        x, y, sel, on = _on_cells(ds, kind)
         ax = axes[0, j]
         sc = ax.scatter(
             x,
@@ -320,14 +319,21 @@ def figures(ds: xr.Dataset, out_dir) -> list[Path]:
         ax.set_xlabel("x (deg)")
         ax.set_ylabel("y (deg)")
         ax.set_title(f"{kind}: ON-cell responses")
-    fig.colorbar(sc, ax=axes[0, :].tolist(), shrink=0.8, label="response (OFF = -ON)")
-    paths += save_figure(fig, out_dir, "retina_responses")
+    label = "linear ON response, pixel units (OFF = -ON)"
+    fig.colorbar(sc, ax=axes[0, :].tolist(), shrink=0.8, label=label)
+    return save_figure(fig, out_dir, "retina_responses")
 
-    # 3. the photo and both renders
+
+def _renders_figure(ds: xr.Dataset, out_dir: Path) -> list[Path]:
+    """The photo and both renders, with their errors near fixation and in the periphery."""
+    from analyses.figures import new_figure, save_figure
+
+    half = float(ds.attrs["fov_deg"]) / 2
     fig, axes = new_figure(1, 3, width_in=7.0, height_in=2.6)
     ext = (-half, half, -half, half)
     panels = [("photo", ds.photo.values, None)] + [
-        (kind, ds.render.sel(retina=kind).values, ds.render_rmse.sel(retina=kind)) for kind in kinds
+        (kind, ds.render.sel(retina=kind).values, ds.render_rmse.sel(retina=kind))
+        for kind in (str(k) for k in ds.retina.values)
     ]
     for ax, (name, img, err) in zip(axes[0], panels, strict=True):
         ax.imshow(img, cmap="gray", vmin=0, vmax=1, extent=ext, interpolation="nearest")
@@ -342,50 +348,103 @@ def figures(ds: xr.Dataset, out_dir) -> list[Path]:
             )
         ax.set_xlabel(xlabel)
     axes[0, 0].set_ylabel("y (deg)")
-    paths += save_figure(fig, out_dir, "retina_renders")
+    return save_figure(fig, out_dir, "retina_renders")
 
-    # 4. density against eccentricity vs the Watson target; centre sigma vs eccentricity
-    fig, axes = new_figure(1, 2, width_in=7.0, height_in=2.8)
+
+#: annuli holding fewer sites than this are drawn open (their density is mostly counting noise)
+_FEW_SITES = 5
+
+
+def _density_figure(ds: xr.Dataset, out_dir: Path) -> list[Path]:
+    """Site density against eccentricity vs the targets; centre sigma against eccentricity."""
+    import retina
+    from analyses.figures import cycle_styles, new_figure, save_figure
+
+    half = float(ds.attrs["fov_deg"]) / 2
+    kinds = [str(k) for k in ds.retina.values]
+    fig, axes = new_figure(1, 2, width_in=7.0, height_in=3.2)
     n_sites = ds.sizes["cell"] // 2
     edges = np.geomspace(0.5, half, 12)
     mids = np.sqrt(edges[1:] * edges[:-1])
     styles = list(cycle_styles(3))
     r = np.linspace(edges[0], edges[-1], 200)
-    axes[0, 0].plot(
+    dens_ax, sigma_ax = axes[0, 0], axes[0, 1]
+    dens_ax.plot(
         r,
         retina.foveated_site_density(r, n_sites, 2 * half),
         color="0.5",
         linestyle="-",
-        label="Watson 2014 (scaled)",
+        label="foveated target: Watson 2014 (scaled)",
     )
-    for style, kind in zip(styles[1:], kinds, strict=True):
-        x, y, sel, on = on_cells(kind)
-        ecc = np.hypot(x, y)
-        counts, _ = np.histogram(ecc, edges)
-        area = [
+    dens_ax.axhline(
+        n_sites / (2 * half) ** 2,
+        color="0.5",
+        linestyle=(0, (6, 2, 1, 2)),
+        linewidth=0.8,
+        label="uniform target: n_sites / fov_deg$^2$",
+    )
+    area = np.array(
+        [
             np.trapezoid(_arc(rr, half), rr)
             for rr in (np.linspace(a, b, 100) for a, b in zip(edges[:-1], edges[1:], strict=True))
         ]
-        dens = np.where(counts > 0, counts / np.array(area), np.nan)
-        axes[0, 0].plot(mids, dens, **style, label=kind, markersize=3)
-        axes[0, 1].plot(
+    )
+    for style, kind in zip(styles[1:], kinds, strict=True):
+        x, y, sel, on = _on_cells(ds, kind)
+        ecc = np.hypot(x, y)
+        counts, _ = np.histogram(ecc, edges)
+        dens = np.where(counts > 0, counts / area, np.nan)
+        dens_ax.plot(mids, dens, **{**style, "marker": "none"}, label=None)
+        for few in (False, True):
+            pick = (counts < _FEW_SITES) == few
+            dens_ax.plot(
+                mids[pick],
+                dens[pick],
+                linestyle="none",
+                marker=style["marker"],
+                color=style["color"],
+                markerfacecolor="none" if few else style["color"],
+                markersize=3,
+                label=None if few else kind,
+            )
+        sigma_ax.plot(
             ecc,
             sel.sigma_center_deg.values[on],
             ".",
             color=style["color"],
             markersize=1.5,
-            label=kind,
         )
-    axes[0, 0].set_xscale("log")
-    axes[0, 0].set_yscale("log")
-    axes[0, 0].set_xlabel("eccentricity (deg)")
-    axes[0, 0].set_ylabel("sites / deg$^2$")
-    axes[0, 0].legend(loc="lower left")
-    axes[0, 1].set_xlabel("eccentricity (deg)")
-    axes[0, 1].set_ylabel("centre sigma (deg)")
-    axes[0, 1].legend(markerscale=4)
-    paths += save_figure(fig, out_dir, "retina_density")
-    return paths
+    dens_ax.plot(
+        [],
+        [],
+        "o",
+        color="0.3",
+        markerfacecolor="none",
+        markersize=3,
+        label=f"open: < {_FEW_SITES} sites in the annulus",
+    )
+    dens_ax.set_xscale("log")
+    dens_ax.set_yscale("log")
+    _plain_log_ticks(dens_ax.xaxis)
+    _plain_log_ticks(dens_ax.yaxis)
+    dens_ax.set_xlabel("eccentricity (deg)")
+    dens_ax.set_ylabel("sites / deg$^2$")
+    dens_ax.set_title("site density")
+    sigma_ax.set_xlabel("eccentricity (deg)")
+    sigma_ax.set_ylabel("centre sigma (deg)")
+    sigma_ax.set_title("receptive-field centre size (a dot per site, grays as left)")
+    fig.legend(loc="outside lower center", ncols=3, fontsize=6, frameon=False)
+    return save_figure(fig, out_dir, "retina_density")
+
+
+def _plain_log_ticks(axis) -> None:
+    """Ticks at 1, 2 and 5 times the powers of ten, labelled as plain numbers (0.5, 1, 2, 5,
+    10, 20), not only at the decades."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _arc(r, half):
