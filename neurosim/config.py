@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+
+# The package's one integer check lives in the lowest layer, the retina (which must not import
+# neurosim), and is the same function here: check_int(name, value, lo, hi) -> int.
+from retina._checks import check_int
 
 __all__ = [
     "Config",
@@ -61,31 +64,6 @@ def check_range(
         left = "(-inf" if lo is None else ("[" if lo_inclusive else "(") + f"{lo:g}"
         right = "inf)" if hi is None else f"{hi:g}" + ("]" if hi_inclusive else ")")
         raise ValueError(f"{name} must be in {left}, {right}; got {value!r}")
-
-
-def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    """Return ``value`` as a Python int if it is an integer in ``[lo, hi]``; else ``ValueError``.
-
-    The one integer check of the package: numpy integers are accepted (``operator.index``),
-    bools and floats are not (``1.0`` and ``True`` are rejected). ``None`` for a bound means
-    unbounded on that side. The message names ``name`` and the allowed range, e.g.
-    ``"n_cells must be an integer in [2, 65536]; got 3.5"``.
-    """
-    out = None
-    if not isinstance(value, bool) and not (hasattr(value, "dtype") and value.dtype == bool):
-        try:
-            out = operator.index(value)
-        except TypeError:
-            out = None
-    if out is None or (lo is not None and out < lo) or (hi is not None and out > hi):
-        if hi is None:
-            allowed = "an integer" if lo is None else f"an integer >= {lo}"
-        elif lo is None:
-            allowed = f"an integer <= {hi}"
-        else:
-            allowed = f"an integer in [{lo}, {hi}]"
-        raise ValueError(f"{name} must be {allowed}; got {value!r}")
-    return out
 
 
 def check_positive_int(name: str, value: int, hi: int | None = None) -> None:
