@@ -448,13 +448,21 @@ class Model(nn.Module):
         return self._out(self.encoder(x))
 
     def initial_state(
-        self, responses: torch.Tensor, input_mask: torch.Tensor | None = None
+        self,
+        responses: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+        *,
+        encoded: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Initial state ``[B, C, L, D]``: zeros or one bottom-up pass (``config.init``)."""
+        """Initial state ``[B, C, L, D]``: zeros or one bottom-up pass (``config.init``).
+
+        ``encoded``: the encoder's reading of ``responses`` if already computed
+        (:meth:`encode`), so that it is not computed twice.
+        """
         b = responses.shape[0]
         if self.config.init == "zeros":
             return responses.new_zeros(b, self.n_columns, self.n_levels, self.dim)
-        levels = [self.encode(responses, input_mask)]
+        levels = [self.encode(responses, input_mask) if encoded is None else encoded]
         for net in self.bottom_up:
             levels.append(self._out(net(self._in(levels[-1]))))
         return self.stack_levels(levels)
@@ -469,6 +477,7 @@ class Model(nn.Module):
         detach_inputs: bool = False,
         input_mask: torch.Tensor | None = None,
         weights: list[list[float | torch.Tensor]] | None = None,
+        encoded: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, StepTerms]:
         """One step of every level of every column: the drift's consensus and the integrator.
 
@@ -485,6 +494,9 @@ class Model(nn.Module):
             weights: the normalised consensus weights
                 (:func:`neurosim.dynamics.consensus_weights` of ``term_weights`` and
                 ``input_mask``); computed here when None (:meth:`settle` computes them once).
+            encoded: the encoder's reading of ``responses`` (:meth:`encode`) when already
+                computed: a static image is read once per settling, not at every step (the
+                same tensor, so its gradient sums over the steps exactly as before).
 
         Returns:
             ``(new_state [B, C, L, D], StepTerms)``.
@@ -508,7 +520,7 @@ class Model(nn.Module):
             x[..., :d] if d < self.dim else x
             for x, d in zip(src.unbind(2), self.level_dims, strict=True)
         ]
-        bu = [self.encode(responses, input_mask)]
+        bu = [self.encode(responses, input_mask) if encoded is None else encoded]
         bu += [self._out(net(self._in(xs[lv]))) for lv, net in enumerate(self.bottom_up)]
         # The position enters the top-down nets as if concatenated to their input (neural field).
         td: list[torch.Tensor | None] = [
@@ -584,13 +596,16 @@ class Model(nn.Module):
                 f"input_mask must have shape [batch, {self.n_columns}]; "
                 f"got {tuple(input_mask.shape)}"
             )
+        # a static image is read once: every step's bottom-up term at level 0 is this tensor
+        encoded = self.encode(frames[0], input_mask) if frames.shape[0] == 1 else None
         if initial_state is not None:
             state = initial_state
         elif detach_inputs:
             with torch.no_grad():
-                state = self.initial_state(frames[0], input_mask)
+                start = None if encoded is None else encoded.detach()
+                state = self.initial_state(frames[0], input_mask, encoded=start)
         else:
-            state = self.initial_state(frames[0], input_mask)
+            state = self.initial_state(frames[0], input_mask, encoded=encoded)
         weights = consensus_weights(self.term_weights, input_mask)
         clamp = self._clamps(clamp, frames.shape[1])
         if clamp:
@@ -608,6 +623,7 @@ class Model(nn.Module):
                 detach_inputs=detach_inputs,
                 input_mask=input_mask,
                 weights=weights,
+                encoded=encoded,
             )
             if clamp:
                 state = self._clamped(state, clamp)
