@@ -406,6 +406,8 @@ class TrainedModel:
         final_loss: mean training loss over the last 10 % of the steps.
         final_loss_change: the change of the training loss over the last 20 % of the steps, from
             a least-squares line (loss units; ~0 when the loss has flattened).
+        checkpoint_accuracies: ``{step: {test name: accuracy}}`` at the checkpoints asked for
+            (the last step included).
     """
 
     kind: str
@@ -418,6 +420,7 @@ class TrainedModel:
     train_seconds: float
     final_loss: float
     final_loss_change: float
+    checkpoint_accuracies: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
 def loss_tail(losses: np.ndarray) -> tuple[float, float]:
@@ -445,6 +448,7 @@ def train_jobs(
     *,
     device="cpu",
     quiet: bool = True,
+    checkpoints: Sequence[int] = (),
 ) -> list[TrainedModel]:
     """Train one model of ``kind`` per job, all as one batched computation (replicas).
 
@@ -453,7 +457,8 @@ def train_jobs(
     jobs must share the retina's cell count and image shape (their retinas may differ).
     Training: :class:`neurosim.train.Trainer` on a stream of ``config.steps`` Adam steps of
     ``config.batch_size`` images (a cosine schedule over the steps), whatever the training-set
-    size.
+    size. ``checkpoints``: steps (in ``[1, steps]``) after which every model is also scored on
+    its test sets (:attr:`TrainedModel.checkpoint_accuracies`; the last step always is).
 
     Returns:
         one :class:`TrainedModel` per job, in order (each model unstacked).
@@ -498,18 +503,26 @@ def train_jobs(
         unlabelled=unlabelled,
         seeds=seeds,
     )
+    stops = sorted({check_int("checkpoint", int(c), 1, config.steps) for c in checkpoints})
+    stops = [*(c for c in stops if c < config.steps), config.steps]
+    scores: list[dict[int, dict[str, float]]] = [{} for _ in jobs]
     start = time.perf_counter()
-    history = trainer.fit()
+    for stop in stops:
+        trainer.fit(max_steps=stop)
+        for r, job in enumerate(jobs):
+            model = stacked.replica(r).eval()
+            scores[r][stop] = {
+                name: evaluate(model, kind, data, batch_size=config.eval_batch_size, device=device)
+                for name, data in job.tests.items()
+            }
     seconds = time.perf_counter() - start
+    history = trainer.history_dataset()
     out = []
-    for r, job in enumerate(jobs):
+    for r, _job in enumerate(jobs):
         model = stacked.replica(r).eval()
         h = history.isel(replica=r) if "replica" in history.dims else history
         mean, change = loss_tail(h["replica_loss"].values)
-        accs = {
-            name: evaluate(model, kind, data, batch_size=config.eval_batch_size, device=device)
-            for name, data in job.tests.items()
-        }
+        accs = scores[r][config.steps]
         out.append(
             TrainedModel(
                 kind=kind,
@@ -522,6 +535,7 @@ def train_jobs(
                 train_seconds=seconds,
                 final_loss=mean,
                 final_loss_change=change,
+                checkpoint_accuracies=scores[r],
             )
         )
     return out

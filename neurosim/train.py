@@ -370,7 +370,10 @@ class Trainer:
         per_replica = []
         for r, streams in enumerate(self.streams):
             parts = [self.data[r]] + ([] if self.unlabelled is None else [self.unlabelled[r]])
-            picked = [tuple(t[s.next()] for t in d) for s, d in zip(streams, parts, strict=True)]
+            picked = []
+            for stream, d in zip(streams, parts, strict=True):
+                index = stream.next()  # one draw per stream: inputs and labels stay paired
+                picked.append(tuple(t[index] for t in d))
             per_replica.append(
                 tuple(torch.cat(ts) if len(ts) > 1 else ts[0] for ts in zip(*picked, strict=True))
             )

@@ -191,3 +191,66 @@ def test_drop_last_and_steps():
     trainer.fit()
     assert trainer.steps_per_epoch == 3 and trainer.step == 6
     assert math.isfinite(trainer.history_dataset()["loss"].values[-1])
+
+
+def _recording_loss(seen):
+    def loss_fn(model, batch, step):
+        seen.append(tuple(t.clone() for t in batch))
+        x = batch[0].float()
+        out = model(x.reshape(-1, 1)).sum() * 0.0
+        return {"loss": out}
+
+    return loss_fn
+
+
+def test_stream_batches_keep_examples_paired_and_match_epochs():
+    """A stream draws exactly batch_size examples per step with each example's tensors
+    together, and when N is a multiple of the batch the same batches as epochs."""
+    n = 48
+    x = torch.arange(n)
+    y = torch.arange(n) * 10
+    model = torch.nn.Linear(1, 1)
+    stream_seen, epoch_seen = [], []
+    stream = TrainConfig(steps=9, batch_size=16, seed=5)
+    Trainer(model, _recording_loss(stream_seen), (x, y), stream, quiet=True).fit()
+    epochs = TrainConfig(epochs=3, batch_size=16, seed=5)
+    Trainer(model, _recording_loss(epoch_seen), (x, y), epochs, quiet=True).fit()
+    assert len(stream_seen) == len(epoch_seen) == 9
+    for (xs, ys), (xe, ye) in zip(stream_seen, epoch_seen, strict=True):
+        assert torch.equal(ys, xs * 10)  # inputs and labels drawn together
+        assert torch.equal(xs, xe) and torch.equal(ys, ye)
+    # a stream straddles passes when N is not a multiple of the batch: every batch full
+    seen = []
+    Trainer(model, _recording_loss(seen), (x[:40], y[:40]), stream, quiet=True).fit()
+    assert all(b[0].shape == (16,) for b in seen)
+    first_pass = torch.cat([b[0] for b in seen])[:40]
+    assert sorted(first_pass.tolist()) == list(range(40))
+
+
+def test_unlabelled_stream_and_replicas():
+    """Replicas get their own data and seeds; the unlabelled examples follow the labelled ones
+    in every batch; the batch has a replica axis."""
+    model = torch.nn.Linear(1, 1)
+    a = (torch.arange(32), torch.zeros(32, dtype=torch.long))
+    b = (torch.arange(100, 124), torch.ones(24, dtype=torch.long))
+    ua = (torch.arange(1000, 1010), torch.full((10,), -1))
+    ub = (torch.arange(2000, 2010), torch.full((10,), -1))
+    cfg = TrainConfig(steps=4, batch_size=8, unlabelled_batch_size=3, seed=0)
+    seen = []
+    Trainer(
+        model, _recording_loss(seen), [a, b], cfg, quiet=True, unlabelled=[ua, ub], seeds=[3, 4]
+    ).fit()
+    for xs, ys in seen:
+        assert xs.shape == (11, 2) and ys.shape == (11, 2)
+        assert bool((xs[:8, 0] < 32).all()) and bool((xs[:8, 1] >= 100).all())
+        assert bool((xs[8:, 0] >= 1000).all()) and bool((xs[8:, 1] >= 2000).all())
+        assert bool((ys[8:] == -1).all()) and bool((ys[:8, 1] == 1).all())
+    # replica 1 draws what a trainer of its data alone with its seed draws
+    alone = []
+    Trainer(model, _recording_loss(alone), [b], cfg, quiet=True, unlabelled=[ub], seeds=[4]).fit()
+    for (xs, _), (xa, _) in zip(seen, alone, strict=True):
+        assert torch.equal(xs[:, 1], xa[:, 0])
+    with pytest.raises(ValueError, match="one dataset per replica"):
+        Trainer(model, _recording_loss([]), [a, b], cfg, unlabelled=[ua], seeds=[3, 4])
+    with pytest.raises(ValueError, match="steps > 0"):
+        Trainer(model, _recording_loss([]), [a, b], TrainConfig(epochs=1, batch_size=8))

@@ -1,0 +1,337 @@
+"""Training throughput of the model kinds, old code against new, and the default run's wall time.
+
+Three measurements, each printed as a table (``--json FILE`` writes them all):
+
+1. **old vs new on the flagship grid at equal steps.** The commit before the batched training
+   (``--old-commit``, checked out into a git worktree) trains every model of the grid one after
+   the other, as it did; this tree trains the same grid with every kind x retina as one unit of
+   stacked replicas, first in one process (``new 1 proc``), then in ``--workers`` processes.
+   Both in this one run, one after the other, so the ratio compares like with like. The grid
+   is chosen so that both draw the same batches (training-set sizes that are multiples of the
+   batch size, ``steps`` a multiple of every epoch's length) and run the old rule (no layer
+   norm; the end-to-end kinds on the image label; ``codistill`` with the per-column label, MSE
+   consensus, contrastive 0.02), so the per-step training losses can be compared: the table
+   gives the largest difference per kind.
+2. **throughput per kind** at the flagship size (36 columns) and at 4x the columns (144):
+   steps/s and column-images/s of one unit of ``--replicas`` stacked models, and the achieved
+   GFLOP/s against the FLOPs that ``torch.utils.flop_counter`` counts in one training step.
+3. ``--full-run``: the wall time and accuracies of the default ``neurosim run``.
+
+Usage::
+
+    python benchmarks/bench_train.py [--old-commit 0f34337] [--steps 72] [--workers 2]
+                                     [--replicas 24] [--full-run] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: the old default kinds (the new ones add "local")
+OLD_KINDS = ("cnn", "shared-columns", "lc-backprop", "codistill")
+RETINAS = ("uniform", "foveated")
+SIZES = (96, 288)  # multiples of the batch size: both codes draw the same batches
+SEEDS = (0, 1)
+
+_OLD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    import torch
+    torch.set_num_threads(1)
+    from analyses.baselines import BaselineConfig, build_retina, retina_inputs, train_and_evaluate
+    from analyses.tasks import canvas_split, digits_split, stratified_subset
+    spec = json.loads(sys.argv[1])
+    split = digits_split(seed=0)
+    cv = canvas_split(split, canvas_px=24, digit_px=12, n_train=max(spec["sizes"]),
+                      n_test=128, seed=0)
+    out = {"losses": {}, "seconds": 0.0}
+    start = time.perf_counter()
+    for rk in spec["retinas"]:
+        retina = build_retina(rk, n_cells=288, canvas_px=24, pixels_per_deg=2.0, seed=0)
+        train = retina_inputs(retina, cv.train.images, cv.train.labels)
+        test = retina_inputs(retina, cv.test.images, cv.test.labels,
+                             scale=(train.scale, train.image_scale))
+        for seed in spec["seeds"]:
+            order = stratified_subset(cv.train.labels, max(spec["sizes"]), seed=seed)
+            for n in spec["sizes"]:
+                for kind in spec["kinds"]:
+                    cfg = BaselineConfig(steps=spec["steps"], batch_size=16)
+                    res = train_and_evaluate(kind, retina, train.subset(order[:n]), test, cfg,
+                                             seed=seed)
+                    key = f"{kind}|{rk}|{n}|{seed}"
+                    out["losses"][key] = [float(v) for v in res.history["loss"].values]
+    out["seconds"] = time.perf_counter() - start
+    print("JSON" + json.dumps(out))
+    """
+)
+
+
+def _old_worktree(commit: str) -> Path:
+    path = Path(tempfile.gettempdir()) / f"neurosim-old-{commit}"
+    if not (path / "analyses").is_dir():
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit],
+            check=True,
+            capture_output=True,
+        )
+    return path
+
+
+def run_old(commit: str, steps: int) -> dict:
+    """The old code's grid, in a subprocess importing the old worktree."""
+    path = _old_worktree(commit)
+    spec = dict(kinds=OLD_KINDS, retinas=RETINAS, sizes=SIZES, seeds=SEEDS, steps=steps)
+    env = {**os.environ, "PYTHONPATH": str(path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _OLD_SCRIPT, json.dumps(spec)],
+        cwd=path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("JSON"))
+    return json.loads(line[4:])
+
+
+def _old_rule(kind: str, steps: int):
+    """This tree's BaselineConfig running the old rule for ``kind``."""
+    from analyses.baselines import BaselineConfig, flagship_model
+    from neurosim.objectives import ObjectiveConfig
+
+    model = flagship_model(normalize="none")
+    if kind == "codistill":
+        objective = ObjectiveConfig.local_codistillation(
+            label="column", consensus_loss="mse", w_consensus=0.1, w_contrastive=0.02
+        )
+    else:
+        objective = ObjectiveConfig.local_codistillation()
+    return BaselineConfig(model=model, objective=objective, steps=steps, batch_size=16)
+
+
+def run_new(steps: int, workers: int) -> dict:
+    """This tree's grid: every kind x retina one unit of stacked replicas."""
+    import torch
+
+    from analyses.baselines import Job, build_retina, retina_inputs
+    from analyses.runner import Unit, run_units
+    from analyses.tasks import canvas_split, digits_split, stratified_subset
+
+    torch.set_num_threads(1)
+    split = digits_split(seed=0)
+    cv = canvas_split(split, canvas_px=24, digit_px=12, n_train=max(SIZES), n_test=128, seed=0)
+    start = time.perf_counter()
+    losses: dict[str, list[float]] = {}
+    for kind in OLD_KINDS:
+        units = []
+        for rk in RETINAS:
+            retina = build_retina(rk, n_cells=288, canvas_px=24, pixels_per_deg=2.0, seed=0)
+            render = kind == "cnn"
+            train = retina_inputs(retina, cv.train.images, cv.train.labels, render=render)
+            test = retina_inputs(
+                retina,
+                cv.test.images,
+                cv.test.labels,
+                scale=(train.scale, train.image_scale),
+                render=render,
+            )
+            jobs = []
+            for seed in SEEDS:
+                order = stratified_subset(cv.train.labels, max(SIZES), seed=seed)
+                for n in SIZES:
+                    job = Job(retina, train.subset(order[:n]), {"test": test}, seed)
+                    jobs.append((f"{kind}|{rk}|{n}|{seed}", job))
+            units.append(Unit(f"{kind}/{rk}", kind, jobs))
+        res = run_units(units, _old_rule(kind, steps), workers=workers)
+        for key, r in res.items():
+            losses[key] = r.loss_curve
+    return {"seconds": time.perf_counter() - start, "losses": losses}
+
+
+def loss_differences(old: dict, new: dict, steps: int) -> dict[str, float]:
+    """Largest |old - new| training loss per kind, over the steps both kept."""
+    import numpy as np
+
+    from analyses.runner import _thin
+
+    out: dict[str, float] = {}
+    for key, curve in new["losses"].items():
+        kind = key.split("|")[0]
+        thinned, _ = _thin(old["losses"][key])
+        diff = float(np.max(np.abs(np.asarray(thinned) - np.asarray(curve))))
+        out[kind] = max(out.get(kind, 0.0), diff)
+    return out
+
+
+def flops_per_step(kind: str, n_columns: int, replicas: int) -> tuple[float, object]:
+    """FLOPs of one training step (forward + backward) of a unit, counted by torch, and a
+    function that runs one step."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from analyses.baselines import (
+        BaselineConfig,
+        build_model,
+        build_retina,
+        flagship_model,
+        make_loss_fn,
+    )
+
+    cfg = BaselineConfig(model=flagship_model(n_columns=n_columns), steps=100)
+    retina = build_retina(
+        "uniform",
+        n_cells=288 * n_columns // 36,
+        canvas_px=24 * int(round((n_columns / 36) ** 0.5)),
+        pixels_per_deg=2.0,
+        seed=0,
+    )
+    models = [build_model(kind, retina, cfg, seed=s) for s in range(replicas)]
+    stacked = type(models[0]).stack(models)
+    objective = make_loss_fn(kind, cfg, seeds=list(range(replicas)))
+    g = torch.Generator().manual_seed(0)
+    if kind == "cnn":
+        x = torch.randn(16, replicas, *retina.image_shape, generator=g)
+    else:
+        x = torch.randn(16, replicas, retina.n_cells, generator=g)
+    y = torch.randint(0, 10, (16, replicas), generator=g)
+    opt = torch.optim.Adam(stacked.parameters(), lr=1e-3, foreach=True)
+
+    def step():
+        terms = objective(stacked, (x, y), 50)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops()), step
+
+
+def throughput(kinds, replicas: int, reps: int = 10) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(1)
+    rows = []
+    for n_columns in (36, 144):
+        for kind in kinds:
+            flops, step = flops_per_step(kind, n_columns, replicas)
+            for _ in range(2):
+                step()
+            start = time.perf_counter()
+            for _ in range(reps):
+                step()
+            dt = (time.perf_counter() - start) / reps
+            rows.append(
+                dict(
+                    kind=kind,
+                    columns=n_columns,
+                    replicas=replicas,
+                    ms_per_step=1e3 * dt,
+                    steps_per_s=1.0 / dt,
+                    model_steps_per_s=replicas / dt,
+                    column_images_per_s=16 * n_columns * replicas / dt,
+                    gflop_per_step=flops / 1e9,
+                    gflop_per_s=flops / dt / 1e9,
+                )
+            )
+            r = rows[-1]
+            print(
+                f"{kind:>15} {n_columns:>7} {replicas:>8} {r['ms_per_step']:>9.1f} "
+                f"{r['model_steps_per_s']:>9.1f} {r['column_images_per_s']:>12.0f} "
+                f"{r['gflop_per_step']:>8.3f} {r['gflop_per_s']:>7.2f}",
+                flush=True,
+            )
+    return rows
+
+
+def full_run() -> dict:
+    out = Path(tempfile.mkdtemp(prefix="neurosim-full-"))
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "analyses.cli", "run", "--out", str(out / "run"), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    print(proc.stdout)
+    if proc.returncode:
+        print(proc.stderr, file=sys.stderr)
+    return {"seconds": seconds, "returncode": proc.returncode, "summary": proc.stdout}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old-commit", default="0f34337")
+    parser.add_argument("--steps", type=int, default=72, help="a multiple of 6 and 18")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=24)
+    parser.add_argument("--no-compare", action="store_true")
+    parser.add_argument("--full-run", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if args.steps % 18:
+        parser.error("--steps must be a multiple of 18 (both codes then draw the same batches)")
+    report: dict = {
+        "grid": dict(kinds=OLD_KINDS, retinas=RETINAS, sizes=SIZES, seeds=SEEDS, steps=args.steps)
+    }
+    if not args.no_compare:
+        n_models = len(OLD_KINDS) * len(RETINAS) * len(SIZES) * len(SEEDS)
+        old = run_old(args.old_commit, args.steps)
+        new1 = run_new(args.steps, 1)
+        new2 = run_new(args.steps, args.workers)
+        diffs = loss_differences(old, new1, args.steps)
+        print(f"\nold vs new on the flagship grid: {n_models} models x {args.steps} steps")
+        print(f"{'code':>22} {'wall s':>8} {'model-steps/s':>14} {'x old':>7}")
+        for name, res in (
+            ("old (one by one)", old),
+            ("new 1 proc", new1),
+            (f"new {args.workers} procs", new2),
+        ):
+            rate = n_models * args.steps / res["seconds"]
+            print(
+                f"{name:>22} {res['seconds']:>8.1f} {rate:>14.1f} "
+                f"{old['seconds'] / res['seconds']:>7.2f}"
+            )
+        print(
+            "largest |loss old - new| per kind over the run: "
+            + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+        )
+        report["compare"] = dict(
+            old_seconds=old["seconds"],
+            new_1proc_seconds=new1["seconds"],
+            new_workers_seconds=new2["seconds"],
+            workers=args.workers,
+            speedup_1proc=old["seconds"] / new1["seconds"],
+            speedup_workers=old["seconds"] / new2["seconds"],
+            max_loss_difference=diffs,
+        )
+    print(f"\nthroughput per unit of {args.replicas} stacked models (1 thread)")
+    print(
+        f"{'kind':>15} {'columns':>7} {'replicas':>8} {'ms/step':>9} {'models/s':>9} "
+        f"{'col-img/s':>12} {'GFLOP':>8} {'GFLOP/s':>7}"
+    )
+    report["throughput"] = throughput(
+        ("cnn", "shared-columns", "lc-backprop", "local", "codistill"), args.replicas
+    )
+    if args.full_run:
+        report["full_run"] = full_run()
+        print(f"full default run: {report['full_run']['seconds']:.1f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
