@@ -170,15 +170,14 @@ def replica_grad_norms(parameters: Iterable[torch.Tensor], n_replicas: int) -> t
     """``[R]`` L2 norm of each replica's gradient over ``parameters`` (replica blocks along
     dim 0; parameters without a gradient are skipped)."""
     check_int("n_replicas", n_replicas, 1)
-    total = None
-    for p in parameters:
-        if p.grad is None:
-            continue
-        sq = _blocks(p.grad, n_replicas).square().sum(dim=1, dtype=torch.float32)
-        total = sq if total is None else total + sq
-    if total is None:
+    norms = [
+        torch.linalg.vector_norm(_blocks(p.grad, n_replicas), dim=1, dtype=torch.float32)
+        for p in parameters
+        if p.grad is not None
+    ]
+    if not norms:
         return torch.zeros(n_replicas)
-    return total.sqrt()
+    return torch.linalg.vector_norm(torch.stack(norms), dim=0)
 
 
 def clip_grad_norm_per_replica_(

@@ -20,10 +20,13 @@ Two ways to count
 
 Labelled and unlabelled data, and replicas
 ------------------------------------------
-* ``unlabelled=``: a second dataset with the same tensors (its labels, e.g.
-  :data:`neurosim.objectives.IGNORE_LABEL`, are never read by a label term), sampled as its own
-  stream of ``unlabelled_batch_size`` examples and appended to every batch: a batch is
-  ``batch_size`` labelled then ``unlabelled_batch_size`` unlabelled examples (stream only).
+* ``unlabelled=``: a second dataset, sampled as its own stream of ``unlabelled_batch_size``
+  examples per step (stream only). With the same tensors as the data (its labels, e.g.
+  :data:`neurosim.objectives.IGNORE_LABEL`, are never read by a label term) its examples are
+  appended to every batch: ``batch_size`` labelled then ``unlabelled_batch_size`` unlabelled.
+  Datasets may be mappings ``{name: tensor}`` (the batch is then a dict); an unlabelled mapping
+  with names of its own (e.g. ``{"video": ...}`` beside ``{"responses", "labels"}``) is passed
+  beside the labelled tensors instead, whatever its shapes.
 * Replicas: ``data=[d_0, ..., d_{R-1}]`` (a list, one dataset per replica of a model stacked by
   :mod:`neurosim.replicas`) with ``seeds=[s_0, ...]``: replica ``r`` draws its own batches from
   its own data with its own seed (its data order is that of the same model trained alone with
@@ -48,7 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,8 +92,9 @@ class TrainConfig(Config):
         lr: Adam learning rate (> 0).
         betas: Adam's (beta1, beta2), each in [0, 1).
         weight_decay: L2 penalty added by Adam (>= 0; classic L2, not decoupled).
-        adam: ``"foreach"`` (torch's multi-tensor Adam: a few fused passes over all
-            parameters) or ``"for-loop"`` (one parameter at a time); the same arithmetic.
+        adam: torch's Adam implementation: ``"fused"`` (one kernel per parameter, the
+            fastest), ``"foreach"`` (multi-tensor passes) or ``"for-loop"`` (one parameter at a
+            time); the same update up to float rounding.
         schedule: ``"constant"``, ``"cosine"`` (from ``lr`` down to ``lr * min_lr_fraction`` over
             all steps; Loshchilov & Hutter 2017 without restarts) or ``"step"`` (times ``gamma``
             every ``step_epochs`` epochs).
@@ -111,7 +115,7 @@ class TrainConfig(Config):
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
-    adam: Literal["foreach", "for-loop"] = "foreach"
+    adam: Literal["fused", "foreach", "for-loop"] = "fused"
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     min_lr_fraction: float = 0.0
     step_epochs: int = 10
@@ -133,7 +137,7 @@ class TrainConfig(Config):
         for i, b in enumerate(self.betas):
             check_range(f"betas[{i}]", b, 0.0, 1.0, hi_inclusive=False)
         check_range("weight_decay", self.weight_decay, 0.0)
-        check_choice("adam", self.adam, ("foreach", "for-loop"))
+        check_choice("adam", self.adam, ("fused", "foreach", "for-loop"))
         check_choice("schedule", self.schedule, ("constant", "cosine", "step"))
         check_range("min_lr_fraction", self.min_lr_fraction, 0.0, 1.0)
         check_int("step_epochs", self.step_epochs, 1)
@@ -165,7 +169,13 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return factor
 
 
-def _as_tensors(data: torch.Tensor | Sequence[torch.Tensor], name: str = "data"):
+def _as_tensors(data: Any, name: str = "data") -> tuple[tuple[str, ...] | None, tuple]:
+    """``(keys or None, tensors)`` of a dataset: a tensor, a sequence of tensors, or a mapping
+    ``{name: tensor}``, all sharing their first dimension ``N >= 1``."""
+    keys = None
+    if isinstance(data, Mapping):
+        keys = tuple(str(k) for k in data)
+        data = tuple(data.values())
     tensors = (data,) if isinstance(data, torch.Tensor) else tuple(data)
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
         raise ValueError(f"{name} must be a tensor or a non-empty sequence of tensors")
@@ -175,7 +185,7 @@ def _as_tensors(data: torch.Tensor | Sequence[torch.Tensor], name: str = "data")
             f"{name} tensors must share a first dimension N >= 1; got shapes "
             f"{[tuple(t.shape) for t in tensors]}"
         )
-    return tensors
+    return keys, tensors
 
 
 class _Stream:
@@ -269,8 +279,14 @@ class Trainer:
             raise ValueError("replicas (data as a list) need config.steps > 0 (a stream)")
         if not datasets:
             raise ValueError("data must hold at least one dataset")
-        self.data = [_as_tensors(d, f"data[{i}]") for i, d in enumerate(datasets)]
+        parsed = [_as_tensors(d, f"data[{i}]") for i, d in enumerate(datasets)]
+        self.keys = parsed[0][0]
+        if any(keys != self.keys for keys, _ in parsed):
+            raise ValueError("every replica's data must have the same keys")
+        self.data = [tensors for _keys, tensors in parsed]
         self.n_replicas = len(self.data)
+        self.separate = False
+        self.unlabelled_keys = None
         self.unlabelled = self._unlabelled(unlabelled)
         self.seeds = self._seeds(seeds)
         self.n_examples = self.data[0][0].shape[0]
@@ -319,7 +335,8 @@ class Trainer:
             lr=config.lr,
             betas=config.betas,
             weight_decay=config.weight_decay,
-            foreach=config.adam == "foreach",
+            foreach=True if config.adam == "foreach" else None,
+            fused=True if config.adam == "fused" else None,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(config, s, self.steps_per_epoch)
@@ -341,7 +358,26 @@ class Trainer:
         sets = unlabelled if self.replicated else [unlabelled]
         if not isinstance(sets, list) or len(sets) != self.n_replicas:
             raise ValueError(f"unlabelled must hold one dataset per replica ({self.n_replicas})")
-        out = [_as_tensors(u, f"unlabelled[{i}]") for i, u in enumerate(sets)]
+        parsed = [_as_tensors(u, f"unlabelled[{i}]") for i, u in enumerate(sets)]
+        self.unlabelled_keys = parsed[0][0]
+        out = [tensors for _keys, tensors in parsed]
+        if self.keys is not None and self.unlabelled_keys is not None:
+            shared = set(self.keys) & set(self.unlabelled_keys)
+            if shared and set(self.unlabelled_keys) != set(self.keys):
+                raise ValueError(
+                    "unlabelled must have the keys of data (appended to its examples) or keys of "
+                    f"its own (passed beside them); shares only {sorted(shared)}"
+                )
+            self.separate = not shared
+            if not self.separate:  # same keys: reorder the tensors as data's
+                order = [self.unlabelled_keys.index(k) for k in self.keys]
+                out = [tuple(u[i] for i in order) for u in out]
+        elif (self.keys is None) != (self.unlabelled_keys is None):
+            raise ValueError("data and unlabelled must both be mappings, or both not")
+        else:
+            self.separate = False
+        if self.separate:
+            return out
         for i, (u, d) in enumerate(zip(out, self.data, strict=True)):
             if len(u) != len(d) or any(
                 a.shape[1:] != b.shape[1:] for a, b in zip(u, d, strict=False)
@@ -363,10 +399,17 @@ class Trainer:
         return seeds
 
     # ------------------------------------------------------------------ training
-    def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(t[index].to(self.device) for t in self.data[0])
+    def _pack(self, tensors: tuple[torch.Tensor, ...]):
+        """The batch as the loss sees it: a tuple, or a dict for mapping data."""
+        if self.keys is None:
+            return tensors
+        keys = self.keys + (self.unlabelled_keys if self.unlabelled and self.separate else ())
+        return dict(zip(keys, tensors, strict=True))
 
-    def _stream_batch(self) -> tuple[torch.Tensor, ...]:
+    def _batch(self, index: torch.Tensor):
+        return self._pack(tuple(t[index].to(self.device) for t in self.data[0]))
+
+    def _stream_batch(self):
         per_replica = []
         for r, streams in enumerate(self.streams):
             parts = [self.data[r]] + ([] if self.unlabelled is None else [self.unlabelled[r]])
@@ -374,13 +417,18 @@ class Trainer:
             for stream, d in zip(streams, parts, strict=True):
                 index = stream.next()  # one draw per stream: inputs and labels stay paired
                 picked.append(tuple(t[index] for t in d))
-            per_replica.append(
-                tuple(torch.cat(ts) if len(ts) > 1 else ts[0] for ts in zip(*picked, strict=True))
-            )
+            if self.unlabelled is not None and self.separate:
+                per_replica.append(picked[0] + picked[1])  # the unlabelled tensors beside
+            else:
+                per_replica.append(
+                    tuple(
+                        torch.cat(ts) if len(ts) > 1 else ts[0] for ts in zip(*picked, strict=True)
+                    )
+                )
         if not self.replicated:
-            return tuple(t.to(self.device) for t in per_replica[0])
-        return tuple(
-            torch.stack(ts, dim=1).to(self.device) for ts in zip(*per_replica, strict=True)
+            return self._pack(tuple(t.to(self.device) for t in per_replica[0]))
+        return self._pack(
+            tuple(torch.stack(ts, dim=1).to(self.device) for ts in zip(*per_replica, strict=True))
         )
 
     def _step_seed(self) -> int:

@@ -254,3 +254,30 @@ def test_unlabelled_stream_and_replicas():
         Trainer(model, _recording_loss([]), [a, b], cfg, unlabelled=[ua], seeds=[3, 4])
     with pytest.raises(ValueError, match="steps > 0"):
         Trainer(model, _recording_loss([]), [a, b], TrainConfig(epochs=1, batch_size=8))
+
+
+def test_mapping_data_and_unlabelled_of_another_shape_beside_it():
+    """Mapping data gives dict batches; an unlabelled mapping with keys of its own (a video of
+    another shape) comes beside the labelled tensors, from its own stream."""
+    model = torch.nn.Linear(1, 1)
+    data = {"responses": torch.arange(32)[:, None].float(), "labels": torch.arange(32)}
+    video = {"video": torch.arange(1000, 1020)[:, None, None].expand(20, 3, 2).float()}
+    cfg = TrainConfig(steps=3, batch_size=8, unlabelled_batch_size=5, seed=0)
+    seen = []
+
+    def loss_fn(model, batch, step):
+        seen.append(dict(batch))
+        return {"loss": model(batch["responses"]).sum() * 0.0}
+
+    Trainer(model, loss_fn, data, cfg, quiet=True, unlabelled=video).fit()
+    for b in seen:
+        assert set(b) == {"responses", "labels", "video"}
+        assert b["responses"].shape == (8, 1) and b["video"].shape == (5, 3, 2)
+        assert torch.equal(b["responses"][:, 0].long(), b["labels"])
+        assert bool((b["video"] >= 1000).all())
+    same = {"responses": torch.zeros(10, 1), "labels": torch.full((10,), -1)}
+    seen.clear()
+    Trainer(model, loss_fn, data, cfg, quiet=True, unlabelled=same).fit()
+    assert all(b["labels"].shape == (13,) and bool((b["labels"][8:] == -1).all()) for b in seen)
+    with pytest.raises(ValueError, match="keys of data"):
+        Trainer(model, loss_fn, data, cfg, unlabelled={"labels": torch.zeros(4)})
