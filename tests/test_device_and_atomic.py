@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from neurosim.atomic import atomic_path, is_temporary, remove_stale_temporaries
 from neurosim.config import check_device
 
 
@@ -38,3 +39,22 @@ def test_check_device_refuses_a_gpu_index_out_of_range():
     assert check_device(f"cuda:{n - 1}") == f"cuda:{n - 1}"
     with pytest.raises(ValueError, match=f"torch sees {n} GPU"):
         check_device(f"cuda:{n}")
+
+
+def test_atomic_path_removes_its_temporary_on_keyboard_interrupt(tmp_path):
+    target = tmp_path / "fig.png"
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"")
+        assert is_temporary(tmp)
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_stale_temporaries_removes_only_atomic_temporaries(tmp_path):
+    stale = [tmp_path / ".transfer_accuracy.k2_x9abc.tmp.png", tmp_path / ".results.abcdefgh.tmp"]
+    kept = [tmp_path / "results.nc", tmp_path / ".hidden", tmp_path / "notes.tmp.txt"]
+    for path in (*stale, *kept):
+        path.write_bytes(b"")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert remove_stale_temporaries(tmp_path / "missing") == []

@@ -19,9 +19,9 @@ from typing import Any
 import xarray as xr
 
 from analyses.sweep.combine import combine_runs
-from analyses.sweep.files import _local_io, _remove_stale_temporaries, run_status
+from analyses.sweep.files import _local_io, run_status
 from analyses.sweep.spec import COMBINED_FILE, RUNS_DIR, SWEEP_FILE, Sweep, resolve_experiment
-from neurosim.atomic import atomic_write_text
+from neurosim.atomic import atomic_write_text, remove_stale_temporaries
 from neurosim.export import to_netcdf
 
 
@@ -201,7 +201,7 @@ def run_sweep(
     runs_dir = out_dir / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / SWEEP_FILE, sweep.text)
-    _remove_stale_temporaries(runs_dir)
+    remove_stale_temporaries(runs_dir)
     report = SweepReport(n_runs=len(sweep.runs), n_skipped=len(sweep.runs) - len(todo))
     if report.n_skipped:
         echo(f"{report.n_skipped} of {report.n_runs} runs already finished in {runs_dir}")

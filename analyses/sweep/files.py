@@ -61,8 +61,3 @@ def run_status(run: Run, out_dir: str | Path, *, check_config: bool = True) -> s
     if run.error_path(out_dir).is_file():
         return "failed"
     return "todo"
-
-
-def _remove_stale_temporaries(runs_dir: Path) -> None:
-    for tmp in runs_dir.glob(".*.tmp*"):
-        tmp.unlink(missing_ok=True)
