@@ -9,7 +9,8 @@ from typing import Any
 
 import xarray as xr
 
-from analyses.sweep.spec import Run, _flatten
+from analyses.subruns import first_difference
+from analyses.sweep.spec import Run
 
 
 def _local_io():
@@ -26,11 +27,11 @@ def _local_io():
 
 
 def _first_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
-    fa, fb = _flatten(a), _flatten(b)
-    for key in sorted(set(fa) | set(fb)):
-        if fa.get(key) != fb.get(key):
-            return f"{key}: file has {fa.get(key)!r}, the sweep wants {fb.get(key)!r}"
-    return None
+    diff = first_difference(a, b)
+    if diff is None:
+        return None
+    key, there, wanted = diff
+    return f"{key}: file has {there!r}, the sweep wants {wanted!r}"
 
 
 def run_status(run: Run, out_dir: str | Path, *, check_config: bool = True) -> str:
