@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import itertools
 import json
 import re
@@ -12,6 +11,8 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from analyses.experiments import resolve_experiment
 
 TOP_LEVEL_KEYS = ("experiment", "quick", "seeds", "device", "torch_threads", "zip_dim")
 TABLE_KEYS = ("base", "vary", "zip")
@@ -82,41 +83,6 @@ class Sweep:
             out[self.zip_dim] = list(range(len(next(iter(self.zip.values())))))
         out["seed"] = list(self.seeds)
         return out
-
-
-def resolve_experiment(spec: str) -> Any:
-    """The experiment module (or object) named by ``spec``.
-
-    ``spec`` is a registered name (:data:`analyses.experiments.EXPERIMENTS`) or an importable
-    ``"package.module"`` / ``"package.module:object"`` following the experiment protocol.
-    """
-    from analyses.experiments import EXPERIMENTS, available, get_experiment
-
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(f"experiment must be a non-empty string; got {spec!r}")
-    if spec in EXPERIMENTS:
-        return get_experiment(spec)
-    if "." not in spec and ":" not in spec:
-        raise ValueError(
-            f"experiment must be one of {available()} or an importable "
-            f"'package.module[:object]'; got {spec!r}"
-        )
-    module_name, _, attr = spec.partition(":")
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"experiment {spec!r}: cannot import {module_name!r} ({err})") from None
-    for part in filter(None, attr.split(".")):
-        if not hasattr(obj, part):
-            raise ValueError(f"experiment {spec!r}: {module_name!r} has no attribute {part!r}")
-        obj = getattr(obj, part)
-    missing = [name for name in ("Config", "run") if not hasattr(obj, name)]
-    if missing:
-        raise ValueError(
-            f"experiment {spec!r} lacks {', '.join(missing)} (see the protocol in "
-            "analyses.experiments)"
-        )
-    return obj
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
