@@ -243,63 +243,93 @@ def _train_group(
     return probs.cpu().numpy()
 
 
-def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
-    """Train all conditions for every seed; return the error table as a Dataset."""
+#: the trainings of one seed, each one sub-run; "subsets-alone" is the no-peers baseline
+KINDS = ("independent", "codistilled", "subsets-alone", "codistilled-subsets")
+
+
+def _errors(probs: np.ndarray, y_test: np.ndarray) -> np.ndarray:
+    """Test errors of each net: ``probs [n_test, n_nets, K] -> [n_nets]``."""
+    return (probs.argmax(-1) != y_test[:, None]).sum(0).astype(float)
+
+
+def _ensemble_errors(probs: np.ndarray, y_test: np.ndarray) -> float:
+    """Test errors of the probability-averaged ensemble of the nets."""
+    return float((probs.mean(1).argmax(-1) != y_test).sum())
+
+
+def run(config: Config, *, device: str = "cpu", quiet: bool = False, store=None) -> xr.Dataset:
+    """Train all conditions for every seed; return the error table as a Dataset.
+
+    Each (seed, training) is one sub-run (:data:`KINDS`), seeded by the seed alone; with a
+    ``store`` (:class:`analyses.subruns.SubrunStore`) finished sub-runs are kept and skipped
+    when the run is resumed.
+    """
     import math
 
-    from tqdm.auto import tqdm
+    from analyses.subruns import run_units
+    from neurosim.config import check_device
 
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a codistill-nets Config; got {type(config).__name__}")
+    device = check_device(device)
     x_tr, y_tr, x_te, y_te = _load_digits(config)
-    n_train, n_test = len(x_tr), len(x_te)
+    n_train = len(x_tr)
     seeds = [config.seed + i for i in range(config.n_seeds)]
     total_steps = config.epochs * math.ceil(n_train / config.batch_size)
-    shape = (len(CONDITIONS), len(seeds), config.n_nets)
-    errors = np.full(shape, np.nan)
-    ens = np.full(shape[:2], np.nan)
-    alone = np.full((len(seeds), config.n_nets), np.nan)
-    ci = {c: i for i, c in enumerate(CONDITIONS)}
+    jobs = {f"seed={s}/{kind}": (s, kind) for s in seeds for kind in KINDS}
 
-    def errs(probs: np.ndarray) -> np.ndarray:  # [n_test, n_nets, K] -> [n_nets]
-        return (probs.argmax(-1) != y_te[:, None]).sum(0).astype(float)
-
-    def ens_errs(probs: np.ndarray) -> float:
-        return float((probs.mean(1).argmax(-1) != y_te).sum())
-
-    jobs = [
-        (s, kind)
-        for s in seeds
-        for kind in ("independent", "codistilled", "subsets-alone", "codistilled-subsets")
-    ]
-    for s, kind in tqdm(jobs, desc="codistill-nets", disable=quiet or None):
-        si = seeds.index(s)
+    def compute(unit, done):
+        (key,) = unit
+        s, kind = jobs[key]
         rng = np.random.default_rng([s, 7])
         if kind in ("independent", "codistilled"):
             table = np.stack([rng.permutation(n_train) for _ in range(config.n_nets)])
         else:
             table = _subset_table(n_train, config.n_nets, config.subset_fraction, rng)
-        peer = config.codistill_weight if kind.startswith("codistilled") else 0.0
         probs = _train_group(
             config,
             x_train=x_tr,
             y_train=y_tr,
             x_test=x_te,
             table=table,
-            peer_weight=peer,
+            peer_weight=config.codistill_weight if kind.startswith("codistilled") else 0.0,
             init_seed=s,  # same initial nets in every condition of a seed
             order_seed=s,
             total_steps=total_steps,
             device=device,
             quiet=True,
         )
+        return {key: {"probs": probs.astype(np.float32)}}
+
+    def score(key, result):
+        return f"mean test errors {_errors(result['probs'], y_te).mean():.1f}"
+
+    results = run_units(
+        list(jobs), compute, store=store, desc="codistill-nets", quiet=quiet, score=score
+    )
+    probs = {jobs[key]: result["probs"] for key, result in results.items()}
+    return _dataset(config, seeds, probs, y_te, n_train)
+
+
+def _dataset(config: Config, seeds, probs: dict, y_te: np.ndarray, n_train: int) -> xr.Dataset:
+    """The results Dataset from each ``(seed, kind)``'s test probabilities."""
+    n_test = len(y_te)
+    shape = (len(CONDITIONS), len(seeds), config.n_nets)
+    errors = np.full(shape, np.nan)
+    ens = np.full(shape[:2], np.nan)
+    alone = np.full((len(seeds), config.n_nets), np.nan)
+    ci = {c: i for i, c in enumerate(CONDITIONS)}
+    for (s, kind), p in probs.items():
+        si = seeds.index(s)
         if kind == "independent":
-            errors[ci["independent"], si] = errs(probs)
-            errors[ci["ensemble"], si, 0] = ens_errs(probs)
-            ens[ci["independent"], si] = ens[ci["ensemble"], si] = ens_errs(probs)
+            errors[ci["independent"], si] = _errors(p, y_te)
+            errors[ci["ensemble"], si, 0] = _ensemble_errors(p, y_te)
+            ens[ci["independent"], si] = ens[ci["ensemble"], si] = _ensemble_errors(p, y_te)
         elif kind == "subsets-alone":
-            alone[si] = errs(probs)
+            alone[si] = _errors(p, y_te)
         else:
-            errors[ci[kind], si] = errs(probs)
-            ens[ci[kind], si] = ens_errs(probs)
+            errors[ci[kind], si] = _errors(p, y_te)
+            ens[ci[kind], si] = _ensemble_errors(p, y_te)
 
     coords = {"condition": list(CONDITIONS), "seed": seeds, "net": np.arange(config.n_nets)}
     ds = xr.Dataset(

@@ -312,13 +312,26 @@ def _logits(net, x, n_seeds: int):
         return net(x[:, None, :].expand(-1, n_seeds, -1))
 
 
-def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
-    """Train the five models for every seed and return errors, class-3 accuracy and the sweep."""
+#: the trainings of a run, in order, each one sub-run covering all seeds (trained side by side);
+#: the students on soft targets use the big net's outputs on the transfer set
+STAGES = ("small-hard", "big-regularised", "small-soft", "small-soft-no3")
+
+
+def run(config: Config, *, device: str = "cpu", quiet: bool = False, store=None) -> xr.Dataset:
+    """Train the five models for every seed and return errors, class-3 accuracy and the sweep.
+
+    Each of :data:`STAGES` is one sub-run; with a ``store`` (:class:`analyses.subruns.
+    SubrunStore`) finished stages are kept and skipped when the run is resumed.
+    """
     import torch
-    from tqdm.auto import tqdm
 
+    from analyses.subruns import run_units
     from analyses.tasks import digits_split
+    from neurosim.config import check_device
 
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a distill Config; got {type(config).__name__}")
+    device = check_device(device)
     split = digits_split(test_fraction=config.test_fraction, seed=config.split_seed)
     x_tr = torch.as_tensor(split.x_train.reshape(len(split.x_train), -1), device=device)
     y_tr = torch.as_tensor(split.y_train, device=device)
@@ -335,59 +348,69 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     no3_tables = np.stack([keep[rng.permutation(keep.size)] for _ in seeds])
     d_in = x_tr.shape[1]
     base = 1000 * config.seed
-
-    def small(init: int):
-        return _nets(s_n, d_in, config.small_hidden, n_classes, p_in=0.0, p_hid=0.0, seed=init)
-
-    test_logits: dict[str, np.ndarray] = {}
-    steps = tqdm(total=4, desc="distill", disable=quiet or None)
     common = {"x": x_tr, "y": y_tr, "config": config, "device": device}
-    net = _fit(
-        small(base + 1), tables=full_tables, epochs=config.epochs_small, seed=base + 1, **common
-    )
-    test_logits["small-hard"] = _logits(net, x_te, s_n).cpu().numpy()
-    steps.update(1)
-    big = _nets(
-        s_n,
-        d_in,
-        config.big_hidden,
-        n_classes,
-        p_in=config.dropout_input,
-        p_hid=config.dropout_hidden,
-        seed=base + 2,
-    )
-    big = _fit(
-        big, tables=full_tables, epochs=config.epochs_big, seed=base + 2, regularise=True, **common
-    )
-    test_logits["big-regularised"] = _logits(big, x_te, s_n).cpu().numpy()
-    soft = _logits(big, x_tr, s_n)  # [N, S, K] teacher logits on the transfer set
-    steps.update(1)
-    # the same initial small net (base + 1) for hard and soft training: only the targets differ
-    net = _fit(
-        small(base + 1),
-        tables=full_tables,
-        epochs=config.epochs_small,
-        seed=base + 3,
-        soft=soft,
-        **common,
-    )
-    test_logits["small-soft"] = _logits(net, x_te, s_n).cpu().numpy()
-    steps.update(1)
-    # same number of steps as with all classes: epochs scaled by the smaller transfer set
-    epochs_no3 = max(1, round(config.epochs_small * n_train / keep.size))
-    net = _fit(
-        small(base + 1), tables=no3_tables, epochs=epochs_no3, seed=base + 4, soft=soft, **common
-    )
-    no3 = _logits(net, x_te, s_n).cpu().numpy()
-    transfer_probs = torch.softmax(_logits(net, x_tr[torch.as_tensor(keep)], s_n), -1)
-    mean_probs = transfer_probs.mean(0).cpu().numpy()  # [S, K] learned priors
+
+    def fit_small(tables, epochs: int, seed: int, soft=None):
+        # every small net starts from the same initial weights (base + 1): only the targets
+        # (hard labels, soft targets, soft targets without 3s) differ
+        net = _nets(s_n, d_in, config.small_hidden, n_classes, p_in=0.0, p_hid=0.0, seed=base + 1)
+        return _fit(net, tables=tables, epochs=epochs, seed=seed, soft=soft, **common)
+
+    def test_logits(net) -> np.ndarray:
+        return _logits(net, x_te, s_n).cpu().numpy()
+
+    def compute(unit, done):
+        (stage,) = unit
+        if stage == "small-hard":
+            net = fit_small(full_tables, config.epochs_small, base + 1)
+            return {stage: {"test_logits": test_logits(net)}}
+        if stage == "big-regularised":
+            big = _nets(
+                s_n,
+                d_in,
+                config.big_hidden,
+                n_classes,
+                p_in=config.dropout_input,
+                p_hid=config.dropout_hidden,
+                seed=base + 2,
+            )
+            epochs = config.epochs_big
+            big = _fit(
+                big, tables=full_tables, epochs=epochs, seed=base + 2, regularise=True, **common
+            )
+            transfer = _logits(big, x_tr, s_n).cpu().numpy()  # [N, S, K]: the soft targets
+            return {stage: {"test_logits": test_logits(big), "transfer_logits": transfer}}
+        soft = torch.as_tensor(done["big-regularised"]["transfer_logits"], device=device)
+        if stage == "small-soft":
+            net = fit_small(full_tables, config.epochs_small, base + 3, soft)
+            return {stage: {"test_logits": test_logits(net)}}
+        # same number of steps as with all classes: epochs scaled by the smaller transfer set
+        epochs_no3 = max(1, round(config.epochs_small * n_train / keep.size))
+        net = fit_small(no3_tables, epochs_no3, base + 4, soft)
+        transfer_probs = torch.softmax(_logits(net, x_tr[torch.as_tensor(keep)], s_n), -1)
+        prior = transfer_probs.mean(0).cpu().numpy()  # [S, K]: the learned class priors
+        return {stage: {"test_logits": test_logits(net), "learned_prior": prior}}
+
+    def score(stage, result):
+        errors = (result["test_logits"].argmax(-1) != y_te[:, None]).sum(0)
+        return f"test errors {errors.mean():.1f}"
+
+    done = run_units(STAGES, compute, store=store, desc="distill", quiet=quiet, score=score)
+    return _dataset(config, seeds, done, y_te, n_train=n_train, n_transfer_no3=int(keep.size))
+
+
+def _dataset(config: Config, seeds, done, y_te, *, n_train: int, n_transfer_no3: int):
+    """The results Dataset from the stages' test logits ``[n_test, S, K]``."""
+    c3 = config.omitted_class
+    s_n = len(seeds)
+    n_classes = done["small-hard"]["test_logits"].shape[-1]
+    test_logits = {stage: done[stage]["test_logits"] for stage in STAGES}
+    no3 = test_logits["small-soft-no3"]
+    mean_probs = done["small-soft-no3"]["learned_prior"]
     deltas = np.array([bias_raise(mean_probs[s], c3) for s in range(s_n)])
-    test_logits["small-soft-no3"] = no3
     shifted = no3.copy()
     shifted[..., c3] += deltas[None, :]
     test_logits["small-soft-no3-bias"] = shifted
-    steps.update(1)
-    steps.close()
 
     is3 = y_te == c3
     pred = {m: test_logits[m].argmax(-1) for m in MODELS}  # [n_test, S]
@@ -465,7 +488,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
             "n_train": n_train,
             "n_test": n_test,
             "n_test_omitted_class": int(is3.sum()),
-            "n_transfer_without_omitted": int(keep.size),
+            "n_transfer_without_omitted": n_transfer_no3,
             "omitted_class": c3,
             "temperature": config.temperature,
             "seed_mnist_errors_small_big_soft": np.array([146, 67, 74]),
