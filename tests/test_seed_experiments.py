@@ -112,6 +112,20 @@ def test_bias_raise_rule():
         ("distill", "dropout_hidden", 1.0),
         ("distill", "temperature", -1.0),
         ("distill", "epochs_big", 0),
+        # every size has an upper bound tied to what it depends on
+        ("codistill_nets", "n_nets", 101),
+        ("codistill_nets", "n_seeds", 101),
+        ("codistill_nets", "epochs", 10_001),
+        ("codistill_nets", "hidden", (4097,)),
+        ("codistill_nets", "hidden", (8,) * 9),
+        ("codistill_nets", "batch_size", 1259),  # > the 1258 training images
+        ("codistill_nets", "warmup_epochs", 21),  # > epochs
+        ("codistill_nets", "ramp_epochs", 21),
+        ("distill", "n_seeds", 101),
+        ("distill", "small_hidden", (5000,)),
+        ("distill", "big_hidden", (64,) * 9),
+        ("distill", "epochs_small", 10_001),
+        ("distill", "batch_size", 1259),
     ],
 )
 def test_bad_config_names_field(module, field, value):
@@ -120,6 +134,21 @@ def test_bad_config_names_field(module, field, value):
     exp = importlib.import_module(f"analyses.experiments.{module}")
     with pytest.raises(ValueError, match=field):
         exp.Config().updated({field: value})
+
+
+@pytest.mark.parametrize("module", ["codistill_nets", "distill"])
+def test_the_batch_size_bound_follows_the_training_set(module):
+    import importlib
+
+    from analyses.experiments.codistill_nets import digits_train_size
+    from analyses.tasks import digits_split
+
+    for fraction in (0.05, 0.3, 0.95):
+        assert digits_train_size(fraction) == len(digits_split(test_fraction=fraction).y_train)
+    exp = importlib.import_module(f"analyses.experiments.{module}")
+    assert exp.Config(test_fraction=0.5, batch_size=896).batch_size == 896
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 896\]; got 897"):
+        exp.Config(test_fraction=0.5, batch_size=897)
 
 
 def test_bad_config_from_cli_fails_before_running(tmp_path, capsys):

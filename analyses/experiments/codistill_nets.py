@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from neurosim.config import Config, check_positive_int, check_range, check_seed
+from neurosim.config import Config, check_int, check_range, check_seed
 
-__all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "CONDITIONS"]
+__all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "CONDITIONS", "digits_train_size"]
 
 RESULT_FILE = "results.nc"
 
@@ -55,6 +55,21 @@ CONDITIONS = ("independent", "ensemble", "codistilled", "codistilled-subsets")
 #: the seed talk's MNIST numbers (10,000 test images), for the summary
 SEED_MNIST_ERRORS = {"independent": 158, "ensemble": 143}
 
+#: images per class of the sklearn digits (1797 in all), which these experiments train on
+DIGITS_PER_CLASS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
+
+#: upper bounds of the sizes: nets in the group (the peers' pass costs n_nets**2 per batch),
+#: hidden layers and their width, epochs
+MAX_NETS, MAX_LAYERS, MAX_WIDTH, MAX_EPOCHS = 100, 8, 4096, 10_000
+
+
+def digits_train_size(test_fraction: float) -> int:
+    """Training images of :func:`analyses.tasks.digits_split` at ``test_fraction``.
+
+    The split holds out ``floor(test_fraction * n_c + 0.5)`` images of each class ``c``.
+    """
+    return sum(n - int(np.floor(test_fraction * n + 0.5)) for n in DIGITS_PER_CLASS)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config(Config):
@@ -63,17 +78,20 @@ class Config(Config):
     Attributes:
         seed: first seed; seeds ``seed .. seed + n_seeds - 1`` are run (initialisation and data
             order; the train/test split is fixed by ``split_seed``).
-        n_seeds: repetitions (>= 1).
-        n_nets: nets in the peer group (>= 2).
-        hidden: hidden layer sizes of every net.
-        epochs: passes over the full training set (the subset condition takes as many steps).
-        batch_size: examples per net per step.
+        n_seeds: repetitions, in [1, 100].
+        n_nets: nets in the peer group, in [2, 100].
+        hidden: hidden layer sizes of every net (at most 8 layers, each in [1, 4096]).
+        epochs: passes over the full training set (the subset condition takes as many steps),
+            in [1, 10000].
+        batch_size: examples per net per step, in [1, training images] (1258 at the default
+            ``test_fraction``).
         lr: Adam learning rate (cosine schedule to zero).
         weight_decay: L2 penalty (Adam).
         temperature: softmax temperature ``T`` of the peers' soft targets.
         codistill_weight: weight of the ``T**2``-scaled KL term once fully on.
-        warmup_epochs: epochs (of the full set) before peer pressure starts.
-        ramp_epochs: epochs over which its weight rises linearly from 0 to ``codistill_weight``.
+        warmup_epochs: epochs (of the full set) before peer pressure starts, in [0, epochs].
+        ramp_epochs: epochs over which its weight rises linearly from 0 to ``codistill_weight``,
+            in [0, epochs].
         subset_fraction: fraction of the training set each net sees in ``codistilled-subsets``.
         test_fraction: fraction of each digit class held out as the test set.
         split_seed: seed of the train/test split.
@@ -97,28 +115,28 @@ class Config(Config):
 
     def __post_init__(self) -> None:
         check_seed("seed", self.seed)
-        check_positive_int("n_seeds", self.n_seeds, 100)
-        check_range("n_nets", self.n_nets, 2, 1000)
-        check_positive_int("n_nets", self.n_nets)
+        check_seed("split_seed", self.split_seed)
+        check_int("n_seeds", self.n_seeds, 1, 100)
+        check_int("n_nets", self.n_nets, 2, MAX_NETS)
+        if len(self.hidden) > MAX_LAYERS:
+            raise ValueError(
+                f"hidden must list at most {MAX_LAYERS} layers; got {len(self.hidden)}"
+            )
         for i, h in enumerate(self.hidden):
-            check_positive_int(f"hidden[{i}]", h)
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size)
+            check_int(f"hidden[{i}]", h, 1, MAX_WIDTH)
+        check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_int("warmup_epochs", self.warmup_epochs, 0, self.epochs)
+        check_int("ramp_epochs", self.ramp_epochs, 0, self.epochs)
         check_range("lr", self.lr, 0.0, 1.0, lo_inclusive=False)
         check_range("weight_decay", self.weight_decay, 0.0)
         check_range("temperature", self.temperature, 0.0, None, lo_inclusive=False)
         check_range("codistill_weight", self.codistill_weight, 0.0)
-        check_range("warmup_epochs", self.warmup_epochs, 0)
-        check_range("ramp_epochs", self.ramp_epochs, 0)
-        for name in ("warmup_epochs", "ramp_epochs", "split_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer; got {value!r}")
         check_range("subset_fraction", self.subset_fraction, 0.0, 1.0, lo_inclusive=False)
         check_range(
             "test_fraction", self.test_fraction, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False
         )
-        check_seed("split_seed", self.split_seed)
+        # the batch is drawn from the training set, whose size the test fraction sets
+        check_int("batch_size", self.batch_size, 1, digits_train_size(self.test_fraction))
 
     @classmethod
     def quick(cls) -> Config:

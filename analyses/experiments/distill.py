@@ -42,7 +42,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from neurosim.config import Config, check_positive_int, check_range, check_seed
+from analyses.experiments.codistill_nets import (
+    DIGITS_PER_CLASS,
+    MAX_EPOCHS,
+    MAX_LAYERS,
+    MAX_WIDTH,
+    digits_train_size,
+)
+from neurosim.config import Config, check_int, check_range, check_seed
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "MODELS", "bias_raise"]
 
@@ -61,16 +68,17 @@ class Config(Config):
 
     Attributes:
         seed: first seed; seeds ``seed .. seed + n_seeds - 1`` are trained side by side.
-        n_seeds: repetitions (>= 1).
-        small_hidden: hidden layer sizes of the small net.
-        big_hidden: hidden layer sizes of the big net.
-        epochs_small: epochs of every small-net training.
-        epochs_big: epochs of the big net (regularised nets need longer).
-        batch_size: examples per step.
+        n_seeds: repetitions, in [1, 100].
+        small_hidden: hidden layer sizes of the small net (at most 8, each in [1, 4096]).
+        big_hidden: hidden layer sizes of the big net (at most 8, each in [1, 4096]).
+        epochs_small: epochs of every small-net training, in [1, 10000].
+        epochs_big: epochs of the big net (regularised nets need longer), in [1, 10000].
+        batch_size: examples per step, in [1, training images] (1258 at the default
+            ``test_fraction``).
         lr: Adam learning rate (cosine schedule to zero).
         temperature: ``T`` of the soft targets.
         hard_label_weight: weight of the label cross-entropy added to the soft-target loss.
-        omitted_class: the class never shown in the transfer set (3 in the seed).
+        omitted_class: the class never shown in the transfer set (3 in the seed), in [0, 9].
         dropout_input: dropout probability on the big net's input.
         dropout_hidden: dropout probability on the big net's hidden units.
         jitter_px: maximal random shift of the big net's input images (pixels, sub-pixel).
@@ -105,19 +113,20 @@ class Config(Config):
 
     def __post_init__(self) -> None:
         check_seed("seed", self.seed)
-        check_positive_int("n_seeds", self.n_seeds, 100)
+        check_seed("split_seed", self.split_seed)
+        check_int("n_seeds", self.n_seeds, 1, 100)
         for name in ("small_hidden", "big_hidden"):
-            for i, h in enumerate(getattr(self, name)):
-                check_positive_int(f"{name}[{i}]", h)
-        check_positive_int("epochs_small", self.epochs_small)
-        check_positive_int("epochs_big", self.epochs_big)
-        check_positive_int("batch_size", self.batch_size)
+            layers = getattr(self, name)
+            if len(layers) > MAX_LAYERS:
+                raise ValueError(f"{name} must list at most {MAX_LAYERS} layers; got {len(layers)}")
+            for i, h in enumerate(layers):
+                check_int(f"{name}[{i}]", h, 1, MAX_WIDTH)
+        check_int("epochs_small", self.epochs_small, 1, MAX_EPOCHS)
+        check_int("epochs_big", self.epochs_big, 1, MAX_EPOCHS)
         check_range("lr", self.lr, 0.0, 1.0, lo_inclusive=False)
         check_range("temperature", self.temperature, 0.0, None, lo_inclusive=False)
         check_range("hard_label_weight", self.hard_label_weight, 0.0)
-        if isinstance(self.omitted_class, bool) or not isinstance(self.omitted_class, int):
-            raise ValueError(f"omitted_class must be an integer; got {self.omitted_class!r}")
-        check_range("omitted_class", self.omitted_class, 0, 9)
+        check_int("omitted_class", self.omitted_class, 0, len(DIGITS_PER_CLASS) - 1)
         check_range("dropout_input", self.dropout_input, 0.0, 1.0, hi_inclusive=False)
         check_range("dropout_hidden", self.dropout_hidden, 0.0, 1.0, hi_inclusive=False)
         check_range("jitter_px", self.jitter_px, 0.0, 2.0)
@@ -127,8 +136,9 @@ class Config(Config):
         check_range(
             "test_fraction", self.test_fraction, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False
         )
-        check_seed("split_seed", self.split_seed)
         check_range("bias_sweep_max", self.bias_sweep_max, 0.0, 50.0, lo_inclusive=False)
+        # the batch is drawn from the training set, whose size the test fraction sets
+        check_int("batch_size", self.batch_size, 1, digits_train_size(self.test_fraction))
 
     @classmethod
     def quick(cls) -> Config:
