@@ -151,6 +151,18 @@ def test_the_batch_size_bound_follows_the_training_set(module):
         exp.Config(test_fraction=0.5, batch_size=897)
 
 
+def test_distill_summary_says_lowered_for_a_negative_shift(distill_run):
+    from analyses.experiments import distill as exp
+
+    ds = open_results(distill_run / exp.RESULT_FILE)
+    ds["bias_shift"][:] = -0.16
+    text = exp.summary(ds)
+    assert "class-3 bias lowered by 0.16 by the prior rule (per seed: -0.16)" in text
+    assert "raised by -" not in text
+    ds["bias_shift"][:] = 2.5
+    assert "class-3 bias raised by 2.50 by the prior rule (per seed: +2.50)" in exp.summary(ds)
+
+
 def test_bad_config_from_cli_fails_before_running(tmp_path, capsys):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("n_nets = 0\n")

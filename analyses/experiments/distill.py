@@ -528,10 +528,11 @@ def summary(ds: xr.Dataset) -> str:
             f"{'' if ref is None else str(ref):>12}"
         )
     d = ds["bias_shift"].values
+    moved = "raised" if d.mean() >= 0 else "lowered"
     lines.append(
-        f"class-{c3} bias raised by {d.mean():.2f} (per seed: "
-        + ", ".join(f"{v:.2f}" for v in d)
-        + ") by the prior rule"
+        f"class-{c3} bias {moved} by {abs(d.mean()):.2f} by the prior rule (per seed: "
+        + ", ".join(f"{v:+.2f}" for v in d)
+        + ")"
     )
     best = ds["shift"].values[int(np.argmin(ds["sweep_test_errors"].mean("seed").values))]
     lines.append(f"(best shift on the test set, for reference only: {best:.2f})")
