@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -26,6 +27,12 @@ from neurosim.export import open_results
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = "tests.test_sweep:FakeExperiment"
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 # --------------------------------------------------------------------------- a fake experiment
@@ -69,6 +76,12 @@ class FakeExperiment:
 
     Config = FakeConfig
     RESULT_FILE = "results.nc"
+
+    @staticmethod
+    def check(config: FakeConfig) -> None:
+        """A check beyond the config's own fields (as a data set's size would be)."""
+        if config.label == "bad":
+            raise ValueError("label must not be 'bad' (the fake's own check)")
 
     @staticmethod
     def run(config: FakeConfig, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
@@ -209,8 +222,23 @@ BAD_FILES = [
     ("[vary]\nseed = [1, 2]", "[vary] seed: set seeds with the top-level key"),
     ("seeds = [0, 'one']", "seeds must be a non-empty list of integers"),
     ("seeds = [1, 1]", "seeds has repeated values"),
-    ("device = 'gpu'", "device must be 'cpu', 'cuda' or 'cuda:N'"),
-    ("torch_threads = 0", "torch_threads must be an integer >= 1"),
+    ("device = 'gpu'", "device must be 'cpu', 'cuda' or 'cuda:N' (N a GPU index); got 'gpu'"),
+    ("torch_threads = 0", "torch_threads must be an integer in [1, 256]; got 0"),
+    ("torch_threads = 1000", "torch_threads must be an integer in [1, 256]; got 1000"),
+    (
+        "seeds = [0, 1]\n[base]\nn_seeds = 2",
+        "with n_seeds = 2 each run covers seeds seed .. "
+        "seed + 1, so the runs with seed=0 and seed=1 both cover seed 1; space the seeds by "
+        "n_seeds (e.g. seeds = [0, 2]) or set n_seeds = 1 in [base]",
+    ),
+    ("[vary]\nlabel = ['a', 'bad']", "[vary] label = 'bad': label must not be 'bad'"),
+    (
+        "[vary]\ngain = "
+        + str([float(g) for g in range(101)])
+        + "\n'model.scale' = "
+        + str([i / 10 for i in range(100)]),
+        "the grid has 10100 runs; a sweep may have at most 10000",
+    ),
     ("quick = 'yes'", "quick must be true or false"),
     ("[base]\ngain = 1.0\n[vary]\ngain = [2.0]", "field gain is in [base] and also varied"),
     (  # each value is fine alone, one combination is not
@@ -257,6 +285,32 @@ def test_dry_run_lists_runs_and_paths(tmp_path, capsys):
         assert str(out / "runs" / f"{run.run_id}.nc") in text
     assert "12 of 12 runs to do" in text
     assert not out.exists()
+
+
+def test_seeds_that_overlap_an_experiments_own_seeds_fail_when_read():
+    """transfer --quick runs n_seeds = 2 seeds itself: seeds = [0, 1, 2, 3] cannot combine."""
+    from analyses.experiments import get_experiment
+
+    n_seeds = get_experiment("transfer").Config.quick().n_seeds
+    if n_seeds < 2:
+        pytest.skip("transfer's quick size runs one seed per run")
+    with pytest.raises(ValueError, match=f"with n_seeds = {n_seeds} each run covers"):
+        sw.parse_sweep('experiment = "transfer"\nquick = true\nseeds = [0, 1, 2, 3]\n')
+    spaced = sw.parse_sweep(f'experiment = "transfer"\nquick = true\nseeds = [0, {n_seeds}]\n')
+    assert len(spaced.runs) == 2
+
+
+def test_the_example_in_sweep_help_is_a_valid_sweep_file(tmp_path):
+    help_text = subprocess.run(
+        [sys.executable, "-m", "analyses.cli", "sweep", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    example = textwrap.dedent(help_text.split("SWEEP.toml:", 1)[1])
+    sweep = sw.parse_sweep(example, source="the example")
+    assert sweep.experiment == "codistill-nets" and len(sweep.runs) == 2 * 2 * 2 * 3
 
 
 # --------------------------------------------------------------------------- running on Dask
@@ -476,10 +530,9 @@ gain = [1.0, 2.0]
             np.testing.assert_allclose(got, _expected_response(gain, 1.0, seed))
     assert ds["completed"].values.all()
     assert ds["run_id"].sel(gain=2.0, seed=6).item() == "gain=2.0__seed=5"
-    # seeds 0 and 1 with two seeds per run would both produce seed 1: refused, naming the cause
-    overlap = sw.parse_sweep(text.replace("seeds = [0, 5]", "seeds = [0, 1]"))
-    with pytest.raises(ValueError, match="seeds overlap the seeds the experiment runs itself"):
-        sw.run_sweep(overlap, tmp_path / "overlap", client=client, quiet=True)
+    # seeds 0 and 1 with two seeds per run would both produce seed 1: refused when read
+    with pytest.raises(ValueError, match="the runs with seed=0 and seed=1 both cover seed 1"):
+        sw.parse_sweep(text.replace("seeds = [0, 5]", "seeds = [0, 1]"))
 
 
 @pytest.mark.slow

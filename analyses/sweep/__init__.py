@@ -13,7 +13,7 @@ The sweep file
 --------------
 ::
 
-    experiment = "transfer"         # a registered experiment name, or "package.module[:object]"
+    experiment = "codistill-nets"   # a registered experiment name, or "package.module[:object]"
     quick = true                    # start from Config.quick() instead of Config() (default false)
     seeds = [0, 1, 2]               # one run per seed per grid point (default: the config's seed)
     device = "cpu"                  # handed to run(config, device=...) ("cpu", "cuda", "cuda:N")
@@ -21,22 +21,25 @@ The sweep file
     zip_dim = "zip"                 # name of the dimension of the [zip] group (default "zip")
 
     [base]                          # overrides applied to every run
-    steps = 200
-    model.n_levels = 3              # dotted keys (or TOML sub-tables) reach nested fields
+    epochs = 4
+    hidden = [32]                   # nested config fields take dotted keys: "model.dim" = 16
 
     [vary]                          # field -> list of values; the runs are the product of all lists
-    lr = [0.01, 0.001]
-    "model.dim" = [16, 32]
+    temperature = [2.0, 4.0]
+    codistill_weight = [0.5, 1.0]
 
     [zip]                           # fields -> equal-length lists, varied together (one dimension)
-    n_train = [100, 1000]
-    batch_size = [10, 100]
+    lr = [0.01, 0.003]
+    batch_size = [32, 128]
 
-Runs = product([vary] lists) x zip entries x seeds. Each run's config is
+Runs = product([vary] lists) x zip entries x seeds (at most 10,000). Each run's config is
 ``Config.quick()`` (or ``Config()``), updated with ``[base]``, then with the run's values, then with
-its seed. The whole file is validated before any work starts: unknown top-level keys, unknown
-config fields and bad values of any run raise ``ValueError`` naming the file, the table and the
-field. ``seed`` is set through ``seeds``, never through ``[base]``, ``[vary]`` or ``[zip]``.
+its seed. The whole file is validated before any work starts (and by ``--dry-run``): unknown
+top-level keys, unknown config fields, bad values of any run, the experiment's own ``check`` of
+every run's config, and seeds that overlap (below) raise ``ValueError`` naming the file, the
+table and the field; then the output directory, the scheduler connection and the device (on
+this machine for a LocalCluster, on a worker otherwise) are checked, all before a file is
+written. ``seed`` is set through ``seeds``, never through ``[base]``, ``[vary]`` or ``[zip]``.
 
 ``experiment`` may name an importable module (``"mylab.my_experiment"``) or an object in one
 (``"mylab.experiments:Fancy"``) following the experiment protocol (``Config`` with ``seed`` and
@@ -59,23 +62,26 @@ Output directory
     ``completed`` (1 where the run finished, else 0 and NaN data) and ``run_id``. An experiment
     whose results already have a ``seed`` dimension (it runs ``seed .. seed + n_seeds - 1``
     itself, as ``codistill-nets`` and ``distill`` do) has its runs joined along that dimension:
-    use ``n_seeds = 1`` in ``[base]`` (or seeds spaced by ``n_seeds``), overlapping seeds are
-    refused.
+    use ``n_seeds = 1`` in ``[base]`` (or seeds spaced by ``n_seeds``); seeds that would overlap
+    are refused when the file is read.
 
-A finished run (its file exists and opens) is never redone: re-running the same command after a
-crash, Ctrl-C or ``kill`` resumes with the missing and failed runs only. If a finished file was
+``DIR`` must be new, empty or hold a sweep of the same experiment. A finished run (its file
+exists and opens) is never redone: re-running the same command after a crash, Ctrl-C (exit
+status 130) or ``kill`` (143) resumes with the missing and failed runs only. If a finished file was
 made with a different config (e.g. ``[base]`` was edited), the sweep refuses to start and names
 the file and the field. Run one sweep process per ``DIR`` at a time.
 
 Workers
 -------
 Without ``--scheduler`` a :class:`dask.distributed.LocalCluster` of ``--workers N`` processes with
-one thread each is started (default: ``cpu_count // torch_threads``, at most one per run) and its
-dashboard address is printed. ``--scheduler ADDRESS`` connects to a running scheduler instead
-(e.g. one started by dask-jobqueue on SLURM; see the README section "Running a sweep on a
-cluster"). Each worker process, through a worker plugin and again at the start of every task,
-sets ``torch.set_num_threads(torch_threads)`` (plus ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``) and
-its own Brian2 code cache: ``CYTHON_CACHE_DIR=DIR/.cache/brian2/worker-<name>`` and Brian2's
+one thread each is started (N at most the CPUs; default: ``cpu_count // torch_threads``, at most
+one per run) and its dashboard address is printed. Progress goes to stderr: a bar on a terminal,
+else a timestamped line per finished run (at most one every 10 s) with the ETA.
+``--scheduler ADDRESS`` connects to a running scheduler instead (e.g. one started by
+dask-jobqueue on SLURM; see the README section "Running a sweep on a cluster"). Each worker
+process, through a worker plugin and again at the start of every task, sets
+``torch.set_num_threads(torch_threads)`` (plus ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``) and its
+own Brian2 code cache: ``CYTHON_CACHE_DIR=DIR/.cache/brian2/worker-<name>`` and Brian2's
 ``prefs.codegen.runtime.cython.cache_dir`` (its subfolder ``brian_extensions``, Brian2's default
 layout). The plugin imports Brian2 in each worker's main thread when the worker starts: Brian2
 installs a SIGINT handler on import, which Python allows only in the main thread, and Dask runs

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analyses.experiments import resolve_experiment
+from neurosim.config import check_device, check_int
 
 TOP_LEVEL_KEYS = ("experiment", "quick", "seeds", "device", "torch_threads", "zip_dim")
 TABLE_KEYS = ("base", "vary", "zip")
@@ -20,8 +21,9 @@ SWEEP_FILE = "sweep.toml"
 COMBINED_FILE = "sweep.nc"
 RUNS_DIR = "runs"
 MAX_READABLE_ID = 150
+#: the most runs a sweep may have (each one writes a file), the most seeds, torch threads per run
+MAX_RUNS, MAX_SEEDS, MAX_TORCH_THREADS = 10_000, 1_000, 256
 _SAFE_TEXT = re.compile(r"^[A-Za-z0-9_.+\-]+$")
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
@@ -211,7 +213,16 @@ def parse_sweep(text: str, *, source: str = "SWEEP.toml") -> Sweep:
     base, vary, zipped = _tables(data, source, zip_dim)
     cfg_base = _base_config(module, experiment, quick, base, source)
     seeds = _seeds(data, cfg_base, source)
+    n_runs = len(seeds) * _product(len(v) for v in vary.values())
+    n_runs *= len(next(iter(zipped.values()))) if zipped else 1
+    if n_runs > MAX_RUNS:
+        raise ValueError(
+            f"{source}: the grid has {n_runs} runs; a sweep may have at most {MAX_RUNS} "
+            "(shorten the lists of [vary], [zip] or seeds)"
+        )
     runs = _grid_runs(cfg_base, vary, zipped, seeds, source)
+    _check_runs(module, cfg_base, runs, vary, source)
+    _check_seed_ranges(runs, seeds, source)
     return Sweep(
         experiment=experiment,
         quick=quick,
@@ -228,17 +239,30 @@ def parse_sweep(text: str, *, source: str = "SWEEP.toml") -> Sweep:
     )
 
 
+def _prefixed(source: str, check, *args, **kwargs):
+    """``check(*args, **kwargs)`` with its ``ValueError`` prefixed by the file name."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+
+
+def _product(sizes) -> int:
+    out = 1
+    for n in sizes:
+        out *= n
+    return out
+
+
 def _options(data: Mapping[str, Any], source: str) -> tuple[bool, str, int, str]:
     """The top-level scalars: ``quick``, ``device``, ``torch_threads``, ``zip_dim``."""
     quick = data.get("quick", False)
     if not isinstance(quick, bool):
         raise ValueError(f"{source}: quick must be true or false; got {quick!r}")
-    device = data.get("device", "cpu")
-    if not isinstance(device, str) or not _DEVICE.match(device):
-        raise ValueError(f"{source}: device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+    # the syntax only: whether the GPU exists is checked where the runs run (run_sweep)
+    device = _prefixed(source, check_device, data.get("device", "cpu"), available=False)
     threads = data.get("torch_threads", 1)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"{source}: torch_threads must be an integer >= 1; got {threads!r}")
+    threads = _prefixed(source, check_int, "torch_threads", threads, 1, MAX_TORCH_THREADS)
     zip_dim = data.get("zip_dim", "zip")
     if not isinstance(zip_dim, str) or not _NAME.match(zip_dim):
         raise ValueError(f"{source}: zip_dim must be a name like 'zip'; got {zip_dim!r}")
@@ -302,6 +326,8 @@ def _seeds(data: Mapping[str, Any], cfg_base: Any, source: str) -> list[int]:
         or any(isinstance(s, bool) or not isinstance(s, int) for s in raw_seeds)
     ):
         raise ValueError(f"{source}: seeds must be a non-empty list of integers; got {raw_seeds!r}")
+    if len(raw_seeds) > MAX_SEEDS:
+        raise ValueError(f"{source}: seeds lists {len(raw_seeds)} seeds; at most {MAX_SEEDS}")
     if len(set(raw_seeds)) != len(raw_seeds):
         raise ValueError(f"{source}: seeds has repeated values: {raw_seeds!r}")
     for seed in raw_seeds:
@@ -342,6 +368,54 @@ def _grid_runs(cfg_base, vary, zipped, seeds, source: str) -> list[Run]:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"{source}: two runs share the id {dup!r}; make the values distinct")
     return runs
+
+
+def _check_runs(module: Any, cfg_base: Any, runs: list[Run], vary, source: str) -> None:
+    """The experiment's own ``check(config)`` (if any) for every run, naming the bad value."""
+    check = getattr(module, "check", None)
+    if check is None:
+        return
+    for run in runs:
+        try:
+            check(run.config)
+        except ValueError as err:
+            for name, value in run.values.items():  # name the one value that is bad on its own
+                try:
+                    check(cfg_base.updated(_nest({name: value})))
+                except ValueError as alone:
+                    table = "vary" if name in vary else "zip"
+                    raise ValueError(f"{source}: [{table}] {name} = {value!r}: {alone}") from None
+            raise ValueError(f"{source}: run {run.run_id}: {err}") from None
+
+
+def own_seeds(config: Any) -> list[int]:
+    """The seeds a run covers: ``seed .. seed + n_seeds - 1`` for a config with ``n_seeds >= 1``.
+
+    An experiment with an integer ``n_seeds`` field runs that many seeds itself (its results
+    have a ``seed`` dimension), as ``codistill-nets``, ``distill`` and ``transfer`` do.
+    """
+    n = getattr(config, "n_seeds", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        return [config.seed]
+    return list(range(config.seed, config.seed + n))
+
+
+def _check_seed_ranges(runs: list[Run], seeds: list[int], source: str) -> None:
+    """Runs of one grid point must not cover a seed twice (their results could not be joined)."""
+    covered: dict[tuple[int, ...], dict[int, Run]] = {}
+    for run in runs:
+        mine = covered.setdefault(run.index[:-1], {})
+        for seed in own_seeds(run.config):
+            other = mine.setdefault(seed, run)
+            if other is not run:
+                n = run.config.n_seeds
+                spaced = [seeds[0] + i * n for i in range(min(len(seeds), 4))]
+                raise ValueError(
+                    f"{source}: seeds = {seeds}: with n_seeds = {n} each run covers seeds "
+                    f"seed .. seed + {n - 1}, so the runs with seed={other.seed} and "
+                    f"seed={run.seed} both cover seed {seed}; space the seeds by n_seeds "
+                    f"(e.g. seeds = {spaced}) or set n_seeds = 1 in [base]"
+                )
 
 
 def load_sweep(path: str | Path) -> Sweep:
