@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -313,6 +314,61 @@ def test_the_example_in_sweep_help_is_a_valid_sweep_file(tmp_path):
     assert sweep.experiment == "codistill-nets" and len(sweep.runs) == 2 * 2 * 2 * 3
 
 
+def test_bad_command_lines_fail_before_anything_is_written(tmp_path, capsys):
+    path = write(tmp_path, GRID)
+    out = tmp_path / "out"
+    n_cpus = os.cpu_count()
+    for argv, message in [
+        (["--workers", "0"], f"--workers must be an integer in [1, {n_cpus}]; got 0"),
+        (["--workers", str(n_cpus + 1)], f"must be an integer in [1, {n_cpus}]; got {n_cpus + 1}"),
+        (["--dry-run", "--workers", "0"], "--workers must be an integer in"),
+    ]:
+        assert sw.main([str(path), "--out", str(out), *argv]) == 2
+        assert message in capsys.readouterr().err
+    # --combine names what is wrong with its directory, not a file inside it
+    assert sw.main(["--combine", str(tmp_path / "missing")]) == 2
+    assert f"--combine '{tmp_path / 'missing'}': no such directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert sw.main(["--combine", str(tmp_path / "empty")]) == 2
+    assert "holds no sweep.toml: not a sweep's output directory" in capsys.readouterr().err
+    # a non-empty directory that holds no sweep is not written into
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    for extra in ([], ["--dry-run"]):
+        assert sw.main([str(path), "--out", str(foreign), *extra]) == 2
+        assert "is not empty and holds no sweep" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    assert not out.exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_an_unreachable_scheduler_leaves_nothing_behind(tmp_path, capsys):
+    import dask
+    import distributed  # noqa: F401 - its defaults must be in dask.config before set() below
+
+    path = write(tmp_path, GRID)
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = sw.main([str(path), "--out", str(out), "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2
+    assert "--scheduler 'tcp://127.0.0.1:9': cannot connect" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch_cuda_available(), reason="needs a machine without a CUDA GPU")
+def test_a_cuda_sweep_without_a_gpu_fails_before_any_work(tmp_path, capsys, client):
+    path = write(tmp_path, f'experiment = "{FAKE}"\ndevice = "cuda"\n')
+    out = tmp_path / "out"
+    for extra in (["--dry-run"], ["--workers", "1"]):
+        assert sw.main([str(path), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: device is 'cuda' but torch" in err and "sees no CUDA GPU" in err
+    # on a running cluster the device is checked on a worker, before any file
+    with pytest.raises(ValueError, match=r"device is 'cuda' but torch .* \(on a worker of tcp"):
+        sw.run_sweep(sw.load_sweep(path), out, client=client, quiet=True)
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- running on Dask
 
 
@@ -468,9 +524,9 @@ def test_interrupted_sweep_resumes_without_redoing_runs(tmp_path, client, how):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, output
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), output
     assert "dask dashboard: http://" in output
-    assert "run the same command again to resume" in output
+    assert re.search(r"interrupted; \d+ of 10 runs kept in .*; run the same command again", output)
     before = _mtimes(out)
     assert 2 <= len(before) < 10
     assert not list((out / "runs").glob("*.error.txt"))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import analyses.sweep as _package
-from analyses.sweep.spec import COMBINED_FILE, RUNS_DIR, SWEEP_FILE
 
 if TYPE_CHECKING:
     from analyses.sweep.spec import Sweep
@@ -36,7 +35,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--combine", type=Path, metavar="DIR", help="only combine DIR/runs into DIR/sweep.nc"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress (a bar on a terminal, else lines)"
+    )
 
 
 DESCRIPTION = (
@@ -80,6 +81,7 @@ def _describe(sweep: Sweep) -> str:
 
 def _dry_run(sweep: Sweep, out_dir: Path) -> str:
     from analyses.sweep.files import run_status
+    from analyses.sweep.spec import COMBINED_FILE
 
     lines = [_describe(sweep), f"output: {out_dir / COMBINED_FILE}"]
     statuses = [run_status(run, out_dir) for run in sweep.runs]
@@ -92,74 +94,82 @@ def _dry_run(sweep: Sweep, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _sigterm_as_interrupt(signum, frame):  # pragma: no cover - exercised through a subprocess
-    raise KeyboardInterrupt
-
-
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Carry out ``neurosim sweep`` for parsed ``args``; returns the exit status.
 
     0: all runs finished; 1: some runs failed (the rest are combined); 2: bad input (nothing
-    was run); 130: interrupted (re-run the same command to resume).
+    was run or written); 130 (SIGINT) or 143 (SIGTERM): interrupted (re-run the same command
+    to resume).
     """
-    from analyses.sweep.combine import combine_runs
-    from analyses.sweep.execute import run_sweep
-    from analyses.sweep.files import run_status
-    from analyses.sweep.spec import load_sweep
-
     try:
         if args.combine is not None:
-            if args.sweep_file is not None or args.dry_run:
-                raise ValueError("--combine DIR takes no sweep file and no --dry-run")
-            out_dir = Path(args.combine)
-            sweep = load_sweep(out_dir / SWEEP_FILE)
-            ds = combine_runs(sweep, out_dir)
-            missing = int(ds["completed"].size - ds["completed"].sum())
-            print(
-                f"combined {ds.attrs['n_completed']} of {len(sweep.runs)} runs "
-                f"({missing} missing) into {out_dir / COMBINED_FILE}"
-            )
-            print("dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
-            return 0
-        if args.sweep_file is None:
-            raise ValueError("give a sweep file (neurosim sweep SWEEP.toml) or --combine DIR")
-        if args.workers is not None and args.workers < 1:
-            raise ValueError(f"--workers must be >= 1; got {args.workers}")
-        sweep = load_sweep(args.sweep_file)
-        out_dir = args.out if args.out is not None else Path("results") / args.sweep_file.stem
-        if args.dry_run:
-            print(_dry_run(sweep, out_dir))
-            return 0
-        print(_describe(sweep))
-        previous = None
-        if hasattr(signal, "SIGTERM"):
-            try:
-                previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-            except ValueError:  # not the main thread
-                previous = None
-        try:
-            report = run_sweep(
-                sweep,
-                out_dir,
-                workers=args.workers,
-                scheduler=args.scheduler,
-                quiet=args.quiet,
-            )
-        except KeyboardInterrupt:
-            report = None
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            return _combine_command(args)
+        return _sweep_command(args)
     except ValueError as err:
         print(f"neurosim: error: {err}", file=sys.stderr)
         return 2
+
+
+def _combine_command(args: argparse.Namespace) -> int:
+    from analyses.sweep.combine import combine_runs
+    from analyses.sweep.spec import COMBINED_FILE, SWEEP_FILE, load_sweep
+
+    if args.sweep_file is not None or args.dry_run:
+        raise ValueError("--combine DIR takes no sweep file and no --dry-run")
+    out_dir = Path(args.combine)
+    if not out_dir.is_dir():
+        raise ValueError(f"--combine {str(out_dir)!r}: no such directory")
+    if not (out_dir / SWEEP_FILE).is_file():
+        raise ValueError(
+            f"--combine {str(out_dir)!r} holds no {SWEEP_FILE}: not a sweep's output directory"
+        )
+    sweep = load_sweep(out_dir / SWEEP_FILE)
+    ds = combine_runs(sweep, out_dir)
+    missing = int(ds["completed"].size - ds["completed"].sum())
+    print(
+        f"combined {ds.attrs['n_completed']} of {len(sweep.runs)} runs "
+        f"({missing} missing) into {out_dir / COMBINED_FILE}"
+    )
+    print("dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
+    return 0
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
+    from analyses.subruns import signals_as_interrupts
+    from analyses.sweep.execute import _check_out_dir, run_sweep
+    from analyses.sweep.files import run_status
+    from analyses.sweep.spec import RUNS_DIR, load_sweep
+    from neurosim.config import check_device, check_int
+
+    if args.sweep_file is None:
+        raise ValueError("give a sweep file (neurosim sweep SWEEP.toml) or --combine DIR")
+    if args.workers is not None:
+        check_int("--workers", args.workers, 1, os.cpu_count() or 1)
+    sweep = load_sweep(args.sweep_file)
+    out_dir = args.out if args.out is not None else Path("results") / args.sweep_file.stem
+    if args.dry_run:  # the checks that need no cluster, then the list
+        _check_out_dir(sweep, out_dir)
+        if args.scheduler is None:
+            check_device(sweep.device, f"{sweep.source}: device")
+        print(_dry_run(sweep, out_dir))
+        return 0
+    print(_describe(sweep))
+    with signals_as_interrupts():
+        try:
+            report = run_sweep(
+                sweep, out_dir, workers=args.workers, scheduler=args.scheduler, quiet=args.quiet
+            )
+        except KeyboardInterrupt as err:  # before the runs were submitted
+            report = None
+            code = getattr(err, "exit_code", 130)
     if report is None or report.interrupted:
         done = sum(run_status(r, out_dir, check_config=False) == "done" for r in sweep.runs)
         print(
-            f"interrupted: {done} of {len(sweep.runs)} runs finished in {out_dir / RUNS_DIR}; "
-            "run the same command again to resume"
+            f"interrupted; {done} of {len(sweep.runs)} runs kept in {out_dir / RUNS_DIR}; "
+            "run the same command again to resume",
+            file=sys.stderr,
         )
-        return 130
+        return code if report is None else report.exit_code
     ran_ok = report.n_ran - len(report.failed)
     print(
         f"{report.n_runs} runs: {report.n_skipped} already finished, {ran_ok} ran, "
@@ -182,7 +192,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     _add_arguments(parser)
     return run_sweep_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import time
+import tomllib
 import traceback
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from analyses.sweep.combine import combine_runs
 from analyses.sweep.files import _local_io, run_status
 from analyses.sweep.spec import COMBINED_FILE, RUNS_DIR, SWEEP_FILE, Sweep, resolve_experiment
 from neurosim.atomic import atomic_write_text, remove_stale_temporaries
+from neurosim.config import check_device, check_int
 from neurosim.export import to_netcdf
 
 
@@ -34,6 +36,7 @@ class SweepReport:
     n_ran: int = 0
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     interrupted: bool = False
+    exit_code: int = 0  # of an interrupted sweep: 130 (SIGINT) or 143 (SIGTERM)
     combined: Path | None = None
     dashboard: str | None = None
 
@@ -154,13 +157,13 @@ def start_local_cluster(
 ):
     """A :class:`distributed.LocalCluster` for sweeps: ``n_workers`` processes, 1 thread each.
 
-    The worker processes start with ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set to
-    ``torch_threads``. Close it (it is a context manager) when done.
+    ``n_workers`` is at most the CPUs of this machine. The worker processes start with
+    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set to ``torch_threads``. Close it (it is a context
+    manager) when done.
     """
     from distributed import LocalCluster
 
-    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-        raise ValueError(f"n_workers must be an integer >= 1; got {n_workers!r}")
+    check_int("n_workers", n_workers, 1, os.cpu_count() or 1)
     env = {var: str(torch_threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     return LocalCluster(
         n_workers=n_workers,
@@ -169,6 +172,31 @@ def start_local_cluster(
         dashboard_address=dashboard_address,
         env=env,
     )
+
+
+def _check_out_dir(sweep: Sweep, out_dir: Path) -> None:
+    """``out_dir`` is new, empty or this experiment's sweep directory; else ``ValueError``."""
+    name = f"--out {str(out_dir)!r}"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{name} is a file; give a directory for the sweep")
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}: {str(probe)!r} is not a writable directory")
+    stored = out_dir / SWEEP_FILE
+    if stored.is_file():
+        try:
+            experiment = tomllib.loads(stored.read_text()).get("experiment")
+        except (OSError, ValueError):
+            experiment = None
+        if experiment != sweep.experiment:
+            raise ValueError(
+                f"{name} holds a sweep of {experiment!r}, not {sweep.experiment!r}; use "
+                "another --out"
+            )
+    elif out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ValueError(f"{name} is not empty and holds no sweep; use a new or empty directory")
 
 
 def run_sweep(
@@ -186,29 +214,35 @@ def run_sweep(
     """Run the missing runs of ``sweep`` on Dask, writing under ``out_dir``; then combine.
 
     ``client`` reuses a connected :class:`distributed.Client`; otherwise ``scheduler`` connects
-    to a running scheduler, or a LocalCluster of ``workers`` processes (one thread each) is
-    started for the duration of the call. Finished runs are skipped; failures are recorded in
-    ``runs/<run_id>.error.txt`` and reported. Ctrl-C stops the sweep cleanly (finished files
-    stay; re-running resumes). Returns a :class:`SweepReport`.
+    to a running scheduler, or a LocalCluster of ``workers`` processes (one thread each, at most
+    the CPUs here) is started for the duration of the call. Everything is checked before a file
+    is written: ``out_dir`` (new, empty or this sweep's), the finished runs' configs, the
+    connection to the scheduler and the device (here for a LocalCluster, on a worker
+    otherwise). Finished runs are skipped; failures are recorded in ``runs/<run_id>.error.txt``
+    and reported. Ctrl-C or SIGTERM (see :func:`analyses.subruns.signals_as_interrupts`) stops
+    the sweep cleanly (finished files stay; re-running resumes). Returns a :class:`SweepReport`.
     """
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
-        raise ValueError(f"workers must be an integer >= 1; got {workers!r}")
+    if workers is not None:
+        check_int("workers", workers, 1, os.cpu_count() or 1)
     if workers is not None and scheduler is not None:
         raise ValueError("give either workers or scheduler, not both")
     out_dir = Path(out_dir)
+    _check_out_dir(sweep, out_dir)
     statuses = {run.run_id: run_status(run, out_dir) for run in sweep.runs}  # may raise
     todo = [run for run in sweep.runs if statuses[run.run_id] != "done"]
-    runs_dir = out_dir / RUNS_DIR
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / SWEEP_FILE, sweep.text)
-    remove_stale_temporaries(runs_dir)
     report = SweepReport(n_runs=len(sweep.runs), n_skipped=len(sweep.runs) - len(todo))
-    if report.n_skipped:
-        echo(f"{report.n_skipped} of {report.n_runs} runs already finished in {runs_dir}")
-    if todo:
-        _run_on_dask(
-            sweep, todo, out_dir, report, client, workers, scheduler, quiet, dashboard_address, echo
-        )
+    with contextlib.ExitStack() as stack:
+        if todo:
+            where = {"workers": workers, "scheduler": scheduler, "dashboard": dashboard_address}
+            client = _connect(stack, sweep, len(todo), client, **where)
+        runs_dir = out_dir / RUNS_DIR
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / SWEEP_FILE, sweep.text)
+        remove_stale_temporaries(runs_dir)
+        if report.n_skipped:
+            echo(f"{report.n_skipped} of {report.n_runs} runs already finished in {runs_dir}")
+        if todo:
+            _run_on_dask(sweep, todo, out_dir, report, client, quiet, echo)
     if combine and not report.interrupted:
         if any(run_status(run, out_dir, check_config=False) == "done" for run in sweep.runs):
             combine_runs(sweep, out_dir)
@@ -216,77 +250,98 @@ def run_sweep(
     return report
 
 
-def _run_on_dask(
-    sweep, todo, out_dir, report, client, workers, scheduler, quiet, dashboard_address, echo
-) -> None:
-    from distributed import Client, as_completed
+def _connect(stack, sweep: Sweep, n_todo: int, client, *, workers, scheduler, dashboard):
+    """A client to run on, its device checked; closed with ``stack``. Writes no file."""
+    from distributed import Client
+
+    if client is None and scheduler is None:
+        n = sweep.torch_threads
+        if n > (os.cpu_count() or 1):
+            raise ValueError(
+                f"{sweep.source}: torch_threads = {n} is more than the {os.cpu_count()} CPUs "
+                "here, where the LocalCluster runs"
+            )
+        check_device(sweep.device, f"{sweep.source}: device")  # the workers run here
+        cluster = stack.enter_context(
+            start_local_cluster(
+                workers or default_workers(n_todo, n),
+                torch_threads=n,
+                dashboard_address=dashboard,
+            )
+        )
+        return stack.enter_context(Client(cluster))
+    if client is None:
+        try:
+            client = stack.enter_context(Client(scheduler))
+        except (OSError, TimeoutError) as err:
+            raise ValueError(f"--scheduler {scheduler!r}: cannot connect ({err})") from None
+    if sweep.device != "cpu":  # ask a worker: the GPUs are where the workers run
+        check = client.submit(check_device, sweep.device, f"{sweep.source}: device", pure=False)
+        try:
+            check.result()
+        except ValueError as err:
+            raise ValueError(f"{err} (on a worker of {client.scheduler.address})") from None
+    return client
+
+
+def _submit(client, sweep: Sweep, todo, out_dir: Path, cache_root: str) -> dict:
+    futures = {}
+    for run in todo:
+        future = client.submit(
+            _execute_run,
+            sweep.experiment,
+            run.config,
+            run_id=run.run_id,
+            device=sweep.device,
+            nc_path=str(run.nc_path(out_dir)),
+            error_path=str(run.error_path(out_dir)),
+            torch_threads=sweep.torch_threads,
+            cache_root=cache_root,
+            key=f"neurosim-run-{run.run_id}-{uuid.uuid4().hex[:8]}",
+            pure=False,
+        )
+        futures[future] = run
+    return futures
+
+
+def _run_on_dask(sweep, todo, out_dir, report, client, quiet, echo) -> None:
+    from distributed import as_completed
     from tqdm.auto import tqdm
 
     cache_root = str((out_dir / ".cache" / "brian2").resolve())
-    n = sweep.torch_threads
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            if scheduler is not None:
-                try:
-                    client = stack.enter_context(Client(scheduler))
-                except OSError as err:
-                    raise ValueError(f"scheduler {scheduler!r}: cannot connect ({err})") from None
-            else:
-                cluster = stack.enter_context(
-                    start_local_cluster(
-                        workers or default_workers(len(todo), n),
-                        torch_threads=n,
-                        dashboard_address=dashboard_address,
-                    )
+    report.dashboard = client.dashboard_link
+    hint = "" if importlib.util.find_spec("bokeh") else " (pip install bokeh for its plots)"
+    echo(f"dask dashboard: {report.dashboard}{hint}")
+    client.register_plugin(_make_worker_plugin(sweep.torch_threads, cache_root))
+    futures = _submit(client, sweep, todo, out_dir, cache_root)
+    bar = tqdm(
+        total=report.n_runs,
+        initial=report.n_skipped,
+        desc=f"sweep {sweep.experiment}",
+        unit="run",
+        disable=quiet or None,
+    )
+    bar.set_postfix(failed=0)
+    try:
+        for future in as_completed(list(futures)):
+            run = futures[future]
+            try:
+                result = future.result()
+            except Exception as err:  # noqa: BLE001 - e.g. KilledWorker: record, go on
+                message = f"{type(err).__name__}: {err}"
+                atomic_write_text(
+                    run.error_path(out_dir),
+                    f"run {run.run_id}: the Dask task failed\n{message}\n",
                 )
-                client = stack.enter_context(Client(cluster))
-        report.dashboard = client.dashboard_link
-        hint = "" if importlib.util.find_spec("bokeh") else " (pip install bokeh for its plots)"
-        echo(f"dask dashboard: {report.dashboard}{hint}")
-        client.register_plugin(_make_worker_plugin(n, cache_root))
-        futures = {}
-        for run in todo:
-            future = client.submit(
-                _execute_run,
-                sweep.experiment,
-                run.config,
-                run_id=run.run_id,
-                device=sweep.device,
-                nc_path=str(run.nc_path(out_dir)),
-                error_path=str(run.error_path(out_dir)),
-                torch_threads=n,
-                cache_root=cache_root,
-                key=f"neurosim-run-{run.run_id}-{uuid.uuid4().hex[:8]}",
-                pure=False,
-            )
-            futures[future] = run
-        bar = tqdm(
-            total=report.n_runs,
-            initial=report.n_skipped,
-            desc=f"sweep {sweep.experiment}",
-            unit="run",
-            disable=quiet or None,
-        )
-        bar.set_postfix(failed=0)
-        try:
-            for future in as_completed(list(futures)):
-                run = futures[future]
-                try:
-                    result = future.result()
-                except Exception as err:  # noqa: BLE001 - e.g. KilledWorker: record, go on
-                    message = f"{type(err).__name__}: {err}"
-                    atomic_write_text(
-                        run.error_path(out_dir),
-                        f"run {run.run_id}: the Dask task failed\n{message}\n",
-                    )
-                    result = {"run_id": run.run_id, "ok": False, "error": message}
-                report.n_ran += 1
-                if not result["ok"]:
-                    report.failed[run.run_id] = result["error"]
-                bar.update(1)
-                bar.set_postfix(failed=len(report.failed))
-        except KeyboardInterrupt:
-            report.interrupted = True
-            client.cancel(list(futures))
-        finally:
-            bar.close()
+                result = {"run_id": run.run_id, "ok": False, "error": message}
+            report.n_ran += 1
+            if not result["ok"]:
+                report.failed[run.run_id] = result["error"]
+            bar.update(1)
+            bar.set_postfix(failed=len(report.failed))
+    except KeyboardInterrupt as err:
+        report.interrupted = True
+        report.exit_code = getattr(err, "exit_code", 130)
+        client.cancel(list(futures))
+    finally:
+        bar.close()
