@@ -127,6 +127,18 @@ class FakeBrianExperiment(FakeExperiment):
         return ds
 
 
+class SlowExitExperiment(FakeExperiment):
+    """The fake experiment in a worker process that takes 5 s to exit (as torch and Brian2 can
+    on a busy machine)."""
+
+    @staticmethod
+    def run(config: FakeConfig, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
+        import atexit
+
+        atexit.register(time.sleep, 5.0)
+        return FakeExperiment.run(config, device=device, quiet=quiet)
+
+
 def _expected_response(gain: float, scale: float, seed: int, n_points: int = 3) -> np.ndarray:
     """What the fake experiment's quick run returns."""
     rng = np.random.default_rng(seed)
@@ -480,6 +492,35 @@ def test_resume_runs_only_missing_runs(tmp_path, client):
     assert sw.run_status(full.runs[0], out) == "todo"
     report = sw.run_sweep(full, out, client=client, quiet=True)
     assert report.n_ran == 1 and sw.run_status(full.runs[0], out) == "done"
+
+
+def test_a_local_sweep_logs_each_run_and_lets_its_workers_exit(tmp_path):
+    """``python -m analyses.sweep --workers 1`` in a batch log: a line per finished run (with
+    the ETA), and a worker slow to exit is waited for, not killed ("Worker process still
+    alive after 4.0 seconds, killing" after a sweep that went well)."""
+    path = write(
+        tmp_path,
+        'experiment = "tests.test_sweep:SlowExitExperiment"\nquick = true\nseeds = [0, 1]\n',
+    )
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "analyses.sweep", str(path), "--out", str(out), "--workers", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "still alive" not in proc.stderr and "killing" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "runs done" in ln]
+    assert len(lines) == 2, proc.stderr
+    assert re.search(
+        r"SlowExitExperiment: 1/2 runs done, last seed=\d \(\d+\.\d s\); "
+        r"elapsed \d:\d\d:\d\d, ETA \d:\d\d:\d\d$",
+        lines[0],
+    ), lines[0]
+    assert "2/2 runs done" in lines[1] and "ETA 0:00:00" in lines[1]
+    assert "2 runs: 0 already finished, 2 ran, 0 failed" in proc.stdout
 
 
 def _sigint_default() -> None:  # a child of a non-interactive shell may start with SIGINT ignored

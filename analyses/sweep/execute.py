@@ -159,7 +159,7 @@ def start_local_cluster(
 
     ``n_workers`` is at most the CPUs of this machine. The worker processes start with
     ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set to ``torch_threads``. Close it (it is a context
-    manager) when done.
+    manager) when done; :func:`close_workers` first lets the workers exit in their own time.
     """
     from distributed import LocalCluster
 
@@ -172,6 +172,23 @@ def start_local_cluster(
         dashboard_address=dashboard_address,
         env=env,
     )
+
+
+def close_workers(cluster, timeout_s: float = 60.0) -> None:
+    """Close a LocalCluster's worker processes, giving each ``timeout_s`` to exit.
+
+    A worker process that has imported torch and Brian2 can take several seconds to exit on a
+    busy machine; the cluster's own close gives it 4 s and then kills it, logging "Worker
+    process still alive after 4.0 seconds, killing" for a sweep that went well.
+    """
+    import asyncio
+
+    async def close_all() -> None:
+        nannies = list(cluster.workers.values())
+        await asyncio.gather(*(n.close(timeout=timeout_s) for n in nannies))
+
+    with contextlib.suppress(Exception):  # the cluster's own close still follows
+        cluster.sync(close_all)
 
 
 def _check_out_dir(sweep: Sweep, out_dir: Path) -> None:
@@ -269,6 +286,7 @@ def _connect(stack, sweep: Sweep, n_todo: int, client, *, workers, scheduler, da
                 dashboard_address=dashboard,
             )
         )
+        stack.callback(close_workers, cluster)
         return stack.enter_context(Client(cluster))
     if client is None:
         try:
@@ -306,7 +324,8 @@ def _submit(client, sweep: Sweep, todo, out_dir: Path, cache_root: str) -> dict:
 
 def _run_on_dask(sweep, todo, out_dir, report, client, quiet, echo) -> None:
     from distributed import as_completed
-    from tqdm.auto import tqdm
+
+    from analyses.progress import Progress
 
     cache_root = str((out_dir / ".cache" / "brian2").resolve())
     report.dashboard = client.dashboard_link
@@ -314,14 +333,14 @@ def _run_on_dask(sweep, todo, out_dir, report, client, quiet, echo) -> None:
     echo(f"dask dashboard: {report.dashboard}{hint}")
     client.register_plugin(_make_worker_plugin(sweep.torch_threads, cache_root))
     futures = _submit(client, sweep, todo, out_dir, cache_root)
-    bar = tqdm(
-        total=report.n_runs,
-        initial=report.n_skipped,
+    progress = Progress(
+        report.n_runs,
         desc=f"sweep {sweep.experiment}",
-        unit="run",
-        disable=quiet or None,
+        unit="runs",
+        initial=report.n_skipped,
+        quiet=quiet,
+        min_interval_s=10.0,
     )
-    bar.set_postfix(failed=0)
     try:
         for future in as_completed(list(futures)):
             run = futures[future]
@@ -337,11 +356,12 @@ def _run_on_dask(sweep, todo, out_dir, report, client, quiet, echo) -> None:
             report.n_ran += 1
             if not result["ok"]:
                 report.failed[run.run_id] = result["error"]
-            bar.update(1)
-            bar.set_postfix(failed=len(report.failed))
+            status = f"{result['wall_s']:.1f} s" if result["ok"] else "FAILED"
+            failed = f", {len(report.failed)} failed so far" if report.failed else ""
+            progress.update(run.run_id, score=status + failed)
     except KeyboardInterrupt as err:
         report.interrupted = True
         report.exit_code = getattr(err, "exit_code", 130)
         client.cancel(list(futures))
     finally:
-        bar.close()
+        progress.close()
