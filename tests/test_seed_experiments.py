@@ -170,3 +170,31 @@ def test_bad_config_from_cli_fails_before_running(tmp_path, capsys):
     assert main(["run", "codistill-nets", "--config", str(cfg), "--out", str(out)]) == 2
     assert "n_nets" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["codistill_nets", "distill"])
+def test_figures_label_their_references_and_keep_legends_off_the_data(
+    name, codistill_run, distill_run, monkeypatch, tmp_path
+):
+    import importlib
+
+    import analyses.figures
+
+    exp = importlib.import_module(f"analyses.experiments.{name}")
+    run = codistill_run if name == "codistill_nets" else distill_run
+    drawn = []
+    monkeypatch.setattr(analyses.figures, "save_figure", lambda fig, *a, **k: drawn.append(fig))
+    exp.figures(open_results(run / exp.RESULT_FILE), tmp_path)
+    (fig,) = drawn
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert box.y1 <= ax.get_window_extent().y0  # below every panel, over no data
+        assert ax.get_legend() is None
+    if name == "codistill_nets":
+        assert texts == ["one net", "mean", "ensemble of the nets", "chance: 90 % wrong (485)"]
+    else:
+        assert legend.get_title().get_text() == "one seed: no error bars"
+        assert texts[-1].startswith("shift by the prior rule (") and "mean over seeds" in texts

@@ -444,11 +444,24 @@ def summary(ds: xr.Dataset) -> str:
 
 
 def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
-    """Test errors of every net per condition (dots), their mean and the ensembles."""
-    from analyses.figures import new_figure, save_figure
+    """Test errors per condition: every net (circles), their mean (bar), their ensemble
+    (diamonds), against chance; a log axis keeps few errors and chance both readable."""
+    from analyses.figures import figure_style, new_figure, save_figure
 
-    fig, axes = new_figure(1, 1, width_in=4.5, height_in=3.0)
-    ax = axes[0, 0]
+    with figure_style():
+        fig, axes = new_figure(1, 1, width_in=5.5, height_in=3.2)
+        _draw_errors(axes[0, 0], ds)
+    return save_figure(fig, out_dir, "codistill_nets")
+
+
+def _draw_errors(ax, ds: xr.Dataset) -> None:
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    from analyses.figures import COLORS, chance_line, legend_outside
+
+    n_test = int(ds.attrs["n_test"])
+    net = {"color": COLORS[2], "marker": "o", "markerfacecolor": "white", "markersize": 3.5}
+    ensemble = {"color": COLORS[1], "marker": "D", "markersize": 4.5}
     labels = list(ds["condition"].values.tolist()) + ["subsets, no peers"]
     for i, cond in enumerate(labels):
         if i < ds.sizes["condition"]:
@@ -457,13 +470,25 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
             v = ds["subset_alone_errors"].values.ravel()
         v = v[np.isfinite(v)]
         jitter = np.linspace(-0.15, 0.15, v.size) if v.size > 1 else np.zeros(1)
-        ax.plot(i + jitter, v, "o", color="0.6", markersize=3, linestyle="none")
-        ax.plot([i - 0.25, i + 0.25], [v.mean()] * 2, color="0.0", linewidth=2)
+        if cond == "ensemble":  # one classifier per seed: its marks are the ensemble's
+            ax.plot(i + jitter, v, linestyle="none", label="ensemble of the nets", **ensemble)
+        else:
+            ax.plot(i + jitter, v, linestyle="none", label="one net", **net)
+        ax.plot([i - 0.25, i + 0.25], [v.mean()] * 2, color=COLORS[0], linewidth=2, label="mean")
         if i < ds.sizes["condition"] and cond != "ensemble":
             e = ds["ensemble_errors"].sel(condition=cond).values
-            ax.plot(i + 0.32, np.nanmean(e), marker="D", color="0.3", markersize=4)
+            ax.plot(i + 0.34, np.nanmean(e), linestyle="none", **ensemble)
+    chance_line(ax, 0.9 * n_test, label=f"chance: 90 % wrong ({0.9 * n_test:.0f})")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=20, ha="right")
-    ax.set_ylabel(f"test errors (of {int(ds.attrs['n_test'])})")
-    ax.set_title("dots: nets, bar: mean, diamond: their ensemble")
-    return save_figure(fig, out_dir, "codistill_nets")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    low = np.nanmin(np.concatenate([ds["test_errors"].values.ravel(), [0.9 * n_test]]))
+    ax.set_ylim(max(0.5, 0.7 * low), 1.15 * n_test)
+    ax.set_ylabel(f"test errors (of {n_test}, log scale)")
+    ax.set_title(f"{ds.sizes['net']} nets on sklearn digits, {ds.sizes['seed']} seed(s)")
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))  # one entry per kind of mark
+    legend_outside(ax, handles=list(unique.values()), below=True)

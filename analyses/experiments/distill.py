@@ -542,39 +542,93 @@ def summary(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """Left: test errors per model; right: the no-3 net's errors and 3-accuracy vs bias shift."""
-    from analyses.figures import new_figure, save_figure
+    from analyses.figures import (
+        errorbar_note,
+        figure_style,
+        legend_outside,
+        new_figure,
+        save_figure,
+    )
 
-    fig, axes = new_figure(1, 2, width_in=7.0, height_in=3.0)
-    ax = axes[0, 0]
+    n_seeds = ds.sizes["seed"]
+    with figure_style():
+        fig, axes = new_figure(1, 2, width_in=7.0, height_in=3.4)
+        handles = _draw_models(axes[0, 0], ds) + _draw_bias_sweep(axes[0, 1], ds)
+        note = errorbar_note(n_seeds) if n_seeds > 1 else "one seed: no error bars"
+        legend_outside(axes[0, 1], handles=handles, below=True, note=note)
+    return save_figure(fig, out_dir, "distill")
+
+
+def _draw_models(ax, ds: xr.Dataset) -> list:
+    """Bars: mean test errors over seeds (95 % t-interval), dots: the seeds."""
+    from analyses.figures import COLORS
+    from analyses.metrics import confidence_interval
+
+    n_test = int(ds.attrs["n_test"])
     models = ds["model"].values.tolist()
-    for i, m in enumerate(models):
-        v = ds["test_errors"].sel(model=m).values
-        ax.bar(i, v.mean(), color="0.7", edgecolor="0.0")
-        ax.plot([i] * v.size, v, "o", color="0.0", markersize=3)
+    errors = ds["test_errors"].transpose("model", "seed").values
+    ci = confidence_interval(errors, axis=1)
+    half = np.where(np.isfinite(ci.half_width), ci.half_width, 0.0)
+    bars = ax.bar(
+        range(len(models)),
+        ci.mean,
+        yerr=half if errors.shape[1] > 1 else None,
+        capsize=3,
+        color="0.85",
+        edgecolor=COLORS[0],
+        label="mean over seeds",
+    )
+    dots = None
+    for i, row in enumerate(errors):
+        jitter = np.linspace(-0.2, 0.2, row.size) if row.size > 1 else np.zeros(1)
+        (dots,) = ax.plot(
+            i + jitter,
+            row,
+            "o",
+            color=COLORS[2],
+            markersize=3,
+            label="one seed",
+        )
     ax.set_xticks(range(len(models)))
     ax.set_xticklabels(models, rotation=25, ha="right")
-    ax.set_ylabel(f"test errors (of {int(ds.attrs['n_test'])})")
-    ax.set_title("test errors (bar: mean, dots: seeds)")
-    ax = axes[0, 1]
+    ax.set_ylabel(f"test errors (of {n_test}; chance {0.9 * n_test:.0f})")
+    ax.set_title("test errors per model")
+    return [bars, dots]
+
+
+def _draw_bias_sweep(ax, ds: xr.Dataset) -> list:
+    """The no-3 net's test errors (left axis) and 3s recognised (right axis) vs the shift."""
+    from analyses.figures import COLORS, LINESTYLES
+
     shift = ds["shift"].values
     c3 = int(ds.attrs["omitted_class"])
-    ax.plot(
-        shift, ds["sweep_test_errors"].mean("seed"), color="0.0", linestyle="-", label="test errors"
+    (errors,) = ax.plot(
+        shift,
+        ds["sweep_test_errors"].mean("seed"),
+        color=COLORS[0],
+        linestyle=LINESTYLES[0],
+        label="test errors (left axis)",
     )
     ax.set_xlabel(f"logit added to class {c3}")
     ax.set_ylabel("test errors")
-    ax2 = ax.twinx()
-    ax2.plot(
+    right = ax.twinx()
+    right.spines["right"].set_visible(True)
+    (recognised,) = right.plot(
         shift,
         100 * ds["sweep_class3_accuracy"].mean("seed"),
-        color="0.45",
-        linestyle="--",
-        label=f"{c3}s recognised (%)",
+        color=COLORS[1],
+        linestyle=LINESTYLES[1],
+        label=f"{c3}s recognised (right axis)",
     )
-    ax2.set_ylabel(f"{c3}s recognised (%)", fontsize=8)
-    ax2.tick_params(labelsize=7)
-    ax.axvline(float(ds["bias_shift"].mean()), color="0.3", linestyle=":", label="prior rule")
-    lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=7)
-    ax.set_title(f"net never shown a {c3}: its {c3}-bias raised")
-    return save_figure(fig, out_dir, "distill")
+    right.set_ylabel(f"{c3}s recognised (%)", color=COLORS[1])
+    right.tick_params(axis="y", colors=COLORS[1])
+    right.set_ylim(-2, 102)
+    rule = ax.axvline(
+        float(ds["bias_shift"].mean()),
+        color=COLORS[2],
+        linestyle=LINESTYLES[2],
+        linewidth=1.2,
+        label=f"shift by the prior rule ({float(ds['bias_shift'].mean()):+.2f})",
+    )
+    ax.set_title(f"net never shown a {c3}: its {c3}-logit shifted")
+    return [errors, recognised, rule]
