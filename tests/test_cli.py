@@ -434,3 +434,26 @@ def test_the_python_api_checks_the_device_first():
         if not torch.cuda.is_available():
             with pytest.raises(ValueError, match="^device is 'cuda' but torch"):
                 exp.run(exp.Config.quick(), device="cuda")
+
+
+def test_the_startup_benchmark_writes_a_row_per_command(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_cli_startup", ROOT / "benchmarks" / "bench_cli_startup.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "startup.json"
+    assert bench.main(["--reps", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["command"] for r in rows] == [
+        "neurosim --help",
+        "neurosim --version",
+        "neurosim run --help",
+        "neurosim sweep --help",
+    ]
+    assert all(0 < r["min_s"] <= r["median_s"] <= r["max_s"] for r in rows)
+    assert all(r["exit_status"] == 0 for r in rows)
+    assert "median s" in capsys.readouterr().out
