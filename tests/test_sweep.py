@@ -326,6 +326,27 @@ def test_the_example_in_sweep_help_is_a_valid_sweep_file(tmp_path):
     assert sweep.experiment == "codistill-nets" and len(sweep.runs) == 2 * 2 * 2 * 3
 
 
+def _readme_blocks(language: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_readme_sweep_file_is_valid_and_its_python_sweeps_can_be_saved_as_scripts():
+    (grid,) = [b for b in _readme_blocks("toml") if b.startswith("# grid.toml")]
+    sweep = sw.parse_sweep(grid, source="README grid.toml")
+    assert len(sweep.runs) == 36 and sweep.dims == [
+        "temperature",
+        "codistill_weight",
+        "zip",
+        "seed",
+    ]
+    scripts = [b for b in _readme_blocks("python") if "run_sweep(" in b]
+    assert len(scripts) == 2
+    for block in scripts:  # a LocalCluster's workers re-import the script: guard the sweep
+        guard = block.index('if __name__ == "__main__":')
+        assert block.index("run_sweep(") > guard  # the first call is inside the guard
+
+
 def test_bad_command_lines_fail_before_anything_is_written(tmp_path, capsys):
     path = write(tmp_path, GRID)
     out = tmp_path / "out"
