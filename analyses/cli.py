@@ -139,7 +139,13 @@ def load_config(experiment: str, *, quick: bool, config_file: Path | None, seed:
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
-            what = "is a directory" if path.is_dir() else "does not exist"
+            what = (
+                "is a directory"
+                if path.is_dir()
+                else "is not a regular file"
+                if path.exists()
+                else "does not exist"
+            )
             raise ValueError(f"--config {str(path)!r} {what}; give a TOML file")
         try:
             text = path.read_text()
@@ -377,6 +383,13 @@ def _run_command(args: argparse.Namespace) -> int:
             )
         except KeyboardInterrupt as err:
             return _interrupted(err, store, args.experiment, out)
+        except MemoryError as err:  # a size the config's bounds let through
+            print(
+                f"neurosim: error: {args.experiment} ran out of memory ({err}); a size in its "
+                f"config is too large for this machine; {store.n_kept} sub-runs kept in {out}",
+                file=sys.stderr,
+            )
+            return 1
         except ValueError:
             if store.n_kept == 0:
                 _remove_written(out, new)

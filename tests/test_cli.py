@@ -42,6 +42,7 @@ class FakeConfig(Config):
     seed: int = 0
     n_parts: int = 3
     bad_in_run: bool = False  # run() finds the config bad (as transfer's n_train check does)
+    out_of_memory: bool = False  # run() asks for more memory than there is
 
     def __post_init__(self):
         check_int("n_parts", self.n_parts, 1, 50)
@@ -68,6 +69,8 @@ class Fake:
 
         if config.bad_in_run:
             raise ValueError("bad_in_run: the experiment refused its config")
+        if config.out_of_memory:
+            raise MemoryError("Unable to allocate 447. GiB for an array")
 
         def compute(unit, done):
             return {k: {"value": np.float64(config.seed + i)} for i, k in enumerate(unit)}
@@ -203,6 +206,8 @@ def test_bad_out_and_device_fail_before_anything_is_written(tmp_path, capsys):
     assert_bad_input(proc, "seed must not be 13")
     proc = in_process(capsys, "run", FAKE, "--config", tmp_path, "--out", new)
     assert_bad_input(proc, "is a directory; give a TOML")
+    proc = in_process(capsys, "run", FAKE, "--config", "/dev/null", "--out", new)
+    assert_bad_input(proc, "--config '/dev/null' is not a regular file; give a TOML file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
@@ -230,6 +235,18 @@ def test_validation_inside_the_experiment_leaves_nothing_behind(tmp_path, capsys
     proc = in_process(capsys, "run", FAKE, "--config", bad, "--out", empty)
     assert_bad_input(proc, "bad_in_run")
     assert list(empty.iterdir()) == []
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, capsys):
+    huge = tmp_path / "huge.toml"
+    huge.write_text("out_of_memory = true\n")
+    proc = in_process(capsys, "run", FAKE, "--config", huge, "--out", tmp_path / "out")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr == (
+        f"neurosim: error: {FAKE} ran out of memory (Unable to allocate 447. GiB for an array); "
+        f"a size in its config is too large for this machine; 0 sub-runs kept in "
+        f"{tmp_path / 'out'}\n"
+    )
 
 
 def test_a_foreign_out_is_refused_unless_forced_and_a_changed_config_never_mixes(tmp_path, capsys):
