@@ -43,15 +43,14 @@ def bench_workers(sweep: sw.Sweep, n_workers: int) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         t0 = time.perf_counter()
-        with (
-            sw.start_local_cluster(n_workers, torch_threads=1, dashboard_address=":0") as cluster,
-            Client(cluster) as client,
-        ):
-            t1 = time.perf_counter()
-            report = sw.run_sweep(
-                sweep, tmp, client=client, quiet=True, combine=False, echo=lambda _: None
-            )
-            t2 = time.perf_counter()
+        with sw.start_local_cluster(n_workers, torch_threads=1, dashboard_address=":0") as cluster:
+            with Client(cluster) as client:
+                t1 = time.perf_counter()
+                report = sw.run_sweep(
+                    sweep, tmp, client=client, quiet=True, combine=False, echo=lambda _: None
+                )
+                t2 = time.perf_counter()
+            sw.close_workers(cluster)  # as `neurosim sweep` does: workers exit, none is killed
         t3 = time.perf_counter()
         sw.combine_runs(sweep, tmp)
         t4 = time.perf_counter()

@@ -291,3 +291,45 @@ class Config:
         import tomli_w  # only writing TOML needs it (reading uses the standard tomllib)
 
         return tomli_w.dumps(self.to_dict())
+
+
+def check_device(device: Any, name: str = "device", *, available: bool = True) -> str:
+    """Return ``device`` if it names a device neurosim runs on; else ``ValueError``.
+
+    The one device check of the package, shared by the experiments' ``run`` functions, the
+    ``neurosim`` command (``name="--device"``) and sweeps (``name="device"`` of the file).
+    Allowed: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (a :class:`torch.device` is taken as its
+    text). With ``available`` (default) a CUDA device must also exist here: torch must see a GPU
+    and, for ``cuda:N``, at least ``N + 1`` of them. torch is imported only to check a CUDA device.
+    The message names ``name`` and what is allowed, e.g.
+    ``"device must be 'cpu', 'cuda' or 'cuda:N' (N a GPU index); got 'gpu'"``.
+    """
+    if hasattr(device, "type") and hasattr(device, "index") and not isinstance(device, str):
+        device = str(device)  # torch.device("cuda", 0) -> "cuda:0"
+    index = device[5:] if isinstance(device, str) and device.startswith("cuda:") else ""
+    if not isinstance(device, str) or not (
+        device in ("cpu", "cuda") or (index.isascii() and index.isdigit())
+    ):
+        raise ValueError(
+            f"{name} must be 'cpu', 'cuda' or 'cuda:N' (N a GPU index); got {device!r}"
+        )
+    if device == "cpu" or not available:
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        built = "" if torch.version.cuda else " (built without CUDA)"
+        raise ValueError(
+            f"{name} is {device!r} but torch {torch.__version__}{built} sees no CUDA GPU "
+            "here; use 'cpu'"
+        )
+    n_gpus = torch.cuda.device_count()
+    if int(index or 0) >= n_gpus:
+        raise ValueError(
+            f"{name} is {device!r} but torch sees {n_gpus} GPU(s) here: allowed are 'cpu', "
+            f"'cuda' and 'cuda:0' .. 'cuda:{n_gpus - 1}'"
+        )
+    return device
+
+
+__all__ += ["check_device"]

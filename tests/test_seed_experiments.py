@@ -112,6 +112,20 @@ def test_bias_raise_rule():
         ("distill", "dropout_hidden", 1.0),
         ("distill", "temperature", -1.0),
         ("distill", "epochs_big", 0),
+        # every size has an upper bound tied to what it depends on
+        ("codistill_nets", "n_nets", 101),
+        ("codistill_nets", "n_seeds", 101),
+        ("codistill_nets", "epochs", 10_001),
+        ("codistill_nets", "hidden", (4097,)),
+        ("codistill_nets", "hidden", (8,) * 9),
+        ("codistill_nets", "batch_size", 1259),  # > the 1258 training images
+        ("codistill_nets", "warmup_epochs", 21),  # > epochs
+        ("codistill_nets", "ramp_epochs", 21),
+        ("distill", "n_seeds", 101),
+        ("distill", "small_hidden", (5000,)),
+        ("distill", "big_hidden", (64,) * 9),
+        ("distill", "epochs_small", 10_001),
+        ("distill", "batch_size", 1259),
     ],
 )
 def test_bad_config_names_field(module, field, value):
@@ -122,6 +136,33 @@ def test_bad_config_names_field(module, field, value):
         exp.Config().updated({field: value})
 
 
+@pytest.mark.parametrize("module", ["codistill_nets", "distill"])
+def test_the_batch_size_bound_follows_the_training_set(module):
+    import importlib
+
+    from analyses.experiments.codistill_nets import digits_train_size
+    from analyses.tasks import digits_split
+
+    for fraction in (0.05, 0.3, 0.95):
+        assert digits_train_size(fraction) == len(digits_split(test_fraction=fraction).y_train)
+    exp = importlib.import_module(f"analyses.experiments.{module}")
+    assert exp.Config(test_fraction=0.5, batch_size=896).batch_size == 896
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 896\]; got 897"):
+        exp.Config(test_fraction=0.5, batch_size=897)
+
+
+def test_distill_summary_says_lowered_for_a_negative_shift(distill_run):
+    from analyses.experiments import distill as exp
+
+    ds = open_results(distill_run / exp.RESULT_FILE)
+    ds["bias_shift"][:] = -0.16
+    text = exp.summary(ds)
+    assert "class-3 bias lowered by 0.16 by the prior rule (per seed: -0.16)" in text
+    assert "raised by -" not in text
+    ds["bias_shift"][:] = 2.5
+    assert "class-3 bias raised by 2.50 by the prior rule (per seed: +2.50)" in exp.summary(ds)
+
+
 def test_bad_config_from_cli_fails_before_running(tmp_path, capsys):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("n_nets = 0\n")
@@ -129,3 +170,31 @@ def test_bad_config_from_cli_fails_before_running(tmp_path, capsys):
     assert main(["run", "codistill-nets", "--config", str(cfg), "--out", str(out)]) == 2
     assert "n_nets" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["codistill_nets", "distill"])
+def test_figures_label_their_references_and_keep_legends_off_the_data(
+    name, codistill_run, distill_run, monkeypatch, tmp_path
+):
+    import importlib
+
+    import analyses.figures
+
+    exp = importlib.import_module(f"analyses.experiments.{name}")
+    run = codistill_run if name == "codistill_nets" else distill_run
+    drawn = []
+    monkeypatch.setattr(analyses.figures, "save_figure", lambda fig, *a, **k: drawn.append(fig))
+    exp.figures(open_results(run / exp.RESULT_FILE), tmp_path)
+    (fig,) = drawn
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert box.y1 <= ax.get_window_extent().y0  # below every panel, over no data
+        assert ax.get_legend() is None
+    if name == "codistill_nets":
+        assert texts == ["one net", "mean", "ensemble of the nets", "chance: 90 % wrong (485)"]
+    else:
+        assert legend.get_title().get_text() == "one seed: no error bars"
+        assert texts[-1].startswith("shift by the prior rule (") and "mean over seeds" in texts

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -26,6 +28,12 @@ from neurosim.export import open_results
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = "tests.test_sweep:FakeExperiment"
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 # --------------------------------------------------------------------------- a fake experiment
@@ -71,6 +79,12 @@ class FakeExperiment:
     RESULT_FILE = "results.nc"
 
     @staticmethod
+    def check(config: FakeConfig) -> None:
+        """A check beyond the config's own fields (as a data set's size would be)."""
+        if config.label == "bad":
+            raise ValueError("label must not be 'bad' (the fake's own check)")
+
+    @staticmethod
     def run(config: FakeConfig, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
         import torch
 
@@ -111,6 +125,18 @@ class FakeBrianExperiment(FakeExperiment):
         ds.attrs["brian2_cache_dir"] = get_cython_cache_dir()
         ds.attrs["brian2_pref"] = str(prefs["codegen.runtime.cython.cache_dir"])
         return ds
+
+
+class SlowExitExperiment(FakeExperiment):
+    """The fake experiment in a worker process that takes 5 s to exit (as torch and Brian2 can
+    on a busy machine)."""
+
+    @staticmethod
+    def run(config: FakeConfig, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
+        import atexit
+
+        atexit.register(time.sleep, 5.0)
+        return FakeExperiment.run(config, device=device, quiet=quiet)
 
 
 def _expected_response(gain: float, scale: float, seed: int, n_points: int = 3) -> np.ndarray:
@@ -209,8 +235,23 @@ BAD_FILES = [
     ("[vary]\nseed = [1, 2]", "[vary] seed: set seeds with the top-level key"),
     ("seeds = [0, 'one']", "seeds must be a non-empty list of integers"),
     ("seeds = [1, 1]", "seeds has repeated values"),
-    ("device = 'gpu'", "device must be 'cpu', 'cuda' or 'cuda:N'"),
-    ("torch_threads = 0", "torch_threads must be an integer >= 1"),
+    ("device = 'gpu'", "device must be 'cpu', 'cuda' or 'cuda:N' (N a GPU index); got 'gpu'"),
+    ("torch_threads = 0", "torch_threads must be an integer in [1, 256]; got 0"),
+    ("torch_threads = 1000", "torch_threads must be an integer in [1, 256]; got 1000"),
+    (
+        "seeds = [0, 1]\n[base]\nn_seeds = 2",
+        "with n_seeds = 2 each run covers seeds seed .. "
+        "seed + 1, so the runs with seed=0 and seed=1 both cover seed 1; space the seeds by "
+        "n_seeds (e.g. seeds = [0, 2]) or set n_seeds = 1 in [base]",
+    ),
+    ("[vary]\nlabel = ['a', 'bad']", "[vary] label = 'bad': label must not be 'bad'"),
+    (
+        "[vary]\ngain = "
+        + str([float(g) for g in range(101)])
+        + "\n'model.scale' = "
+        + str([i / 10 for i in range(100)]),
+        "the grid has 10100 runs; a sweep may have at most 10000",
+    ),
     ("quick = 'yes'", "quick must be true or false"),
     ("[base]\ngain = 1.0\n[vary]\ngain = [2.0]", "field gain is in [base] and also varied"),
     (  # each value is fine alone, one combination is not
@@ -256,6 +297,108 @@ def test_dry_run_lists_runs_and_paths(tmp_path, capsys):
         assert f"todo    {run.run_id}" in text
         assert str(out / "runs" / f"{run.run_id}.nc") in text
     assert "12 of 12 runs to do" in text
+    assert not out.exists()
+
+
+def test_seeds_that_overlap_an_experiments_own_seeds_fail_when_read():
+    """transfer --quick runs n_seeds = 2 seeds itself: seeds = [0, 1, 2, 3] cannot combine."""
+    from analyses.experiments import get_experiment
+
+    n_seeds = get_experiment("transfer").Config.quick().n_seeds
+    if n_seeds < 2:
+        pytest.skip("transfer's quick size runs one seed per run")
+    with pytest.raises(ValueError, match=f"with n_seeds = {n_seeds} each run covers"):
+        sw.parse_sweep('experiment = "transfer"\nquick = true\nseeds = [0, 1, 2, 3]\n')
+    spaced = sw.parse_sweep(f'experiment = "transfer"\nquick = true\nseeds = [0, {n_seeds}]\n')
+    assert len(spaced.runs) == 2
+
+
+def test_the_example_in_sweep_help_is_a_valid_sweep_file(tmp_path):
+    help_text = subprocess.run(
+        [sys.executable, "-m", "analyses.cli", "sweep", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    example = textwrap.dedent(help_text.split("SWEEP.toml:", 1)[1])
+    sweep = sw.parse_sweep(example, source="the example")
+    assert sweep.experiment == "codistill-nets" and len(sweep.runs) == 2 * 2 * 2 * 3
+
+
+def _readme_blocks(language: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_readme_sweep_file_is_valid_and_its_python_sweeps_can_be_saved_as_scripts():
+    (grid,) = [b for b in _readme_blocks("toml") if b.startswith("# grid.toml")]
+    sweep = sw.parse_sweep(grid, source="README grid.toml")
+    assert len(sweep.runs) == 36 and sweep.dims == [
+        "temperature",
+        "codistill_weight",
+        "zip",
+        "seed",
+    ]
+    scripts = [b for b in _readme_blocks("python") if "run_sweep(" in b]
+    assert len(scripts) == 2
+    for block in scripts:  # a LocalCluster's workers re-import the script: guard the sweep
+        guard = block.index('if __name__ == "__main__":')
+        assert block.index("run_sweep(") > guard  # the first call is inside the guard
+
+
+def test_bad_command_lines_fail_before_anything_is_written(tmp_path, capsys):
+    path = write(tmp_path, GRID)
+    out = tmp_path / "out"
+    n_cpus = os.cpu_count()
+    for argv, message in [
+        (["--workers", "0"], f"--workers must be an integer in [1, {n_cpus}]; got 0"),
+        (["--workers", str(n_cpus + 1)], f"must be an integer in [1, {n_cpus}]; got {n_cpus + 1}"),
+        (["--dry-run", "--workers", "0"], "--workers must be an integer in"),
+    ]:
+        assert sw.main([str(path), "--out", str(out), *argv]) == 2
+        assert message in capsys.readouterr().err
+    # --combine names what is wrong with its directory, not a file inside it
+    assert sw.main(["--combine", str(tmp_path / "missing")]) == 2
+    assert f"--combine '{tmp_path / 'missing'}': no such directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert sw.main(["--combine", str(tmp_path / "empty")]) == 2
+    assert "holds no sweep.toml: not a sweep's output directory" in capsys.readouterr().err
+    # a non-empty directory that holds no sweep is not written into
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    for extra in ([], ["--dry-run"]):
+        assert sw.main([str(path), "--out", str(foreign), *extra]) == 2
+        assert "is not empty and holds no sweep" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    assert not out.exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_an_unreachable_scheduler_leaves_nothing_behind(tmp_path, capsys):
+    import dask
+    import distributed  # noqa: F401 - its defaults must be in dask.config before set() below
+
+    path = write(tmp_path, GRID)
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = sw.main([str(path), "--out", str(out), "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2
+    assert "--scheduler 'tcp://127.0.0.1:9': cannot connect" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch_cuda_available(), reason="needs a machine without a CUDA GPU")
+def test_a_cuda_sweep_without_a_gpu_fails_before_any_work(tmp_path, capsys, client):
+    path = write(tmp_path, f'experiment = "{FAKE}"\ndevice = "cuda"\n')
+    out = tmp_path / "out"
+    for extra in (["--dry-run"], ["--workers", "1"]):
+        assert sw.main([str(path), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: device is 'cuda' but torch" in err and "sees no CUDA GPU" in err
+    # on a running cluster the device is checked on a worker, before any file
+    with pytest.raises(ValueError, match=r"device is 'cuda' but torch .* \(on a worker of tcp"):
+        sw.run_sweep(sw.load_sweep(path), out, client=client, quiet=True)
     assert not out.exists()
 
 
@@ -372,6 +515,35 @@ def test_resume_runs_only_missing_runs(tmp_path, client):
     assert report.n_ran == 1 and sw.run_status(full.runs[0], out) == "done"
 
 
+def test_a_local_sweep_logs_each_run_and_lets_its_workers_exit(tmp_path):
+    """``python -m analyses.sweep --workers 1`` in a batch log: a line per finished run (with
+    the ETA), and a worker slow to exit is waited for, not killed ("Worker process still
+    alive after 4.0 seconds, killing" after a sweep that went well)."""
+    path = write(
+        tmp_path,
+        'experiment = "tests.test_sweep:SlowExitExperiment"\nquick = true\nseeds = [0, 1]\n',
+    )
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "analyses.sweep", str(path), "--out", str(out), "--workers", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "still alive" not in proc.stderr and "killing" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "runs done" in ln]
+    assert len(lines) == 2, proc.stderr
+    assert re.search(
+        r"SlowExitExperiment: 1/2 runs done, last seed=\d \(\d+\.\d s\); "
+        r"elapsed \d:\d\d:\d\d, ETA \d:\d\d:\d\d$",
+        lines[0],
+    ), lines[0]
+    assert "2/2 runs done" in lines[1] and "ETA 0:00:00" in lines[1]
+    assert "2 runs: 0 already finished, 2 ran, 0 failed" in proc.stdout
+
+
 def _sigint_default() -> None:  # a child of a non-interactive shell may start with SIGINT ignored
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -414,9 +586,9 @@ def test_interrupted_sweep_resumes_without_redoing_runs(tmp_path, client, how):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, output
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), output
     assert "dask dashboard: http://" in output
-    assert "run the same command again to resume" in output
+    assert re.search(r"interrupted; \d+ of 10 runs kept in .*; run the same command again", output)
     before = _mtimes(out)
     assert 2 <= len(before) < 10
     assert not list((out / "runs").glob("*.error.txt"))
@@ -476,10 +648,9 @@ gain = [1.0, 2.0]
             np.testing.assert_allclose(got, _expected_response(gain, 1.0, seed))
     assert ds["completed"].values.all()
     assert ds["run_id"].sel(gain=2.0, seed=6).item() == "gain=2.0__seed=5"
-    # seeds 0 and 1 with two seeds per run would both produce seed 1: refused, naming the cause
-    overlap = sw.parse_sweep(text.replace("seeds = [0, 5]", "seeds = [0, 1]"))
-    with pytest.raises(ValueError, match="seeds overlap the seeds the experiment runs itself"):
-        sw.run_sweep(overlap, tmp_path / "overlap", client=client, quiet=True)
+    # seeds 0 and 1 with two seeds per run would both produce seed 1: refused when read
+    with pytest.raises(ValueError, match="the runs with seed=0 and seed=1 both cover seed 1"):
+        sw.parse_sweep(text.replace("seeds = [0, 5]", "seeds = [0, 1]"))
 
 
 @pytest.mark.slow

@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from neurosim.config import Config, check_positive_int, check_range, check_seed
+from neurosim.config import Config, check_int, check_range, check_seed
 
-__all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "CONDITIONS"]
+__all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "CONDITIONS", "digits_train_size"]
 
 RESULT_FILE = "results.nc"
 
@@ -55,6 +55,21 @@ CONDITIONS = ("independent", "ensemble", "codistilled", "codistilled-subsets")
 #: the seed talk's MNIST numbers (10,000 test images), for the summary
 SEED_MNIST_ERRORS = {"independent": 158, "ensemble": 143}
 
+#: images per class of the sklearn digits (1797 in all), which these experiments train on
+DIGITS_PER_CLASS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
+
+#: upper bounds of the sizes: nets in the group (the peers' pass costs n_nets**2 per batch),
+#: hidden layers and their width, epochs
+MAX_NETS, MAX_LAYERS, MAX_WIDTH, MAX_EPOCHS = 100, 8, 4096, 10_000
+
+
+def digits_train_size(test_fraction: float) -> int:
+    """Training images of :func:`analyses.tasks.digits_split` at ``test_fraction``.
+
+    The split holds out ``floor(test_fraction * n_c + 0.5)`` images of each class ``c``.
+    """
+    return sum(n - int(np.floor(test_fraction * n + 0.5)) for n in DIGITS_PER_CLASS)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config(Config):
@@ -63,17 +78,20 @@ class Config(Config):
     Attributes:
         seed: first seed; seeds ``seed .. seed + n_seeds - 1`` are run (initialisation and data
             order; the train/test split is fixed by ``split_seed``).
-        n_seeds: repetitions (>= 1).
-        n_nets: nets in the peer group (>= 2).
-        hidden: hidden layer sizes of every net.
-        epochs: passes over the full training set (the subset condition takes as many steps).
-        batch_size: examples per net per step.
+        n_seeds: repetitions, in [1, 100].
+        n_nets: nets in the peer group, in [2, 100].
+        hidden: hidden layer sizes of every net (at most 8 layers, each in [1, 4096]).
+        epochs: passes over the full training set (the subset condition takes as many steps),
+            in [1, 10000].
+        batch_size: examples per net per step, in [1, training images] (1258 at the default
+            ``test_fraction``).
         lr: Adam learning rate (cosine schedule to zero).
         weight_decay: L2 penalty (Adam).
         temperature: softmax temperature ``T`` of the peers' soft targets.
         codistill_weight: weight of the ``T**2``-scaled KL term once fully on.
-        warmup_epochs: epochs (of the full set) before peer pressure starts.
-        ramp_epochs: epochs over which its weight rises linearly from 0 to ``codistill_weight``.
+        warmup_epochs: epochs (of the full set) before peer pressure starts, in [0, epochs].
+        ramp_epochs: epochs over which its weight rises linearly from 0 to ``codistill_weight``,
+            in [0, epochs].
         subset_fraction: fraction of the training set each net sees in ``codistilled-subsets``.
         test_fraction: fraction of each digit class held out as the test set.
         split_seed: seed of the train/test split.
@@ -97,28 +115,28 @@ class Config(Config):
 
     def __post_init__(self) -> None:
         check_seed("seed", self.seed)
-        check_positive_int("n_seeds", self.n_seeds, 100)
-        check_range("n_nets", self.n_nets, 2, 1000)
-        check_positive_int("n_nets", self.n_nets)
+        check_seed("split_seed", self.split_seed)
+        check_int("n_seeds", self.n_seeds, 1, 100)
+        check_int("n_nets", self.n_nets, 2, MAX_NETS)
+        if len(self.hidden) > MAX_LAYERS:
+            raise ValueError(
+                f"hidden must list at most {MAX_LAYERS} layers; got {len(self.hidden)}"
+            )
         for i, h in enumerate(self.hidden):
-            check_positive_int(f"hidden[{i}]", h)
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size)
+            check_int(f"hidden[{i}]", h, 1, MAX_WIDTH)
+        check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_int("warmup_epochs", self.warmup_epochs, 0, self.epochs)
+        check_int("ramp_epochs", self.ramp_epochs, 0, self.epochs)
         check_range("lr", self.lr, 0.0, 1.0, lo_inclusive=False)
         check_range("weight_decay", self.weight_decay, 0.0)
         check_range("temperature", self.temperature, 0.0, None, lo_inclusive=False)
         check_range("codistill_weight", self.codistill_weight, 0.0)
-        check_range("warmup_epochs", self.warmup_epochs, 0)
-        check_range("ramp_epochs", self.ramp_epochs, 0)
-        for name in ("warmup_epochs", "ramp_epochs", "split_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer; got {value!r}")
         check_range("subset_fraction", self.subset_fraction, 0.0, 1.0, lo_inclusive=False)
         check_range(
             "test_fraction", self.test_fraction, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False
         )
-        check_seed("split_seed", self.split_seed)
+        # the batch is drawn from the training set, whose size the test fraction sets
+        check_int("batch_size", self.batch_size, 1, digits_train_size(self.test_fraction))
 
     @classmethod
     def quick(cls) -> Config:
@@ -243,63 +261,93 @@ def _train_group(
     return probs.cpu().numpy()
 
 
-def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
-    """Train all conditions for every seed; return the error table as a Dataset."""
+#: the trainings of one seed, each one sub-run; "subsets-alone" is the no-peers baseline
+KINDS = ("independent", "codistilled", "subsets-alone", "codistilled-subsets")
+
+
+def _errors(probs: np.ndarray, y_test: np.ndarray) -> np.ndarray:
+    """Test errors of each net: ``probs [n_test, n_nets, K] -> [n_nets]``."""
+    return (probs.argmax(-1) != y_test[:, None]).sum(0).astype(float)
+
+
+def _ensemble_errors(probs: np.ndarray, y_test: np.ndarray) -> float:
+    """Test errors of the probability-averaged ensemble of the nets."""
+    return float((probs.mean(1).argmax(-1) != y_test).sum())
+
+
+def run(config: Config, *, device: str = "cpu", quiet: bool = False, store=None) -> xr.Dataset:
+    """Train all conditions for every seed; return the error table as a Dataset.
+
+    Each (seed, training) is one sub-run (:data:`KINDS`), seeded by the seed alone; with a
+    ``store`` (:class:`analyses.subruns.SubrunStore`) finished sub-runs are kept and skipped
+    when the run is resumed.
+    """
     import math
 
-    from tqdm.auto import tqdm
+    from analyses.subruns import run_units
+    from neurosim.config import check_device
 
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a codistill-nets Config; got {type(config).__name__}")
+    device = check_device(device)
     x_tr, y_tr, x_te, y_te = _load_digits(config)
-    n_train, n_test = len(x_tr), len(x_te)
+    n_train = len(x_tr)
     seeds = [config.seed + i for i in range(config.n_seeds)]
     total_steps = config.epochs * math.ceil(n_train / config.batch_size)
-    shape = (len(CONDITIONS), len(seeds), config.n_nets)
-    errors = np.full(shape, np.nan)
-    ens = np.full(shape[:2], np.nan)
-    alone = np.full((len(seeds), config.n_nets), np.nan)
-    ci = {c: i for i, c in enumerate(CONDITIONS)}
+    jobs = {f"seed={s}/{kind}": (s, kind) for s in seeds for kind in KINDS}
 
-    def errs(probs: np.ndarray) -> np.ndarray:  # [n_test, n_nets, K] -> [n_nets]
-        return (probs.argmax(-1) != y_te[:, None]).sum(0).astype(float)
-
-    def ens_errs(probs: np.ndarray) -> float:
-        return float((probs.mean(1).argmax(-1) != y_te).sum())
-
-    jobs = [
-        (s, kind)
-        for s in seeds
-        for kind in ("independent", "codistilled", "subsets-alone", "codistilled-subsets")
-    ]
-    for s, kind in tqdm(jobs, desc="codistill-nets", disable=quiet or None):
-        si = seeds.index(s)
+    def compute(unit, done):
+        (key,) = unit
+        s, kind = jobs[key]
         rng = np.random.default_rng([s, 7])
         if kind in ("independent", "codistilled"):
             table = np.stack([rng.permutation(n_train) for _ in range(config.n_nets)])
         else:
             table = _subset_table(n_train, config.n_nets, config.subset_fraction, rng)
-        peer = config.codistill_weight if kind.startswith("codistilled") else 0.0
         probs = _train_group(
             config,
             x_train=x_tr,
             y_train=y_tr,
             x_test=x_te,
             table=table,
-            peer_weight=peer,
+            peer_weight=config.codistill_weight if kind.startswith("codistilled") else 0.0,
             init_seed=s,  # same initial nets in every condition of a seed
             order_seed=s,
             total_steps=total_steps,
             device=device,
             quiet=True,
         )
+        return {key: {"probs": probs.astype(np.float32)}}
+
+    def score(key, result):
+        return f"mean test errors {_errors(result['probs'], y_te).mean():.1f}"
+
+    results = run_units(
+        list(jobs), compute, store=store, desc="codistill-nets", quiet=quiet, score=score
+    )
+    probs = {jobs[key]: result["probs"] for key, result in results.items()}
+    return _dataset(config, seeds, probs, y_te, n_train)
+
+
+def _dataset(config: Config, seeds, probs: dict, y_te: np.ndarray, n_train: int) -> xr.Dataset:
+    """The results Dataset from each ``(seed, kind)``'s test probabilities."""
+    n_test = len(y_te)
+    shape = (len(CONDITIONS), len(seeds), config.n_nets)
+    errors = np.full(shape, np.nan)
+    ens = np.full(shape[:2], np.nan)
+    alone = np.full((len(seeds), config.n_nets), np.nan)
+    ci = {c: i for i, c in enumerate(CONDITIONS)}
+    for (s, kind), p in probs.items():
+        si = seeds.index(s)
         if kind == "independent":
-            errors[ci["independent"], si] = errs(probs)
-            errors[ci["ensemble"], si, 0] = ens_errs(probs)
-            ens[ci["independent"], si] = ens[ci["ensemble"], si] = ens_errs(probs)
+            errors[ci["independent"], si] = _errors(p, y_te)
+            errors[ci["ensemble"], si, 0] = _ensemble_errors(p, y_te)
+            ens[ci["independent"], si] = ens[ci["ensemble"], si] = _ensemble_errors(p, y_te)
         elif kind == "subsets-alone":
-            alone[si] = errs(probs)
+            alone[si] = _errors(p, y_te)
         else:
-            errors[ci[kind], si] = errs(probs)
-            ens[ci[kind], si] = ens_errs(probs)
+            errors[ci[kind], si] = _errors(p, y_te)
+            ens[ci[kind], si] = _ensemble_errors(p, y_te)
 
     coords = {"condition": list(CONDITIONS), "seed": seeds, "net": np.arange(config.n_nets)}
     ds = xr.Dataset(
@@ -396,11 +444,24 @@ def summary(ds: xr.Dataset) -> str:
 
 
 def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
-    """Test errors of every net per condition (dots), their mean and the ensembles."""
-    from analyses.figures import new_figure, save_figure
+    """Test errors per condition: every net (circles), their mean (bar), their ensemble
+    (diamonds), against chance; a log axis keeps few errors and chance both readable."""
+    from analyses.figures import figure_style, new_figure, save_figure
 
-    fig, axes = new_figure(1, 1, width_in=4.5, height_in=3.0)
-    ax = axes[0, 0]
+    with figure_style():
+        fig, axes = new_figure(1, 1, width_in=5.5, height_in=3.2)
+        _draw_errors(axes[0, 0], ds)
+    return save_figure(fig, out_dir, "codistill_nets")
+
+
+def _draw_errors(ax, ds: xr.Dataset) -> None:
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    from analyses.figures import COLORS, chance_line, legend_outside
+
+    n_test = int(ds.attrs["n_test"])
+    net = {"color": COLORS[2], "marker": "o", "markerfacecolor": "white", "markersize": 3.5}
+    ensemble = {"color": COLORS[1], "marker": "D", "markersize": 4.5}
     labels = list(ds["condition"].values.tolist()) + ["subsets, no peers"]
     for i, cond in enumerate(labels):
         if i < ds.sizes["condition"]:
@@ -409,13 +470,25 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
             v = ds["subset_alone_errors"].values.ravel()
         v = v[np.isfinite(v)]
         jitter = np.linspace(-0.15, 0.15, v.size) if v.size > 1 else np.zeros(1)
-        ax.plot(i + jitter, v, "o", color="0.6", markersize=3, linestyle="none")
-        ax.plot([i - 0.25, i + 0.25], [v.mean()] * 2, color="0.0", linewidth=2)
+        if cond == "ensemble":  # one classifier per seed: its marks are the ensemble's
+            ax.plot(i + jitter, v, linestyle="none", label="ensemble of the nets", **ensemble)
+        else:
+            ax.plot(i + jitter, v, linestyle="none", label="one net", **net)
+        ax.plot([i - 0.25, i + 0.25], [v.mean()] * 2, color=COLORS[0], linewidth=2, label="mean")
         if i < ds.sizes["condition"] and cond != "ensemble":
             e = ds["ensemble_errors"].sel(condition=cond).values
-            ax.plot(i + 0.32, np.nanmean(e), marker="D", color="0.3", markersize=4)
+            ax.plot(i + 0.34, np.nanmean(e), linestyle="none", **ensemble)
+    chance_line(ax, 0.9 * n_test, label=f"chance: 90 % wrong ({0.9 * n_test:.0f})")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=20, ha="right")
-    ax.set_ylabel(f"test errors (of {int(ds.attrs['n_test'])})")
-    ax.set_title("dots: nets, bar: mean, diamond: their ensemble")
-    return save_figure(fig, out_dir, "codistill_nets")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    low = np.nanmin(np.concatenate([ds["test_errors"].values.ravel(), [0.9 * n_test]]))
+    ax.set_ylim(max(0.5, 0.7 * low), 1.15 * n_test)
+    ax.set_ylabel(f"test errors (of {n_test}, log scale)")
+    ax.set_title(f"{ds.sizes['net']} nets on sklearn digits, {ds.sizes['seed']} seed(s)")
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))  # one entry per kind of mark
+    legend_outside(ax, handles=list(unique.values()), below=True)

@@ -42,7 +42,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from neurosim.config import Config, check_positive_int, check_range, check_seed
+from analyses.experiments.codistill_nets import (
+    DIGITS_PER_CLASS,
+    MAX_EPOCHS,
+    MAX_LAYERS,
+    MAX_WIDTH,
+    digits_train_size,
+)
+from neurosim.config import Config, check_int, check_range, check_seed
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE", "MODELS", "bias_raise"]
 
@@ -61,16 +68,17 @@ class Config(Config):
 
     Attributes:
         seed: first seed; seeds ``seed .. seed + n_seeds - 1`` are trained side by side.
-        n_seeds: repetitions (>= 1).
-        small_hidden: hidden layer sizes of the small net.
-        big_hidden: hidden layer sizes of the big net.
-        epochs_small: epochs of every small-net training.
-        epochs_big: epochs of the big net (regularised nets need longer).
-        batch_size: examples per step.
+        n_seeds: repetitions, in [1, 100].
+        small_hidden: hidden layer sizes of the small net (at most 8, each in [1, 4096]).
+        big_hidden: hidden layer sizes of the big net (at most 8, each in [1, 4096]).
+        epochs_small: epochs of every small-net training, in [1, 10000].
+        epochs_big: epochs of the big net (regularised nets need longer), in [1, 10000].
+        batch_size: examples per step, in [1, training images] (1258 at the default
+            ``test_fraction``).
         lr: Adam learning rate (cosine schedule to zero).
         temperature: ``T`` of the soft targets.
         hard_label_weight: weight of the label cross-entropy added to the soft-target loss.
-        omitted_class: the class never shown in the transfer set (3 in the seed).
+        omitted_class: the class never shown in the transfer set (3 in the seed), in [0, 9].
         dropout_input: dropout probability on the big net's input.
         dropout_hidden: dropout probability on the big net's hidden units.
         jitter_px: maximal random shift of the big net's input images (pixels, sub-pixel).
@@ -105,19 +113,20 @@ class Config(Config):
 
     def __post_init__(self) -> None:
         check_seed("seed", self.seed)
-        check_positive_int("n_seeds", self.n_seeds, 100)
+        check_seed("split_seed", self.split_seed)
+        check_int("n_seeds", self.n_seeds, 1, 100)
         for name in ("small_hidden", "big_hidden"):
-            for i, h in enumerate(getattr(self, name)):
-                check_positive_int(f"{name}[{i}]", h)
-        check_positive_int("epochs_small", self.epochs_small)
-        check_positive_int("epochs_big", self.epochs_big)
-        check_positive_int("batch_size", self.batch_size)
+            layers = getattr(self, name)
+            if len(layers) > MAX_LAYERS:
+                raise ValueError(f"{name} must list at most {MAX_LAYERS} layers; got {len(layers)}")
+            for i, h in enumerate(layers):
+                check_int(f"{name}[{i}]", h, 1, MAX_WIDTH)
+        check_int("epochs_small", self.epochs_small, 1, MAX_EPOCHS)
+        check_int("epochs_big", self.epochs_big, 1, MAX_EPOCHS)
         check_range("lr", self.lr, 0.0, 1.0, lo_inclusive=False)
         check_range("temperature", self.temperature, 0.0, None, lo_inclusive=False)
         check_range("hard_label_weight", self.hard_label_weight, 0.0)
-        if isinstance(self.omitted_class, bool) or not isinstance(self.omitted_class, int):
-            raise ValueError(f"omitted_class must be an integer; got {self.omitted_class!r}")
-        check_range("omitted_class", self.omitted_class, 0, 9)
+        check_int("omitted_class", self.omitted_class, 0, len(DIGITS_PER_CLASS) - 1)
         check_range("dropout_input", self.dropout_input, 0.0, 1.0, hi_inclusive=False)
         check_range("dropout_hidden", self.dropout_hidden, 0.0, 1.0, hi_inclusive=False)
         check_range("jitter_px", self.jitter_px, 0.0, 2.0)
@@ -127,8 +136,9 @@ class Config(Config):
         check_range(
             "test_fraction", self.test_fraction, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False
         )
-        check_seed("split_seed", self.split_seed)
         check_range("bias_sweep_max", self.bias_sweep_max, 0.0, 50.0, lo_inclusive=False)
+        # the batch is drawn from the training set, whose size the test fraction sets
+        check_int("batch_size", self.batch_size, 1, digits_train_size(self.test_fraction))
 
     @classmethod
     def quick(cls) -> Config:
@@ -312,13 +322,26 @@ def _logits(net, x, n_seeds: int):
         return net(x[:, None, :].expand(-1, n_seeds, -1))
 
 
-def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
-    """Train the five models for every seed and return errors, class-3 accuracy and the sweep."""
+#: the trainings of a run, in order, each one sub-run covering all seeds (trained side by side);
+#: the students on soft targets use the big net's outputs on the transfer set
+STAGES = ("small-hard", "big-regularised", "small-soft", "small-soft-no3")
+
+
+def run(config: Config, *, device: str = "cpu", quiet: bool = False, store=None) -> xr.Dataset:
+    """Train the five models for every seed and return errors, class-3 accuracy and the sweep.
+
+    Each of :data:`STAGES` is one sub-run; with a ``store`` (:class:`analyses.subruns.
+    SubrunStore`) finished stages are kept and skipped when the run is resumed.
+    """
     import torch
-    from tqdm.auto import tqdm
 
+    from analyses.subruns import run_units
     from analyses.tasks import digits_split
+    from neurosim.config import check_device
 
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a distill Config; got {type(config).__name__}")
+    device = check_device(device)
     split = digits_split(test_fraction=config.test_fraction, seed=config.split_seed)
     x_tr = torch.as_tensor(split.x_train.reshape(len(split.x_train), -1), device=device)
     y_tr = torch.as_tensor(split.y_train, device=device)
@@ -335,59 +358,69 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     no3_tables = np.stack([keep[rng.permutation(keep.size)] for _ in seeds])
     d_in = x_tr.shape[1]
     base = 1000 * config.seed
-
-    def small(init: int):
-        return _nets(s_n, d_in, config.small_hidden, n_classes, p_in=0.0, p_hid=0.0, seed=init)
-
-    test_logits: dict[str, np.ndarray] = {}
-    steps = tqdm(total=4, desc="distill", disable=quiet or None)
     common = {"x": x_tr, "y": y_tr, "config": config, "device": device}
-    net = _fit(
-        small(base + 1), tables=full_tables, epochs=config.epochs_small, seed=base + 1, **common
-    )
-    test_logits["small-hard"] = _logits(net, x_te, s_n).cpu().numpy()
-    steps.update(1)
-    big = _nets(
-        s_n,
-        d_in,
-        config.big_hidden,
-        n_classes,
-        p_in=config.dropout_input,
-        p_hid=config.dropout_hidden,
-        seed=base + 2,
-    )
-    big = _fit(
-        big, tables=full_tables, epochs=config.epochs_big, seed=base + 2, regularise=True, **common
-    )
-    test_logits["big-regularised"] = _logits(big, x_te, s_n).cpu().numpy()
-    soft = _logits(big, x_tr, s_n)  # [N, S, K] teacher logits on the transfer set
-    steps.update(1)
-    # the same initial small net (base + 1) for hard and soft training: only the targets differ
-    net = _fit(
-        small(base + 1),
-        tables=full_tables,
-        epochs=config.epochs_small,
-        seed=base + 3,
-        soft=soft,
-        **common,
-    )
-    test_logits["small-soft"] = _logits(net, x_te, s_n).cpu().numpy()
-    steps.update(1)
-    # same number of steps as with all classes: epochs scaled by the smaller transfer set
-    epochs_no3 = max(1, round(config.epochs_small * n_train / keep.size))
-    net = _fit(
-        small(base + 1), tables=no3_tables, epochs=epochs_no3, seed=base + 4, soft=soft, **common
-    )
-    no3 = _logits(net, x_te, s_n).cpu().numpy()
-    transfer_probs = torch.softmax(_logits(net, x_tr[torch.as_tensor(keep)], s_n), -1)
-    mean_probs = transfer_probs.mean(0).cpu().numpy()  # [S, K] learned priors
+
+    def fit_small(tables, epochs: int, seed: int, soft=None):
+        # every small net starts from the same initial weights (base + 1): only the targets
+        # (hard labels, soft targets, soft targets without 3s) differ
+        net = _nets(s_n, d_in, config.small_hidden, n_classes, p_in=0.0, p_hid=0.0, seed=base + 1)
+        return _fit(net, tables=tables, epochs=epochs, seed=seed, soft=soft, **common)
+
+    def test_logits(net) -> np.ndarray:
+        return _logits(net, x_te, s_n).cpu().numpy()
+
+    def compute(unit, done):
+        (stage,) = unit
+        if stage == "small-hard":
+            net = fit_small(full_tables, config.epochs_small, base + 1)
+            return {stage: {"test_logits": test_logits(net)}}
+        if stage == "big-regularised":
+            big = _nets(
+                s_n,
+                d_in,
+                config.big_hidden,
+                n_classes,
+                p_in=config.dropout_input,
+                p_hid=config.dropout_hidden,
+                seed=base + 2,
+            )
+            epochs = config.epochs_big
+            big = _fit(
+                big, tables=full_tables, epochs=epochs, seed=base + 2, regularise=True, **common
+            )
+            transfer = _logits(big, x_tr, s_n).cpu().numpy()  # [N, S, K]: the soft targets
+            return {stage: {"test_logits": test_logits(big), "transfer_logits": transfer}}
+        soft = torch.as_tensor(done["big-regularised"]["transfer_logits"], device=device)
+        if stage == "small-soft":
+            net = fit_small(full_tables, config.epochs_small, base + 3, soft)
+            return {stage: {"test_logits": test_logits(net)}}
+        # same number of steps as with all classes: epochs scaled by the smaller transfer set
+        epochs_no3 = max(1, round(config.epochs_small * n_train / keep.size))
+        net = fit_small(no3_tables, epochs_no3, base + 4, soft)
+        transfer_probs = torch.softmax(_logits(net, x_tr[torch.as_tensor(keep)], s_n), -1)
+        prior = transfer_probs.mean(0).cpu().numpy()  # [S, K]: the learned class priors
+        return {stage: {"test_logits": test_logits(net), "learned_prior": prior}}
+
+    def score(stage, result):
+        errors = (result["test_logits"].argmax(-1) != y_te[:, None]).sum(0)
+        return f"test errors {errors.mean():.1f}"
+
+    done = run_units(STAGES, compute, store=store, desc="distill", quiet=quiet, score=score)
+    return _dataset(config, seeds, done, y_te, n_train=n_train, n_transfer_no3=int(keep.size))
+
+
+def _dataset(config: Config, seeds, done, y_te, *, n_train: int, n_transfer_no3: int):
+    """The results Dataset from the stages' test logits ``[n_test, S, K]``."""
+    c3 = config.omitted_class
+    s_n = len(seeds)
+    n_classes = done["small-hard"]["test_logits"].shape[-1]
+    test_logits = {stage: done[stage]["test_logits"] for stage in STAGES}
+    no3 = test_logits["small-soft-no3"]
+    mean_probs = done["small-soft-no3"]["learned_prior"]
     deltas = np.array([bias_raise(mean_probs[s], c3) for s in range(s_n)])
-    test_logits["small-soft-no3"] = no3
     shifted = no3.copy()
     shifted[..., c3] += deltas[None, :]
     test_logits["small-soft-no3-bias"] = shifted
-    steps.update(1)
-    steps.close()
 
     is3 = y_te == c3
     pred = {m: test_logits[m].argmax(-1) for m in MODELS}  # [n_test, S]
@@ -465,7 +498,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
             "n_train": n_train,
             "n_test": n_test,
             "n_test_omitted_class": int(is3.sum()),
-            "n_transfer_without_omitted": int(keep.size),
+            "n_transfer_without_omitted": n_transfer_no3,
             "omitted_class": c3,
             "temperature": config.temperature,
             "seed_mnist_errors_small_big_soft": np.array([146, 67, 74]),
@@ -495,10 +528,11 @@ def summary(ds: xr.Dataset) -> str:
             f"{'' if ref is None else str(ref):>12}"
         )
     d = ds["bias_shift"].values
+    moved = "raised" if d.mean() >= 0 else "lowered"
     lines.append(
-        f"class-{c3} bias raised by {d.mean():.2f} (per seed: "
-        + ", ".join(f"{v:.2f}" for v in d)
-        + ") by the prior rule"
+        f"class-{c3} bias {moved} by {abs(d.mean()):.2f} by the prior rule (per seed: "
+        + ", ".join(f"{v:+.2f}" for v in d)
+        + ")"
     )
     best = ds["shift"].values[int(np.argmin(ds["sweep_test_errors"].mean("seed").values))]
     lines.append(f"(best shift on the test set, for reference only: {best:.2f})")
@@ -508,39 +542,93 @@ def summary(ds: xr.Dataset) -> str:
 
 def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """Left: test errors per model; right: the no-3 net's errors and 3-accuracy vs bias shift."""
-    from analyses.figures import new_figure, save_figure
+    from analyses.figures import (
+        errorbar_note,
+        figure_style,
+        legend_outside,
+        new_figure,
+        save_figure,
+    )
 
-    fig, axes = new_figure(1, 2, width_in=7.0, height_in=3.0)
-    ax = axes[0, 0]
+    n_seeds = ds.sizes["seed"]
+    with figure_style():
+        fig, axes = new_figure(1, 2, width_in=7.0, height_in=3.4)
+        handles = _draw_models(axes[0, 0], ds) + _draw_bias_sweep(axes[0, 1], ds)
+        note = errorbar_note(n_seeds) if n_seeds > 1 else "one seed: no error bars"
+        legend_outside(axes[0, 1], handles=handles, below=True, note=note)
+    return save_figure(fig, out_dir, "distill")
+
+
+def _draw_models(ax, ds: xr.Dataset) -> list:
+    """Bars: mean test errors over seeds (95 % t-interval), dots: the seeds."""
+    from analyses.figures import COLORS
+    from analyses.metrics import confidence_interval
+
+    n_test = int(ds.attrs["n_test"])
     models = ds["model"].values.tolist()
-    for i, m in enumerate(models):
-        v = ds["test_errors"].sel(model=m).values
-        ax.bar(i, v.mean(), color="0.7", edgecolor="0.0")
-        ax.plot([i] * v.size, v, "o", color="0.0", markersize=3)
+    errors = ds["test_errors"].transpose("model", "seed").values
+    ci = confidence_interval(errors, axis=1)
+    half = np.where(np.isfinite(ci.half_width), ci.half_width, 0.0)
+    bars = ax.bar(
+        range(len(models)),
+        ci.mean,
+        yerr=half if errors.shape[1] > 1 else None,
+        capsize=3,
+        color="0.85",
+        edgecolor=COLORS[0],
+        label="mean over seeds",
+    )
+    dots = None
+    for i, row in enumerate(errors):
+        jitter = np.linspace(-0.2, 0.2, row.size) if row.size > 1 else np.zeros(1)
+        (dots,) = ax.plot(
+            i + jitter,
+            row,
+            "o",
+            color=COLORS[2],
+            markersize=3,
+            label="one seed",
+        )
     ax.set_xticks(range(len(models)))
     ax.set_xticklabels(models, rotation=25, ha="right")
-    ax.set_ylabel(f"test errors (of {int(ds.attrs['n_test'])})")
-    ax.set_title("test errors (bar: mean, dots: seeds)")
-    ax = axes[0, 1]
+    ax.set_ylabel(f"test errors (of {n_test}; chance {0.9 * n_test:.0f})")
+    ax.set_title("test errors per model")
+    return [bars, dots]
+
+
+def _draw_bias_sweep(ax, ds: xr.Dataset) -> list:
+    """The no-3 net's test errors (left axis) and 3s recognised (right axis) vs the shift."""
+    from analyses.figures import COLORS, LINESTYLES
+
     shift = ds["shift"].values
     c3 = int(ds.attrs["omitted_class"])
-    ax.plot(
-        shift, ds["sweep_test_errors"].mean("seed"), color="0.0", linestyle="-", label="test errors"
+    (errors,) = ax.plot(
+        shift,
+        ds["sweep_test_errors"].mean("seed"),
+        color=COLORS[0],
+        linestyle=LINESTYLES[0],
+        label="test errors (left axis)",
     )
     ax.set_xlabel(f"logit added to class {c3}")
     ax.set_ylabel("test errors")
-    ax2 = ax.twinx()
-    ax2.plot(
+    right = ax.twinx()
+    right.spines["right"].set_visible(True)
+    (recognised,) = right.plot(
         shift,
         100 * ds["sweep_class3_accuracy"].mean("seed"),
-        color="0.45",
-        linestyle="--",
-        label=f"{c3}s recognised (%)",
+        color=COLORS[1],
+        linestyle=LINESTYLES[1],
+        label=f"{c3}s recognised (right axis)",
     )
-    ax2.set_ylabel(f"{c3}s recognised (%)", fontsize=8)
-    ax2.tick_params(labelsize=7)
-    ax.axvline(float(ds["bias_shift"].mean()), color="0.3", linestyle=":", label="prior rule")
-    lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=7)
-    ax.set_title(f"net never shown a {c3}: its {c3}-bias raised")
-    return save_figure(fig, out_dir, "distill")
+    right.set_ylabel(f"{c3}s recognised (%)", color=COLORS[1])
+    right.tick_params(axis="y", colors=COLORS[1])
+    right.set_ylim(-2, 102)
+    rule = ax.axvline(
+        float(ds["bias_shift"].mean()),
+        color=COLORS[2],
+        linestyle=LINESTYLES[2],
+        linewidth=1.2,
+        label=f"shift by the prior rule ({float(ds['bias_shift'].mean()):+.2f})",
+    )
+    ax.set_title(f"net never shown a {c3}: its {c3}-logit shifted")
+    return [errors, recognised, rule]
