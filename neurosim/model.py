@@ -506,20 +506,39 @@ class Model(nn.Module):
                 f"state must have shape [batch, {self.n_columns}, {self.n_levels}, {self.dim}]; "
                 f"got {tuple(state.shape)}"
             )
-        dyn = self.config.dynamics
         if weights is None:
             weights = consensus_weights(self.term_weights, input_mask)
-        src = state.detach() if detach_inputs else state
-        if self.ragged:
-            # padding entries are zero by construction; this keeps them zero for any input
-            src = src * self.level_mask
-        beta = dyn.beta_at(t, n_steps)
-        # One view per level. unbind's backward stacks the levels' gradients once; indexing
-        # src[:, :, l] would build a zero-filled gradient of the whole state for every use.
-        xs = [
+        new, terms = self._step_levels(
+            self._levels(state), responses, t, n_steps, detach_inputs, input_mask, weights, encoded
+        )
+        return self.stack_levels(new), terms
+
+    def _levels(self, state: torch.Tensor) -> list[torch.Tensor]:
+        """A state ``[B, C, L, D]`` as one view ``[B, C, dim[l]]`` per level (no copies; unbind's
+        backward stacks the levels' gradients once, where indexing ``state[:, :, l]`` would build
+        a zero-filled gradient of the whole state for every use)."""
+        return [
             x[..., :d] if d < self.dim else x
-            for x, d in zip(src.unbind(2), self.level_dims, strict=True)
+            for x, d in zip(state.unbind(2), self.level_dims, strict=True)
         ]
+
+    def _step_levels(
+        self,
+        levels: list[torch.Tensor],
+        responses: torch.Tensor,
+        t: int,
+        n_steps: int | None,
+        detach_inputs: bool,
+        input_mask: torch.Tensor | None,
+        weights: list[list[float | torch.Tensor]],
+        encoded: torch.Tensor | None,
+    ) -> tuple[list[torch.Tensor], StepTerms]:
+        """:meth:`step` on the state as a list of levels ``[B, C, dim[l]]`` (what :meth:`settle`
+        carries from step to step, so that the state is stacked into one tensor only when it is
+        recorded)."""
+        dyn = self.config.dynamics
+        xs = [x.detach() for x in levels] if detach_inputs else levels
+        beta = dyn.beta_at(t, n_steps)
         bu = [self.encode(responses, input_mask) if encoded is None else encoded]
         bu += [self._out(net(self._in(xs[lv]))) for lv, net in enumerate(self.bottom_up)]
         # The position enters the top-down nets as if concatenated to their input (neural field).
@@ -541,7 +560,7 @@ class Model(nn.Module):
             cons.append(c)
             new.append(integrate(xs[lv], c, dyn.tau_ms, dyn.dt_ms, dyn.integrator, weights[lv][3]))
         terms = {"bottom_up": bu, "top_down": td, "lateral": lat, "consensus": cons}
-        return self.stack_levels(new), StepTerms(self, terms, att, beta)
+        return new, StepTerms(self, terms, att, beta)
 
     # ------------------------------------------------------------------ the forward API
     def settle(
@@ -608,32 +627,28 @@ class Model(nn.Module):
             state = self.initial_state(frames[0], input_mask, encoded=encoded)
         weights = consensus_weights(self.term_weights, input_mask)
         clamp = self._clamps(clamp, frames.shape[1])
-        if clamp:
-            state = self._clamped(state, clamp)
-        states = [state] if "state" in names else None
+        if self.ragged:  # padding is zero by construction; a caller's state may not be
+            state = state * self.level_mask
+        levels = self._clamped(self._levels(state), clamp)
+        states = [self.stack_levels(levels)] if "state" in names else None
         kept: dict[str, list[StepTerms]] = {name: [] for name in names if name != "state"}
         recorded, betas = [], []
         for t in range(n):
             frame = frames[min(t, frames.shape[0] - 1)]
-            state, terms = self.step(
-                state,
-                frame,
-                t,
-                n_steps=n,
-                detach_inputs=detach_inputs,
-                input_mask=input_mask,
-                weights=weights,
-                encoded=encoded,
+            levels, terms = self._step_levels(
+                levels, frame, t, n, detach_inputs, input_mask, weights, encoded
             )
-            if clamp:
-                state = self._clamped(state, clamp)
+            levels = self._clamped(levels, clamp)
             betas.append(terms.beta)
             if (t + 1) % every == 0:
                 recorded.append(t + 1)
                 if states is not None:
-                    states.append(state)
+                    states.append(self.stack_levels(levels))
                 for k in kept.values():
                     k.append(terms)
+        state = states[-1] if states is not None and recorded and recorded[-1] == n else None
+        if state is None:
+            state = self.stack_levels(levels)
         return Settled(state, states, kept, terms, tuple(recorded), tuple(betas), input_mask)
 
     def _clamps(self, clamp, batch: int) -> dict[int, torch.Tensor]:
@@ -649,11 +664,15 @@ class Model(nn.Module):
             out[lv] = value
         return out
 
-    def _clamped(self, state: torch.Tensor, clamp: dict[int, torch.Tensor]) -> torch.Tensor:
-        levels = [self.level(state, lv) for lv in range(self.n_levels)]
+    def _clamped(
+        self, levels: list[torch.Tensor], clamp: dict[int, torch.Tensor]
+    ) -> list[torch.Tensor]:
+        if not clamp:
+            return levels
+        out = list(levels)
         for lv, value in clamp.items():
-            levels[lv] = value.to(state.dtype)
-        return self.stack_levels(levels)
+            out[lv] = value.to(levels[lv].dtype)
+        return out
 
     def _frames(self, inputs: torch.Tensor, n_steps: int) -> torch.Tensor:
         """``inputs`` as frames ``[T_in, B, n_cells]`` (checked)."""
