@@ -63,7 +63,7 @@ from neurosim.config import Config, check_choice, check_int, check_range, check_
 from neurosim.dynamics import DynamicsConfig
 from neurosim.model import ModelConfig
 from neurosim.objectives import ObjectiveConfig
-from neurosim.readout import READOUT_LEVELS, ColumnClassifier
+from neurosim.readout import IMAGE_READOUTS, READOUT_LEVELS, ColumnClassifier
 
 __all__ = [
     "MODEL_KINDS",
@@ -173,6 +173,9 @@ class BaselineConfig(Config):
             ``[baseline.objective]``): its label term and co-distillation weights are those of
             ``codistill``; every kind takes what applies to it (:func:`objective_for`).
         readout: what the per-place readout reads: ``all_levels`` or ``top_level``.
+        image_readout: how a column model's image logits weigh its columns: ``mean`` or
+            ``confidence`` (each column by its own confidence, no mask needed; see
+            :class:`neurosim.readout.ColumnClassifier`). The CNN averages its places.
         lateral_kernel: spatial kernel of the CNN's level-to-level convolutions (odd, [1, 15]).
         steps: Adam steps of training, the same for every model and training-set size.
         batch_size: labelled images per step (>= 2, the contrastive term needs negatives).
@@ -186,6 +189,7 @@ class BaselineConfig(Config):
     model: ModelConfig = dataclasses.field(default_factory=flagship_model)
     objective: ObjectiveConfig = dataclasses.field(default_factory=_default_objective)
     readout: Literal["all_levels", "top_level"] = "all_levels"
+    image_readout: Literal["mean", "confidence"] = "mean"
     lateral_kernel: int = 3
     steps: int = 180
     batch_size: int = 16
@@ -209,6 +213,7 @@ class BaselineConfig(Config):
             raise ValueError(f"objective must be an ObjectiveConfig; got {self.objective!r}")
         check_int("model.n_columns", self.model.n_columns, 4, 16_384)
         check_choice("readout", self.readout, READOUT_LEVELS)
+        check_choice("image_readout", self.image_readout, IMAGE_READOUTS)
         check_int("lateral_kernel", self.lateral_kernel, 1, 15)
         if self.lateral_kernel % 2 == 0:
             raise ValueError(f"lateral_kernel must be odd, in [1, 15]; got {self.lateral_kernel}")
@@ -324,7 +329,13 @@ def build_model(kind: str, retina, config: BaselineConfig, *, seed: int, device=
     # model.lattice_seed) and lists each column's cells in its canonical order.
     sheet = Model.from_retina(retina, config.model_config(shared=shared, seed=seed), device=device)
     fill_in = objective_for(kind, config.objective).w_fill_in > 0
-    model = ColumnClassifier(sheet, readout_levels=config.readout, fill_in=fill_in, generator=gen)
+    model = ColumnClassifier(
+        sheet,
+        readout_levels=config.readout,
+        fill_in=fill_in,
+        image_readout=config.image_readout,
+        generator=gen,
+    )
     if not shared:
         assert_unshared(model)
     return model.to(device)
@@ -348,8 +359,13 @@ def count_parameters(model: nn.Module) -> tuple[int, float]:
 
 
 def image_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """The image's logits ``[B, K]`` of one (unstacked) model: per-place logits averaged."""
-    return model(inputs).mean(dim=1)
+    """The image's logits ``[B, K]`` of one (unstacked) model: a column model's
+    :meth:`~neurosim.readout.ColumnClassifier.image_logits` (its ``image_readout``), the
+    CNN's places averaged."""
+    logits = model(inputs)
+    if isinstance(model, ColumnClassifier):
+        return model.image_logits(logits)[:, 0]
+    return logits.mean(dim=1)
 
 
 @torch.no_grad()

@@ -322,7 +322,12 @@ class Objective:
         out: dict[str, torch.Tensor] = {}
         n_rep = int(getattr(model, "n_replicas", 1))
         if "label" in cfg.active_terms:
-            out["label"] = _label_terms(cfg.label, logits, y, w_obj, n_rep)
+            weights = None
+            if getattr(model, "image_readout", "mean") == "confidence":
+                from neurosim.readout import confidence_weights
+
+                weights = confidence_weights(logits.detach())
+            out["label"] = _label_terms(cfg.label, logits, y, w_obj, n_rep, weights)
         if settled is None:
             return out
         sheet = model.sheet
@@ -407,6 +412,7 @@ def _label_terms(
     labels: torch.Tensor,
     object_weights: torch.Tensor | None,
     n_replicas: int,
+    image_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The label term per column ``[R*C]`` (see the module doc); unlabelled images are left out.
 
@@ -423,13 +429,20 @@ def _label_terms(
     n_known = known.sum(dim=0).clamp_min(1).to(logits.dtype)  # [R]
     safe = torch.where(known, y, 0)
     if mode == "image":
-        z = image_logits(logits, n_replicas)  # [B, R, K]
+        # the image's logits: a weighted mean of its columns' with weights a [B, R, C] (detached)
+        if image_weights is None:
+            a = logits.new_full((b, n_replicas, per), 1.0 / per)
+        else:
+            w = image_weights.to(logits.dtype).view(b, n_replicas, per)
+            total = w.sum(dim=2, keepdim=True)
+            a = torch.where(total > 0, w / total.clamp_min(1e-12), 1.0 / per)
+        z = image_logits(logits, n_replicas, a.reshape(b, -1))  # [B, R, K]
         ce = F.cross_entropy(z.reshape(-1, k), safe.reshape(-1), reduction="none").view(b, -1)
         ce_mean = (ce * known).sum(dim=0) / n_known  # [R]
         err = (F.softmax(z, dim=-1) - F.one_hot(safe, k).to(z.dtype)).detach()  # [B, R, K]
         err = err * known[..., None]
-        zc = logits.view(b, n_replicas, per, k)
-        s = torch.einsum("brk,brck->rc", err, zc) / (n_known[:, None] * per)  # [R, C]
+        zc = logits.view(b, n_replicas, per, k) * a[..., None]  # the image's share of each
+        s = torch.einsum("brk,brck->rc", err, zc) / n_known[:, None]  # [R, C]
         value = per * s + (ce_mean - s.sum(dim=1)).detach()[:, None]
         return value.reshape(-1)
     y_col = safe.repeat_interleave(per, dim=1)  # [B, R*C]

@@ -13,6 +13,7 @@ Stacked replicas (:mod:`neurosim.replicas`) have one readout per replica's colum
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,10 +23,18 @@ from torch import nn
 from neurosim.columns import ColumnLinear
 from neurosim.config import check_choice, check_int
 
-__all__ = ["ColumnClassifier", "image_logits", "READOUT_LEVELS"]
+__all__ = [
+    "ColumnClassifier",
+    "image_logits",
+    "confidence_weights",
+    "READOUT_LEVELS",
+    "IMAGE_READOUTS",
+]
 
 #: what the per-column readout reads
 READOUT_LEVELS = ("all_levels", "top_level")
+#: how the image's logits weigh the columns' (see :meth:`ColumnClassifier.image_logits`)
+IMAGE_READOUTS = ("mean", "confidence")
 
 
 class ColumnClassifier(nn.Module):
@@ -38,6 +47,10 @@ class ColumnClassifier(nn.Module):
         n_classes: number of classes ``K`` (>= 2).
         fill_in: also build a per-column fill-in decoder ``decoder`` (level 0 -> the column's
             ``k_cells`` inputs).
+        image_readout: how the image's logits weigh its columns: ``"mean"`` (all alike) or
+            ``"confidence"`` (each column by its own confidence, ``1 - H / log K`` of its soft
+            prediction: the columns whose input holds the object say more than those that see
+            nothing; no mask needed).
         generator: initialisation of the readout (and decoder).
 
     Modules: ``sheet``, ``readout`` (``ColumnLinear`` ``[C, R, K]``; one per replica when the
@@ -51,10 +64,13 @@ class ColumnClassifier(nn.Module):
         readout_levels: str = "all_levels",
         n_classes: int = 10,
         fill_in: bool = False,
+        image_readout: str = "mean",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         check_choice("readout_levels", readout_levels, READOUT_LEVELS)
+        check_choice("image_readout", image_readout, IMAGE_READOUTS)
+        self.image_readout = image_readout
         check_int("n_classes", n_classes, 2)
         self.sheet = sheet
         self.readout_levels = readout_levels
@@ -93,6 +109,14 @@ class ColumnClassifier(nn.Module):
         """Per-column logits ``[B, C, K]`` of a state ``[B, C, L, D]``."""
         return self.readout(self.features(state))
 
+    def image_logits(self, column_logits: torch.Tensor) -> torch.Tensor:
+        """The image's logits ``[B, R, K]`` from the columns' ``[B, R*C, K]``, weighted as
+        ``image_readout`` says (confidence weights are detached: they select, not train)."""
+        weights = None
+        if self.image_readout == "confidence":
+            weights = confidence_weights(column_logits.detach())
+        return image_logits(column_logits, self.n_replicas, weights)
+
     def column_logits(self, responses: torch.Tensor, **settle: Any):
         """Settle on ``responses`` (any input of ``Model.settle``; ``settle`` holds its keyword
         arguments); returns ``(logits [B, C, K], Settled)``."""
@@ -109,13 +133,15 @@ class ColumnClassifier(nn.Module):
         :meth:`neurosim.model.Model.stack`, their readouts by :meth:`ColumnLinear.stack`."""
         first = classifiers[0]
         for i, c in enumerate(classifiers):
-            same = (c.readout_levels, c.n_classes, c.decoder is None)
-            if same != (first.readout_levels, first.n_classes, first.decoder is None):
+            same = (c.readout_levels, c.n_classes, c.decoder is None, c.image_readout)
+            want = (first.readout_levels, first.n_classes, first.decoder is None)
+            if same != (*want, first.image_readout):
                 raise ValueError(f"classifiers[{i}] must have the readout of classifiers[0]")
         out = cls.__new__(cls)
         nn.Module.__init__(out)
         out.sheet = type(first.sheet).stack([c.sheet for c in classifiers])
         out.readout_levels, out.n_classes = first.readout_levels, first.n_classes
+        out.image_readout = first.image_readout
         out.readout = ColumnLinear.stack([c.readout for c in classifiers])
         out.decoder = (
             None if first.decoder is None else ColumnLinear.stack([c.decoder for c in classifiers])
@@ -129,6 +155,7 @@ class ColumnClassifier(nn.Module):
         nn.Module.__init__(out)
         out.sheet = self.sheet.replica(r)
         out.readout_levels, out.n_classes = self.readout_levels, self.n_classes
+        out.image_readout = self.image_readout
         out.readout = self.readout.replica(r, n)
         out.decoder = None if self.decoder is None else self.decoder.replica(r, n)
         return out.to(self.sheet.device)
@@ -162,3 +189,12 @@ def image_logits(
     total = w.sum(dim=2, keepdim=True)
     w = torch.where(total > 0, w / total.clamp_min(torch.finfo(z.dtype).tiny), 1.0 / w.shape[2])
     return torch.einsum("brc,brck->brk", w, z)
+
+
+def confidence_weights(column_logits: torch.Tensor) -> torch.Tensor:
+    """``[B, C]`` confidence of every column's soft prediction: ``1 - H(softmax(z)) / log K``
+    (1 for a one-hot prediction, 0 for a uniform one) of ``column_logits [B, C, K]``."""
+    k = column_logits.shape[-1]
+    p = torch.softmax(column_logits, dim=-1)
+    entropy = -torch.xlogy(p, p).sum(dim=-1)
+    return (1.0 - entropy / math.log(k)).clamp(0.0, 1.0)

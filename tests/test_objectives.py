@@ -230,3 +230,28 @@ def test_replica_trained_with_others_equals_the_model_trained_alone(kind, retina
             rtol=1e-4,
             atol=1e-5,
         )
+
+
+def test_confidence_readout_weighs_columns_by_their_confidence(retina, data):
+    """image_readout="confidence": the image's logits are the confidence-weighted mean of the
+    columns' (no mask), the label term's mean is that image's cross-entropy, and it is still
+    local."""
+    from neurosim.readout import confidence_weights
+
+    model = _classifier(retina)
+    model.image_readout = "confidence"
+    objective = Objective(ObjectiveConfig(label="image"), total_steps=1)
+    batch = _batch(model, data)
+    settled = objective.settle(model, batch)
+    value = objective.column_terms(model, settled, batch)["label"]
+    logits = model.logits(settled.state)
+    w = confidence_weights(logits.detach())
+    z = (w[..., None] * logits).sum(1) / w.sum(1, keepdim=True)
+    torch.testing.assert_close(model.image_logits(logits)[:, 0], z)
+    keep = batch.labels != IGNORE_LABEL
+    torch.testing.assert_close(value.mean(), F.cross_entropy(z[keep], batch.labels[keep]))
+    grads = _grads(model, value[5])
+    assert sum(float(torch.cat([g[:5], g[6:]]).abs().sum()) for g in grads.values()) == 0.0
+    one_hot = torch.full((1, 2, 10), -1e4)
+    one_hot[0, 0, 3] = 1e4
+    torch.testing.assert_close(confidence_weights(one_hot), torch.tensor([[1.0, 0.0]]))
