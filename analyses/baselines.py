@@ -396,6 +396,11 @@ class Job:
         seed: initialisation and data order.
         unlabelled: optional unlabelled inputs (labels ignored), ``unlabelled_batch_size`` of
             them per step.
+        video: optional unlabelled videos, retina responses ``[V, F, n_cells]`` (scaled like
+            the training inputs); ``unlabelled_batch_size`` of them per step go to the kinds
+            whose objective learns from videos (:attr:`ObjectiveConfig.learns_from_video`).
+        video_weights: ``[V, F, C]`` how much of the moving digit each column's input holds
+            (for the ``"broadcast"`` temporal teacher).
     """
 
     retina: Any
@@ -403,6 +408,8 @@ class Job:
     tests: dict[str, RetinaInputs]
     seed: int
     unlabelled: RetinaInputs | None = None
+    video: torch.Tensor | None = None
+    video_weights: torch.Tensor | None = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -457,6 +464,37 @@ def make_loss_fn(kind: str, config: BaselineConfig, *, seeds: Sequence[int] = (0
     return Objective(objective_for(kind, config.objective), total_steps=config.steps, seeds=seeds)
 
 
+def _training_streams(kind: str, jobs: Sequence[Job], config: BaselineConfig):
+    """``(data, unlabelled)`` of the Trainer: one labelled dataset per job, and its unlabelled
+    images or videos (None without)."""
+    data = [{"responses": j.train.for_model(kind), "labels": j.train.labels} for j in jobs]
+    if not config.unlabelled_batch_size:
+        return data, None
+    videos = objective_for(kind, config.objective).learns_from_video and all(
+        j.video is not None for j in jobs
+    )
+    if videos:
+        unlabelled = [{"video": j.video} for j in jobs]
+        if all(j.video_weights is not None for j in jobs):
+            for u, j in zip(unlabelled, jobs, strict=True):
+                u["video_weights"] = j.video_weights
+        return data, unlabelled
+    if any(j.video is not None for j in jobs):
+        return data, None  # a kind that cannot learn from videos trains without them
+    if any(j.unlabelled is None for j in jobs):
+        raise ValueError(
+            "unlabelled_batch_size > 0 needs unlabelled inputs (or videos) for every job"
+        )
+    unlabelled = [
+        {
+            "responses": j.unlabelled.for_model(kind),
+            "labels": torch.full_like(j.unlabelled.labels, -1),
+        }
+        for j in jobs
+    ]
+    return data, unlabelled
+
+
 def train_jobs(
     kind: str,
     jobs: Sequence[Job],
@@ -492,13 +530,7 @@ def train_jobs(
     models = [build_model(kind, j.retina, config, seed=s) for j, s in zip(jobs, seeds, strict=True)]
     n_total, n_per_column = count_parameters(models[0])
     stacked = _stack(models).to(device)
-    unlabelled = None
-    if config.unlabelled_batch_size:
-        if any(j.unlabelled is None for j in jobs):
-            raise ValueError("unlabelled_batch_size > 0 needs unlabelled inputs for every job")
-        unlabelled = [
-            (j.unlabelled.for_model(kind), torch.full_like(j.unlabelled.labels, -1)) for j in jobs
-        ]
+    data, unlabelled = _training_streams(kind, jobs, config)
     tcfg = TrainConfig(
         steps=config.steps,
         batch_size=config.batch_size,
@@ -512,7 +544,7 @@ def train_jobs(
     trainer = Trainer(
         stacked,
         make_loss_fn(kind, config, seeds=seeds),
-        [(j.train.for_model(kind), j.train.labels) for j in jobs],
+        data,
         tcfg,
         device=device,
         quiet=quiet,

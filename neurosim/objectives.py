@@ -40,6 +40,16 @@ of its columns' values):
 ``fill_in``
     hide some columns' input; their settled level-0 embedding must predict it through the
     classifier's per-column decoder (GLOM sec. 3.3).
+``temporal``
+    co-distillation through time, on unlabelled videos (``Batch.video``): after each frame the
+    column's own soft prediction of its state, detached and weighted by its confidence, is the
+    target of its prediction of its state after the next frame. The state persists (its
+    previous-state term) and takes in its neighbours (lateral attention), so a column newly
+    covered by a moving object learns from what the sheet made of it a frame ago
+    (``temporal_teacher="local"``, the mechanism). ``"broadcast"`` is an upper bound that is not
+    local: the image-level prediction on the first frame, from the columns that see the object
+    (``Batch.video_weights``), teaches every column that sees it on the last frame. On videos
+    the consensus and neighbour terms apply too (``video_consensus``, ``video_neighbour``).
 
 Output co-distillation (``neighbour``) is off while the columns "learn a bit separately" (the
 first ``warmup_fraction`` of the steps; the distillation talk, 00:28) and then ramps up over
@@ -81,9 +91,11 @@ IGNORE_LABEL = -1
 #: the label terms
 LABEL_MODES = ("image", "column", "object", "none")
 #: every term an objective can hold, in the order of its results
-TERMS = ("label", "consensus", "neighbour", "contrastive", "fill_in")
+TERMS = ("label", "consensus", "neighbour", "contrastive", "fill_in", "temporal")
+#: the terms computed on videos too, and their names there
+VIDEO_TERMS = {"consensus": "video_consensus", "neighbour": "video_neighbour"}
 #: the terms scaled by the warm-up and ramp
-_RAMPED = ("neighbour",)
+_RAMPED = ("neighbour", "video_neighbour", "temporal")
 _SEED_MIX = 1_000_003
 
 
@@ -97,11 +109,18 @@ class Batch(NamedTuple):
         labels: ``[B]`` or ``[B, R]`` class labels, :data:`IGNORE_LABEL` for unlabelled images.
         object_weights: optional ``[B, C]`` / ``[B, R, C]``, how much of the object each column's
             input holds (for ``label="object"``); not needed otherwise.
+        video: optional unlabelled videos ``[V, F, n_cells]`` / ``[V, R, F, cells_per_replica]``
+            (``F`` frames, each held ``steps_per_frame`` steps): the temporal term and the
+            co-distillation terms also learn from them.
+        video_weights: optional ``[V, F, C]`` / ``[V, R, F, C]``, how much of the moving object
+            each column's input holds at each frame (only the ``"broadcast"`` teacher reads it).
     """
 
     responses: torch.Tensor
     labels: torch.Tensor
     object_weights: torch.Tensor | None = None
+    video: torch.Tensor | None = None
+    video_weights: torch.Tensor | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -122,6 +141,10 @@ class ObjectiveConfig(Config):
         contrastive_temperature: its temperature (> 0).
         w_fill_in: weight of the fill-in term (>= 0; the classifier needs a decoder).
         fill_in_fraction: fraction of columns whose input is hidden, in (0, 1).
+        w_temporal: weight of temporal co-distillation on videos (>= 0).
+        temporal_teacher: ``"local"`` (each column's own previous opinion) or ``"broadcast"``
+            (the image-level first-frame prediction; an upper bound, not local).
+        steps_per_frame: settling steps each video frame is held for (>= 1).
         warmup_fraction: fraction of the steps before output co-distillation starts, [0, 1).
         ramp_fraction: fraction of the steps over which it ramps up to ``w_neighbour``, [0, 1].
     """
@@ -139,6 +162,9 @@ class ObjectiveConfig(Config):
     contrastive_temperature: float = 0.5
     w_fill_in: float = 0.0
     fill_in_fraction: float = 0.25
+    w_temporal: float = 0.0
+    temporal_teacher: Literal["local", "broadcast"] = "local"
+    steps_per_frame: int = 2
     warmup_fraction: float = 0.3
     ramp_fraction: float = 0.2
 
@@ -146,8 +172,17 @@ class ObjectiveConfig(Config):
         check_choice("locality", self.locality, learning.LOCALITIES)
         check_choice("label", self.label, LABEL_MODES)
         check_choice("consensus_loss", self.consensus_loss, ("mse", "cosine"))
-        for name in ("w_label", "w_consensus", "w_neighbour", "w_contrastive", "w_fill_in"):
+        for name in (
+            "w_label",
+            "w_consensus",
+            "w_neighbour",
+            "w_contrastive",
+            "w_fill_in",
+            "w_temporal",
+        ):
             check_range(name, getattr(self, name), 0.0, 1e6)
+        check_choice("temporal_teacher", self.temporal_teacher, ("local", "broadcast"))
+        check_int("steps_per_frame", self.steps_per_frame, 1, 100)
         check_range("temperature", self.temperature, 0.0, 100.0, lo_inclusive=False)
         check_range(
             "contrastive_temperature", self.contrastive_temperature, 0.0, 100.0, lo_inclusive=False
@@ -176,7 +211,7 @@ class ObjectiveConfig(Config):
     def local_control(cls, **overrides: Any) -> ObjectiveConfig:
         """:meth:`local_codistillation` with the co-distillation terms off: its control."""
         return dataclasses.replace(
-            cls.local_codistillation(**overrides), w_consensus=0.0, w_neighbour=0.0
+            cls.local_codistillation(**overrides), w_consensus=0.0, w_neighbour=0.0, w_temporal=0.0
         )
 
     @classmethod
@@ -187,8 +222,8 @@ class ObjectiveConfig(Config):
         return cls(**fields)
 
     def weight(self, term: str) -> float:
-        """The (full) weight of ``term``."""
-        return float(getattr(self, f"w_{term}"))
+        """The (full) weight of ``term`` (a video term has the weight of its static one)."""
+        return float(getattr(self, f"w_{term.removeprefix('video_')}"))
 
     @property
     def active_terms(self) -> tuple[str, ...]:
@@ -200,6 +235,11 @@ class ObjectiveConfig(Config):
             if self.weight(term) > 0:
                 out.append(term)
         return tuple(out)
+
+    @property
+    def learns_from_video(self) -> bool:
+        """Whether any active term reads unlabelled videos."""
+        return any(self.weight(t) > 0 for t in ("consensus", "neighbour", "temporal"))
 
     @property
     def needs_settled_sheet(self) -> bool:
@@ -245,7 +285,7 @@ class Objective:
         A column classifier reads ``[B, R*n]`` (or frames ``[T, B, R*n]`` of a video); any other
         model (the CNN) gets the responses with their replica axis, ``[B, R, ...]``.
         """
-        b = batch if isinstance(batch, Batch) else Batch(*batch)
+        b = _as_batch(batch)
         r = int(getattr(model, "n_replicas", 1))
         x, y, w = b.responses, b.labels, b.object_weights
         if y.dim() == 1:
@@ -306,6 +346,96 @@ class Objective:
             detach_inputs=learning.detach_inputs_for(cfg.locality),
             input_mask=mask,
         )
+
+    def _video(self, model, batch) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """``(frames [F, V, R*n], object weights [V, F, R*C] or None)`` of the batch's videos."""
+        b = _as_batch(batch)
+        if b.video is None:
+            return None
+        v, w = b.video, b.video_weights
+        if v.dim() == 3:  # [V, F, n]: one model
+            v = v.unsqueeze(1)
+            w = None if w is None else w.unsqueeze(1)
+        r = int(getattr(model, "n_replicas", 1))
+        if v.dim() != 4 or v.shape[1] != r:
+            raise ValueError(
+                f"video must be [V, F, n] or [V, R={r}, F, n]; got {tuple(b.video.shape)}"
+            )
+        frames = v.permute(2, 0, 1, 3).flatten(2)  # [F, V, R*n]
+        if w is not None:
+            w = w.permute(0, 2, 1, 3).flatten(2)  # [V, F, R*C]
+        return frames, w
+
+    def settle_video(self, model, batch, step: int = 0):
+        """Settle ``model.sheet`` on the batch's videos (each frame held ``steps_per_frame``
+        steps, the rule's locality), recording the state at the end of every frame and the
+        terms of every step when the consensus term is on; None without videos."""
+        video = self._video(model, batch)
+        if video is None:
+            return None
+        frames, _ = video
+        spf = self.config.steps_per_frame
+        held = frames.repeat_interleave(spf, dim=0)  # [F * spf, V, R*n]
+        record = ("state", "bottom_up", "top_down", "consensus")
+        if self.config.w_consensus == 0:
+            record = ("state",)
+        return model.sheet.settle(
+            held,
+            n_steps=held.shape[0],
+            record=record,
+            every=spf if record == ("state",) else 1,
+            detach_inputs=learning.detach_inputs_for(self.config.locality),
+        )
+
+    def _frame_states(self, settled, spf: int) -> torch.Tensor:
+        """``[F + 1, V, C, L, D]``: the initial state and the state after every frame."""
+        traj = settled.trajectory
+        if (
+            len(settled.recorded_steps) == traj.shape[0] - 1
+            and settled.recorded_steps[:1] == (1,)
+            and spf > 1
+        ):
+            return traj[::spf]
+        return traj
+
+    def video_terms(self, model, settled, batch, step: int = 0) -> dict[str, torch.Tensor]:
+        """The active terms on the batch's videos, per column ``{term: [R*C]}``: ``temporal``,
+        ``video_consensus``, ``video_neighbour`` (see the module doc)."""
+        cfg = self.config
+        out: dict[str, torch.Tensor] = {}
+        if settled is None:
+            return out
+        sheet = model.sheet
+        if cfg.w_consensus > 0:
+            out["video_consensus"] = learning.consensus_codistillation_loss(
+                settled.bottom_up,
+                settled.top_down,
+                settled.consensus,
+                top_down_levels=sheet.has_top_down,
+                level_dims=sheet.level_dims if sheet.ragged else None,
+                loss=cfg.consensus_loss,
+                per_column=True,
+            )
+        logits = model.logits(settled.state)
+        if cfg.w_neighbour > 0:
+            lv = cfg.neighbour_level % sheet.n_levels
+            nb = sheet.neighbours[lv]
+            out["video_neighbour"] = learning.neighbour_codistillation_loss(
+                logits,
+                nb.index,
+                settled.attention[lv].detach(),
+                cfg.temperature,
+                confidence=cfg.neighbour_confidence,
+                mask=nb.mask,
+                per_column=True,
+            )
+        if cfg.w_temporal > 0:
+            states = self._frame_states(settled, cfg.steps_per_frame)
+            _, weights = self._video(model, batch)
+            out["temporal"] = _temporal_terms(
+                model, states, cfg.temperature, cfg.temporal_teacher, weights
+            )
+        return out
 
     def column_terms(self, model, settled, batch, step: int = 0) -> dict[str, torch.Tensor]:
         """Every active term per column, unweighted: ``{term: [R*C]}`` (a replica's term is the
@@ -377,11 +507,15 @@ class Objective:
             )
         return out
 
-    def terms(self, model, settled, batch, step: int = 0) -> dict[str, torch.Tensor]:
+    def terms(
+        self, model, settled, batch, step: int = 0, video_settled=None
+    ) -> dict[str, torch.Tensor]:
         """Every active term per replica ``[R]`` (unweighted), ``codistillation_weight`` (the
         ramp factor now), ``replica_loss`` (each replica's weighted sum of its terms, ``[R]``)
         and ``loss``: their sum over replicas (each replica's gradient is its own loss's)."""
         cols = self.column_terms(model, settled, batch, step)
+        if video_settled is not None:
+            cols.update(self.video_terms(model, video_settled, batch, step))
         n_rep = int(getattr(model, "n_replicas", 1))
         ramp = self.codistillation_weight(step)
         out: dict[str, torch.Tensor] = {}
@@ -403,7 +537,10 @@ class Objective:
         """:meth:`terms` of :meth:`settle`: the :class:`~neurosim.train.Trainer`'s loss
         function ``loss_fn(model, batch, step)``."""
         settled = self.settle(model, batch, step) if self.config.needs_settled_sheet else None
-        return self.terms(model, settled, batch, step)
+        video = None
+        if _as_batch(batch).video is not None and self.config.learns_from_video:
+            video = self.settle_video(model, batch, step)
+        return self.terms(model, settled, batch, step, video_settled=video)
 
 
 def _label_terms(
@@ -455,3 +592,53 @@ def _label_terms(
         total = w.view(b, n_replicas, per).sum(dim=(0, 2)).clamp_min(1e-12)  # [R]
         return (ce * w).sum(dim=0) * per / total.repeat_interleave(per)
     return (ce * w).sum(dim=0) / w.sum(dim=0).clamp_min(1.0)
+
+
+def _as_batch(batch) -> Batch:
+    """A :class:`Batch` from a Batch, a tuple in its field order or a mapping of its fields."""
+    if isinstance(batch, Batch):
+        return batch
+    if isinstance(batch, dict):
+        unknown = set(batch) - set(Batch._fields)
+        if unknown:
+            raise ValueError(
+                f"batch keys must be among {list(Batch._fields)}; got {sorted(unknown)}"
+            )
+        return Batch(**batch)
+    return Batch(*batch)
+
+
+def _temporal_terms(
+    model,
+    states: torch.Tensor,
+    temperature: float,
+    teacher: str,
+    object_weights: torch.Tensor | None,
+) -> torch.Tensor:
+    """Temporal co-distillation per column ``[R*C]`` from the frame-end states
+    ``[F + 1, V, C, L, D]`` (see the module doc): ``T**2`` times the confidence-weighted KL of
+    each student to its detached teacher, averaged over videos and frames."""
+    t = float(temperature)
+    n_frames = states.shape[0] - 1
+    if n_frames < 2:
+        raise ValueError("the temporal term needs videos of at least 2 frames")
+    logits = torch.stack([model.logits(states[f]) for f in range(1, n_frames + 1)])  # [F, V, C, K]
+    log_q = F.log_softmax(logits / t, dim=-1)
+    if teacher == "local":
+        p = F.softmax(logits[:-1].detach() / t, dim=-1)  # frame f teaches frame f + 1
+        conf = learning.teacher_confidence(p)
+        kl = (torch.xlogy(p, p) - p * log_q[1:]).sum(dim=-1)  # [F - 1, V, C]
+        return (conf * kl).mean(dim=(0, 1)) * (t * t)
+    if object_weights is None:
+        raise ValueError('temporal_teacher="broadcast" needs Batch.video_weights')
+    n_rep = int(getattr(model, "n_replicas", 1))
+    w_first = object_weights[:, 0]  # [V, R*C]: who sees the object on the first frame
+    w_last = object_weights[:, -1]  # who sees it on the last
+    z = image_logits(logits[0].detach(), n_rep, w_first)  # [V, R, K]
+    p = F.softmax(z / t, dim=-1)
+    conf = learning.teacher_confidence(p)  # [V, R]
+    per = logits.shape[2] // n_rep
+    p_col = p.repeat_interleave(per, dim=1)  # [V, R*C, K]
+    kl = (torch.xlogy(p_col, p_col) - p_col * log_q[-1]).sum(dim=-1)  # [V, R*C]
+    w = w_last.to(kl.dtype) * conf.repeat_interleave(per, dim=1)
+    return (w * kl).mean(dim=0) * (t * t)

@@ -161,3 +161,36 @@ def test_unknown_config_key_fails_before_writing(tmp_path, capsys):
 def test_bad_config_names_field(overrides, field):
     with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
         transfer.Config.quick().updated(overrides)
+
+
+def test_video_protocol_runs_and_only_codistill_learns_from_videos(tmp_path):
+    """video = true: the location-restricted models also get unlabelled videos; codistill's
+    temporal term reads them, local (no co-distillation) trains exactly as without."""
+    cfg = transfer.Config.quick().updated(
+        {
+            "models": ["local", "codistill"],
+            "retinas": ["uniform"],
+            "n_train": [24],
+            "n_seeds": 1,
+            "video": True,
+            "video_frames": 3,
+            "n_videos": 16,
+            "baseline": {
+                "steps": 3,
+                "unlabelled_batch_size": 4,
+                "objective": {"w_temporal": 1.0, "warmup_fraction": 0.0},
+            },
+        }
+    )
+    ds = transfer.run(cfg, quiet=True)
+    no_video = transfer.run(
+        cfg.updated({"video": False, "baseline": {"unlabelled_batch_size": 0}}), quiet=True
+    )
+    held = ds["accuracy_heldout_location"]
+    assert np.all(np.isfinite(held.values))
+    # local cannot use unlabelled videos: its results are those of the run without them
+    xr.testing.assert_equal(
+        held.sel(model="local"), no_video["accuracy_heldout_location"].sel(model="local")
+    )
+    with pytest.raises(ValueError, match="unlabelled_batch_size >= 1"):
+        cfg.updated({"baseline": {"unlabelled_batch_size": 0}})

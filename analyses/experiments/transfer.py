@@ -90,6 +90,18 @@ class Config(_ConfigBase):
             of the location-restricted split, each in ``[0, canvas_px - digit_px]``.
         wave_checkpoints: fractions of training, in (0, 1), after which the location-restricted
             models are also scored (the wave over training); the end is always scored.
+        video: the video protocol: the location-restricted models also see unlabelled videos of
+            digits that start in the training region and move right (:mod:`analyses.video`),
+            ``baseline.unlabelled_batch_size`` per step; the kinds whose objective learns from
+            videos use them (``codistill`` with its co-distillation and temporal terms), the
+            others train as without (``local`` is then the same learner without the videos).
+        video_mode: ``"drift"`` (``video_step_px`` per frame) or ``"saccade"`` (one jump of
+            ``video_saccade_px``).
+        video_frames: frames per video (>= 2), each held ``objective.steps_per_frame`` steps.
+        video_step_px: drift per frame, in (0, 1] px.
+        video_saccade_px: the possible jumps of a saccade (px).
+        video_start_region: where the videos start (a region name; ``heldout_overlap`` applies).
+        n_videos: unlabelled videos (0: one per training digit).
         convergence_tolerance: a model counts as converged when its training loss changed by
             less than this (nats) over its last 20 % of steps.
         workers: processes training at once (0: one per CPU core, at most one per unit).
@@ -117,6 +129,13 @@ class Config(_ConfigBase):
     heldout_n_train: int = 0
     wave_offsets_px: tuple[int, ...] = (0, 2, 4, 6, 8, 10, 12)
     wave_checkpoints: tuple[float, ...] = (0.25, 0.5)
+    video: bool = False
+    video_mode: str = "drift"
+    video_frames: int = 8
+    video_step_px: float = 1.0
+    video_saccade_px: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0)
+    video_start_region: str = "left"
+    n_videos: int = 0
     convergence_tolerance: float = 0.05
     workers: int = 0
     num_threads: int = 1
@@ -146,6 +165,19 @@ class Config(_ConfigBase):
         check_choice("heldout_train_region", self.heldout_train_region, _REGIONS)
         check_choice("heldout_test_region", self.heldout_test_region, _REGIONS)
         check_range("heldout_overlap", self.heldout_overlap, 0.0, 1.0, hi_inclusive=False)
+        check_choice("video_mode", self.video_mode, ("drift", "saccade"))
+        check_int("video_frames", self.video_frames, 2, 100)
+        check_range("video_step_px", self.video_step_px, 0.0, 1.0, lo_inclusive=False)
+        for i, j in enumerate(self.video_saccade_px):
+            check_range(f"video_saccade_px[{i}]", j, 0.0, self.canvas_px, lo_inclusive=False)
+        check_choice("video_start_region", self.video_start_region, _REGIONS)
+        check_int("n_videos", self.n_videos, 0, 100_000)
+        if self.video and not self.heldout:
+            raise ValueError("video = true needs heldout = true (videos train the location split)")
+        if self.video and self.baseline.unlabelled_batch_size < 1:
+            raise ValueError(
+                "video = true needs baseline.unlabelled_batch_size >= 1 (videos per step)"
+            )
         check_range(
             "convergence_tolerance", self.convergence_tolerance, 0.0, 10.0, lo_inclusive=False
         )
@@ -231,6 +263,7 @@ class _Canvases:
     held_test: object | None = None
     in_region: object | None = None
     offsets: dict | None = None
+    videos: object | None = None
 
 
 def _canvases(config: Config) -> _Canvases:
@@ -275,7 +308,23 @@ def _canvases(config: Config) -> _Canvases:
         seed=config.split_seed + 3,
         **common,
     )
-    return _Canvases(full.train, full.test, held.train, held.test, in_region, offsets)
+    videos = None
+    if config.video:
+        from analyses.video import moving_digits
+
+        videos = moving_digits(
+            split.x_train,
+            split.y_train,
+            n_frames=config.video_frames,
+            step_px=config.video_step_px,
+            mode=config.video_mode,
+            start_region=Region.named(config.video_start_region, config.heldout_overlap),
+            saccade_px=config.video_saccade_px,
+            n_videos=config.n_videos or None,
+            seed=config.split_seed + 4,
+            **common,
+        )
+    return _Canvases(full.train, full.test, held.train, held.test, in_region, offsets, videos)
 
 
 def _retina_jobs(config: Config, rk: str, cv: _Canvases, n_sizes: list[int]):
@@ -308,9 +357,33 @@ def _retina_jobs(config: Config, rk: str, cv: _Canvases, n_sizes: list[int]):
         held_train = inputs(cv.held_train)
         tests = {"heldout": inputs(cv.held_test), "in_region": inputs(cv.in_region)}
         tests.update({f"offset_{o}": inputs(c) for o, c in cv.offsets.items()})
+        video, video_weights = _video_inputs(config, retina, cv.videos, train.scale)
         for seed in config.seeds:
-            jobs.append((("held", rk, seed), Job(retina, held_train, tests, seed)))
+            job = Job(retina, held_train, tests, seed, video=video, video_weights=video_weights)
+            jobs.append((("held", rk, seed), job))
     return jobs
+
+
+def _video_inputs(config: Config, retina, videos, scale: float):
+    """The videos' responses ``[V, F, n_cells]`` (scaled like the training inputs) and how much
+    of the digit each column's input holds at each frame ``[V, F, C]``; Nones without videos."""
+    if videos is None:
+        return None, None
+    import torch
+
+    from analyses.video import column_object_weights
+    from neurosim.model import Model
+
+    n, f = videos.frames.shape[:2]
+    flat = videos.frames.reshape(n * f, *videos.frames.shape[2:])
+    resp = np.asarray(retina(flat), dtype=np.float64) / scale
+    sheet = Model.from_retina(retina, config.baseline.model_config(shared=False, seed=0))
+    cell_px = np.asarray(retina.deg_to_px(retina.positions_deg))
+    weights = column_object_weights(sheet.cell_index.numpy(), cell_px, videos.masks)
+    return (
+        torch.as_tensor(resp.reshape(n, f, -1), dtype=torch.float32),
+        torch.as_tensor(weights, dtype=torch.float32),
+    )
 
 
 def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
