@@ -480,11 +480,13 @@ def _training_streams(kind: str, jobs: Sequence[Job], config: BaselineConfig):
                 u["video_weights"] = j.video_weights
         return data, unlabelled
     if any(j.video is not None for j in jobs):
+        if videos is False and objective_for(kind, config.objective).learns_from_video:
+            raise ValueError("jobs trained together must all have videos, or none")
         return data, None  # a kind that cannot learn from videos trains without them
+    if all(j.unlabelled is None for j in jobs):
+        return data, None  # nothing unlabelled for these jobs
     if any(j.unlabelled is None for j in jobs):
-        raise ValueError(
-            "unlabelled_batch_size > 0 needs unlabelled inputs (or videos) for every job"
-        )
+        raise ValueError("jobs trained together must all have unlabelled inputs, or none")
     unlabelled = [
         {
             "responses": j.unlabelled.for_model(kind),

@@ -48,6 +48,8 @@ __all__ = [
     "fill_in_loss",
     "contrastive_loss",
     "collapse_report",
+    "COLLAPSE_THRESHOLD",
+    "level_rms",
     "teacher_confidence",
     "neighbour_soft_targets",
     "neighbour_codistillation_loss",
@@ -510,6 +512,27 @@ def contrastive_loss(
     if per_column:
         return ce.view(logits.shape[0], batch).mean(dim=1)
     return ce.mean()
+
+
+#: ``collapse_report(..., relative=True)`` below this at a level counts as collapse: the
+#: embeddings of different images then differ by less than 5 % of their own size
+COLLAPSE_THRESHOLD = 0.05
+
+
+def level_rms(state: torch.Tensor, level_dims: Sequence[int] | None = None) -> torch.Tensor:
+    """``[L]`` the largest root-mean-square embedding of each level over images and columns of
+    a state ``[B, C, L, D]`` (each level over its own ``level_dims[l]`` entries); no gradient.
+    With ``ModelConfig.normalize="layer"`` it is at most 1 by construction."""
+    if state.ndim != 4:
+        raise ValueError(f"state must be [B, C, L, D]; got {tuple(state.shape)}")
+    with torch.no_grad():
+        entries = _level_mask(level_dims, state)
+        sq = state.square()
+        if entries is None:
+            ms = sq.mean(dim=-1)
+        else:
+            ms = (sq * entries).sum(dim=-1) / entries.sum(dim=-1)
+        return ms.amax(dim=(0, 1)).sqrt()
 
 
 def collapse_report(

@@ -174,6 +174,11 @@ class Config(_ConfigBase):
         check_int("n_videos", self.n_videos, 0, 100_000)
         if self.video and not self.heldout:
             raise ValueError("video = true needs heldout = true (videos train the location split)")
+        if not self.video and self.baseline.unlabelled_batch_size:
+            raise ValueError(
+                "baseline.unlabelled_batch_size must be 0 without video = true (the transfer "
+                "experiment's only unlabelled data are its videos)"
+            )
         if self.video and self.baseline.unlabelled_batch_size < 1:
             raise ValueError(
                 "video = true needs baseline.unlabelled_batch_size >= 1 (videos per step)"
@@ -403,9 +408,19 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     units = []
     for rk in config.retinas:
         jobs = _retina_jobs(config, rk, cv, n_sizes)
+        # with videos the location-restricted jobs (which have them) are units of their own
+        groups = {"": jobs}
+        if config.video:
+            groups = {
+                "full": [(k, j) for k, j in jobs if k[0] == "full"],
+                "held": [(k, j) for k, j in jobs if k[0] == "held"],
+            }
         for kind in config.models:
-            keyed = [((kind, key), job) for key, job in jobs]
-            units.append(Unit(f"{kind}/{rk}", kind, keyed, cost=_COST.get(kind, 3.0) * len(jobs)))
+            for group, members in groups.items():
+                keyed = [((kind, key), job) for key, job in members]
+                cost = _COST.get(kind, 3.0) * len(members) * (4.0 if group == "held" else 1.0)
+                name = f"{kind}/{rk}" + (f"/{group}" if group else "")
+                units.append(Unit(name, kind, keyed, cost=cost))
     workers = config.workers or default_workers(len(units))
     checkpoints = sorted(
         {max(1, round(f * config.baseline.steps)) for f in config.wave_checkpoints}
