@@ -208,22 +208,27 @@ def test_columns_belong_to_the_retina_not_to_the_seed():
 
 
 def test_readout_of_levels_with_their_own_sizes(retina, data):
-    """A sheet with dim = [4, 6]: the readout reads 4 + 6 features (no padding), or the top 6."""
+    """A sheet with dim = [4, 6]: the readout reads 4 + 6 features (no padding), the top 6, or
+    the 4 below the top."""
     from neurosim.model import Model
 
     mcfg = CFG.model_config(shared=False, seed=0).updated({"dim": [4, 6]})
     sheet = Model.from_retina(retina, mcfg)
     x = data[0].responses[:8]
     state = sheet.settle(x).state
-    for levels, r in (("all_levels", 10), ("top_level", 6)):
+    for levels, r in (("all_levels", 10), ("top_level", 6), ("below_top", 4)):
         clf = ColumnClassifier(sheet, readout_levels=levels, generator=torch.Generator())
         assert clf.readout.weight.shape == (CFG.n_columns, r, 10)
         feats = clf.features(state)
         assert feats.shape == (8, CFG.n_columns, r)
-        torch.testing.assert_close(feats[..., -6:], state[:, :, 1, :6])
-        if levels == "all_levels":
+        if levels != "below_top":
+            torch.testing.assert_close(feats[..., -6:], state[:, :, 1, :6])
+        if levels != "top_level":
             torch.testing.assert_close(feats[..., :4], state[:, :, 0, :4])
         assert_unshared(clf)
+    one_level = Model.from_retina(retina, mcfg.updated({"n_levels": 1, "dim": 4}))
+    with pytest.raises(ValueError, match="below_top.*n_levels >= 2"):
+        ColumnClassifier(one_level, readout_levels="below_top")
 
 
 def test_every_kind_takes_one_size_per_level(retina, data):

@@ -230,3 +230,19 @@ def test_replica_trained_with_others_equals_the_model_trained_alone(kind, retina
             rtol=1e-4,
             atol=1e-5,
         )
+
+
+def test_settle_holds_clamped_levels(retina, data):
+    """``Objective.settle(clamp=)`` reaches the sheet: the clamped level is the given code in
+    the final state, and the rest of the settling changes with it."""
+    model = _classifier(retina)
+    objective = Objective(ObjectiveConfig(label="image"), total_steps=1)
+    batch = _batch(model, data)
+    top = model.sheet.n_levels - 1
+    code = torch.zeros(6, model.sheet.n_columns, model.sheet.level_dims[top])
+    code[..., 0] = 5.0
+    free = objective.settle(model, batch)
+    held = objective.settle(model, batch, clamp={top: code})
+    torch.testing.assert_close(model.sheet.level(held.state, top), code)
+    assert not torch.allclose(model.sheet.level(free.state, top), code)
+    assert not torch.allclose(model.sheet.level(free.state, 0), model.sheet.level(held.state, 0))
