@@ -370,7 +370,11 @@ class Trainer:
         per_replica = []
         for r, streams in enumerate(self.streams):
             parts = [self.data[r]] + ([] if self.unlabelled is None else [self.unlabelled[r]])
-            picked = [tuple(t[s.next()] for t in d) for s, d in zip(streams, parts, strict=True)]
+            # one draw of indices per stream, shared by all its tensors (inputs and labels)
+            picked = []
+            for s, d in zip(streams, parts, strict=True):
+                index = s.next()
+                picked.append(tuple(t[index] for t in d))
             per_replica.append(
                 tuple(torch.cat(ts) if len(ts) > 1 else ts[0] for ts in zip(*picked, strict=True))
             )
