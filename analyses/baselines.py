@@ -28,6 +28,18 @@ differ by exactly one thing:
     from ``local`` only in those terms.
 ``lc-backprop+codistill``
     ``lc-backprop`` plus the same co-distillation terms (end to end).
+``ff``
+    the unshared sheet trained by Forward-Forward (:mod:`neurosim.forward_forward`, seed 002),
+    the second local rule: the same levels plus a label level of ``N_CLASSES`` units on top
+    (clamped to the label code), every net's input length-normalised (``normalize="input"``
+    in place of the configured normalisation), the readout reading the levels below the label
+    (``readout_levels="below_top"``: the same features as the other kinds' ``all_levels``)
+    and trained on detached features; settings in ``[baseline.forward_forward]``. Scored by
+    goodness (every label, or the readout's short list). It keeps the configured contrastive
+    and fill-in terms, as ``local`` does.
+``ff+codistill``
+    ``ff`` plus the co-distillation terms of ``codistill`` (consensus and neighbour), computed
+    on the sheet settled under the neutral label: it differs from ``ff`` only in those terms.
 
 Training many models of one kind (seeds, training-set sizes, retinas) is one batched
 computation: :func:`train_jobs` stacks them as replicas (:mod:`neurosim.replicas`) and trains
@@ -61,6 +73,7 @@ from analyses.inputs import RETINA_KINDS, RetinaInputs, build_retina, retina_inp
 from neurosim.columns import assert_unshared
 from neurosim.config import Config, check_choice, check_int, check_range, check_seed
 from neurosim.dynamics import DynamicsConfig
+from neurosim.forward_forward import ForwardForwardConfig
 from neurosim.model import ModelConfig
 from neurosim.objectives import ObjectiveConfig
 from neurosim.readout import IMAGE_READOUTS, READOUT_LEVELS, ColumnClassifier
@@ -68,6 +81,7 @@ from neurosim.readout import IMAGE_READOUTS, READOUT_LEVELS, ColumnClassifier
 __all__ = [
     "MODEL_KINDS",
     "DEFAULT_KINDS",
+    "FF_KINDS",
     "RETINA_KINDS",
     "N_CLASSES",
     "BaselineConfig",
@@ -87,6 +101,7 @@ __all__ = [
     "train_jobs",
     "train_and_evaluate",
     "make_loss_fn",
+    "ff_model_config",
 ]
 
 #: the model labels, exactly as they appear in results files
@@ -97,7 +112,11 @@ MODEL_KINDS: tuple[str, ...] = (
     "local",
     "codistill",
     "lc-backprop+codistill",
+    "ff",
+    "ff+codistill",
 )
+#: the kinds trained by Forward-Forward (a label level on top, scored by goodness)
+FF_KINDS: tuple[str, ...] = ("ff", "ff+codistill")
 #: the kinds an experiment runs unless told otherwise
 DEFAULT_KINDS: tuple[str, ...] = ("cnn", "shared-columns", "lc-backprop", "local", "codistill")
 #: digit classes
@@ -172,7 +191,8 @@ class BaselineConfig(Config):
         objective: the rule's terms (:class:`neurosim.objectives.ObjectiveConfig`,
             ``[baseline.objective]``): its label term and co-distillation weights are those of
             ``codistill``; every kind takes what applies to it (:func:`objective_for`).
-        readout: what the per-place readout reads: ``all_levels`` or ``top_level``.
+        readout: what the per-place readout reads: ``all_levels`` or ``top_level`` (the
+            Forward-Forward kinds always read every level below their label level).
         image_readout: how a column model's image logits weigh its columns: ``mean`` or
             ``confidence`` (each column by its own confidence, no mask needed; see
             :class:`neurosim.readout.ColumnClassifier`). The CNN averages its places.
@@ -184,6 +204,9 @@ class BaselineConfig(Config):
         weight_decay: L2 penalty (>= 0).
         grad_clip: gradient-norm clip of each model (> 0).
         eval_batch_size: images per forward pass when scoring (>= 1).
+        forward_forward: the Forward-Forward rule of the ``ff`` kinds
+            (:class:`neurosim.forward_forward.ForwardForwardConfig`,
+            ``[baseline.forward_forward]``).
     """
 
     model: ModelConfig = dataclasses.field(default_factory=flagship_model)
@@ -198,6 +221,7 @@ class BaselineConfig(Config):
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     eval_batch_size: int = 256
+    forward_forward: ForwardForwardConfig = dataclasses.field(default_factory=ForwardForwardConfig)
 
     moved_keys = {
         **{k: f"model.{k}" for k in _MODEL_KEYS},
@@ -224,6 +248,10 @@ class BaselineConfig(Config):
         check_range("weight_decay", self.weight_decay, 0.0, 1.0)
         check_range("grad_clip", self.grad_clip, 0.0, None, lo_inclusive=False)
         check_int("eval_batch_size", self.eval_batch_size, 1, 65_536)
+        if not isinstance(self.forward_forward, ForwardForwardConfig):
+            raise ValueError(
+                f"forward_forward must be a ForwardForwardConfig; got {self.forward_forward!r}"
+            )
 
     @classmethod
     def quick(cls, **overrides: Any) -> BaselineConfig:
@@ -278,9 +306,12 @@ def objective_for(kind: str, objective: ObjectiveConfig) -> ObjectiveConfig:
 
     End-to-end kinds train on the label term alone (``lc-backprop+codistill`` adds the
     co-distillation terms), ``local`` is ``codistill`` without ``w_consensus`` and
-    ``w_neighbour``, ``codistill`` is the configured rule, local.
+    ``w_neighbour``, ``codistill`` is the configured rule, local; for the Forward-Forward kinds
+    it is the companion of the FF rule (:func:`_ff_companion`).
     """
     _check_kind(kind)
+    if kind in FF_KINDS:
+        return _ff_companion(kind, objective)
     off = dict(w_consensus=0.0, w_neighbour=0.0)
     if kind == "codistill":
         return dataclasses.replace(objective, locality="local")
@@ -309,6 +340,8 @@ def build_model(kind: str, retina, config: BaselineConfig, *, seed: int, device=
     if not isinstance(config, BaselineConfig):
         raise ValueError(f"config must be a BaselineConfig; got {type(config).__name__}")
     check_seed("seed", seed)
+    if kind in FF_KINDS:
+        return _ff_classifier(kind, retina, config, seed=seed, device=device)
     gen = torch.Generator().manual_seed(int(seed) + 7919)
     m = config.model
     if kind == "cnn":
@@ -370,9 +403,19 @@ def image_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, kind: str, data: RetinaInputs, *, batch_size: int = 256, device="cpu"
+    model: nn.Module,
+    kind: str,
+    data: RetinaInputs,
+    *,
+    batch_size: int = 256,
+    device="cpu",
+    forward_forward: ForwardForwardConfig | None = None,
 ) -> float:
-    """Accuracy of the image's logits (:func:`image_logits`) of one model on ``data``."""
+    """Accuracy of the image's logits (:func:`image_logits`) of one model on ``data``; the
+    Forward-Forward kinds answer by goodness (:func:`_evaluate_ff`, with ``forward_forward``'s
+    sign and short list; default :class:`~neurosim.forward_forward.ForwardForwardConfig`)."""
+    if kind in FF_KINDS:
+        return _evaluate_ff(model, data, forward_forward, batch_size=batch_size, device=device)
     model.eval()
     x = data.for_model(kind)
     correct = 0
@@ -461,6 +504,8 @@ def make_loss_fn(kind: str, config: BaselineConfig, *, seeds: Sequence[int] = (0
     """The :class:`neurosim.objectives.Objective` of ``kind`` (the Trainer's ``loss_fn``)."""
     from neurosim.objectives import Objective
 
+    if kind in FF_KINDS:
+        return _ff_objective(kind, config, seeds=seeds)
     return Objective(objective_for(kind, config.objective), total_steps=config.steps, seeds=seeds)
 
 
@@ -562,7 +607,14 @@ def train_jobs(
         for r, job in enumerate(jobs):
             model = stacked.replica(r).eval()
             scores[r][stop] = {
-                name: evaluate(model, kind, data, batch_size=config.eval_batch_size, device=device)
+                name: evaluate(
+                    model,
+                    kind,
+                    data,
+                    batch_size=config.eval_batch_size,
+                    device=device,
+                    forward_forward=config.forward_forward,
+                )
                 for name, data in job.tests.items()
             }
     seconds = time.perf_counter() - start
@@ -611,3 +663,71 @@ def train_and_evaluate(
     tests = {"test": tests} if isinstance(tests, RetinaInputs) else dict(tests)
     job = Job(retina=retina, train=train, tests=tests, seed=seed, unlabelled=unlabelled)
     return train_jobs(kind, [job], config, device=device, quiet=quiet)[0]
+
+
+# ------------------------------------------------------------------------------- Forward-Forward
+
+
+def _ff_companion(kind: str, objective: ObjectiveConfig) -> ObjectiveConfig:
+    """The terms an FF kind adds to Forward-Forward: ``ff+codistill`` the configured rule's
+    (local, without its label term, which FF replaces), ``ff`` the same without ``w_consensus``
+    and ``w_neighbour``."""
+    companion = dataclasses.replace(objective, locality="local", label="none")
+    if kind == "ff":
+        return dataclasses.replace(companion, w_consensus=0.0, w_neighbour=0.0)
+    return companion
+
+
+def ff_model_config(config: BaselineConfig, *, seed: int) -> ModelConfig:
+    """The sheet of the FF kinds: ``config.model`` (unshared, ``seed``) with one more level of
+    ``N_CLASSES`` units on top for the label code and every net's input length-normalised."""
+    m = config.model_config(shared=False, seed=seed)
+    dims = (*m.level_dims, N_CLASSES)
+    return dataclasses.replace(m, n_levels=m.n_levels + 1, dim=dims, normalize="input")
+
+
+def _ff_classifier(kind: str, retina, config: BaselineConfig, *, seed: int, device) -> nn.Module:
+    """An untrained FF kind: a :class:`ColumnClassifier` over :func:`ff_model_config` reading
+    the levels below the label (checked unshared)."""
+    from neurosim.model import Model
+
+    gen = torch.Generator().manual_seed(int(seed) + 7919)
+    sheet = Model.from_retina(retina, ff_model_config(config, seed=seed), device=device)
+    fill_in = objective_for(kind, config.objective).w_fill_in > 0
+    model = ColumnClassifier(sheet, readout_levels="below_top", fill_in=fill_in, generator=gen)
+    assert_unshared(model)
+    return model.to(device)
+
+
+def _ff_objective(kind: str, config: BaselineConfig, *, seeds: Sequence[int]):
+    """The :class:`neurosim.forward_forward.ForwardForward` objective of an FF kind."""
+    from neurosim.forward_forward import ForwardForward
+
+    return ForwardForward(
+        config.forward_forward,
+        total_steps=config.steps,
+        seeds=seeds,
+        companion=objective_for(kind, config.objective),
+    )
+
+
+@torch.no_grad()
+def _evaluate_ff(
+    model: nn.Module,
+    data: RetinaInputs,
+    forward_forward: ForwardForwardConfig | None,
+    *,
+    batch_size: int,
+    device,
+) -> float:
+    """Accuracy of Forward-Forward's answer (:func:`neurosim.forward_forward.classify`: the
+    label of highest total goodness, among all or the readout's short list)."""
+    from neurosim.forward_forward import classify
+
+    cfg = ForwardForwardConfig() if forward_forward is None else forward_forward
+    model.eval()
+    correct = 0
+    for lo in range(0, len(data), batch_size):
+        pred = classify(model, data.responses[lo : lo + batch_size].to(device), cfg)[:, 0]
+        correct += int((pred.cpu() == data.labels[lo : lo + batch_size]).sum())
+    return correct / max(len(data), 1)

@@ -327,10 +327,13 @@ class Objective:
         return torch.cat(masks, dim=1).to(device)
 
     # ------------------------------------------------------------------ the three steps
-    def settle(self, model, batch, step: int = 0):
+    def settle(self, model, batch, step: int = 0, *, clamp=None):
         """Settle ``model.sheet`` on the batch as the rule needs: local or end to end, with the
         fill-in mask applied, recording every step's terms when the consensus term is on.
-        Returns :class:`~neurosim.settled.Settled` (its ``input_mask`` is the visible columns)."""
+        ``clamp`` (``{level: [B, R*C, dim[level]]}``, see :meth:`neurosim.model.Model.settle`)
+        holds levels fixed, e.g. Forward-Forward's label level
+        (:mod:`neurosim.forward_forward`). Returns :class:`~neurosim.settled.Settled` (its
+        ``input_mask`` is the visible columns)."""
         x, _, _ = self._split(model, batch)
         cfg = self.config
         mask = None
@@ -345,6 +348,7 @@ class Objective:
             record=record,
             detach_inputs=learning.detach_inputs_for(cfg.locality),
             input_mask=mask,
+            clamp=clamp,
         )
 
     def _video(self, model, batch) -> tuple[torch.Tensor, torch.Tensor | None] | None:

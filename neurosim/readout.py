@@ -28,13 +28,16 @@ __all__ = [
     "image_logits",
     "confidence_weights",
     "READOUT_LEVELS",
+    "SHEET_READOUT_LEVELS",
     "IMAGE_READOUTS",
 ]
 
-#: what the per-column readout reads
+#: what the per-column readout reads (any model: the column sheet and the CNN)
 READOUT_LEVELS = ("all_levels", "top_level")
 #: how the image's logits weigh the columns' (see :meth:`ColumnClassifier.image_logits`)
 IMAGE_READOUTS = ("mean", "confidence")
+#: what a column sheet's readout may also read: every level but the top (a clamped label level)
+SHEET_READOUT_LEVELS = (*READOUT_LEVELS, "below_top")
 
 
 class ColumnClassifier(nn.Module):
@@ -42,8 +45,11 @@ class ColumnClassifier(nn.Module):
 
     Args:
         sheet: the column model (stacked or not).
-        readout_levels: ``"all_levels"`` (the levels concatenated, ``R = sum(dim)``) or
-            ``"top_level"`` (``R = dim[-1]``).
+        readout_levels: ``"all_levels"`` (the levels concatenated, ``R = sum(dim)``),
+            ``"top_level"`` (``R = dim[-1]``) or ``"below_top"`` (every level but the top,
+            ``R = sum(dim[:-1])``: the hidden levels under a clamped label level, Forward-Forward's
+            softmax readout of "all the hidden activities", :mod:`neurosim.forward_forward`;
+            needs ``n_levels >= 2``).
         n_classes: number of classes ``K`` (>= 2).
         fill_in: also build a per-column fill-in decoder ``decoder`` (level 0 -> the column's
             ``k_cells`` inputs).
@@ -68,7 +74,7 @@ class ColumnClassifier(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        check_choice("readout_levels", readout_levels, READOUT_LEVELS)
+        check_choice("readout_levels", readout_levels, SHEET_READOUT_LEVELS)
         check_choice("image_readout", image_readout, IMAGE_READOUTS)
         self.image_readout = image_readout
         check_int("n_classes", n_classes, 2)
@@ -77,7 +83,13 @@ class ColumnClassifier(nn.Module):
         self.n_classes = n_classes
         cfg = sheet.config
         dims = cfg.level_dims
-        r = sum(dims) if readout_levels == "all_levels" else dims[-1]
+        if readout_levels == "below_top" and len(dims) < 2:
+            raise ValueError(
+                f'readout_levels="below_top" needs a sheet of n_levels >= 2; got {len(dims)}'
+            )
+        r = {"all_levels": sum(dims), "top_level": dims[-1], "below_top": sum(dims[:-1])}[
+            readout_levels
+        ]
         groups = dict(shared=cfg.shared, n_groups=sheet.n_replicas if cfg.shared else 1)
         self.readout = ColumnLinear(sheet.n_columns, r, n_classes, generator=generator, **groups)
         self.decoder = (
@@ -97,10 +109,12 @@ class ColumnClassifier(nn.Module):
 
     def features(self, state: torch.Tensor) -> torch.Tensor:
         """Readout input ``[B, C, R]`` from a state ``[B, C, L, D]`` (padding of smaller levels
-        dropped: ``R = sum(dim)`` or ``dim[-1]``)."""
+        dropped: ``R = sum(dim)``, ``dim[-1]`` or ``sum(dim[:-1])``)."""
         sheet = self.sheet
         if self.readout_levels == "top_level":
             return sheet.level(state, sheet.n_levels - 1)
+        if self.readout_levels == "below_top":
+            return torch.cat([sheet.level(state, lv) for lv in range(sheet.n_levels - 1)], dim=-1)
         if sheet.ragged:
             return torch.cat([sheet.level(state, lv) for lv in range(sheet.n_levels)], dim=-1)
         return state.flatten(2)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from analyses.baselines import (
+    FF_KINDS,
     MODEL_KINDS,
     BaselineConfig,
     ColumnClassifier,
@@ -16,6 +17,7 @@ from analyses.baselines import (
     count_parameters,
     image_logits,
     make_loss_fn,
+    objective_for,
     retina_inputs,
     train_and_evaluate,
 )
@@ -116,7 +118,8 @@ def test_tied_columns_reproduce_the_shared_model(retina, data):
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_each_kind_learns_a_tiny_batch(kind, retina, data):
-    """Loss on a fixed batch of 16 images falls over 30 steps (training works for every kind)."""
+    """Loss on a fixed batch of 16 images falls over 30 steps (training works for every kind;
+    the FF kinds' FF term)."""
     train = data[0].subset(np.arange(16))
     model = build_model(kind, retina, CFG, seed=1)
     loss_fn = make_loss_fn(kind, CFG)
@@ -128,9 +131,9 @@ def test_each_kind_learns_a_tiny_batch(kind, retina, data):
         opt.zero_grad()
         terms["loss"].backward()
         opt.step()
-        losses.append(float(terms["label"][0]))
+        losses.append(float(terms["ff" if kind in FF_KINDS else "label"][0]))
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
-    if kind in ("codistill", "lc-backprop+codistill"):
+    if kind in ("codistill", "lc-backprop+codistill", "ff+codistill"):
         assert {"consensus", "neighbour", "codistillation_weight"} <= set(terms)
         assert float(terms["codistillation_weight"][0]) == 1.0  # past warm-up and ramp
     else:
@@ -208,22 +211,27 @@ def test_columns_belong_to_the_retina_not_to_the_seed():
 
 
 def test_readout_of_levels_with_their_own_sizes(retina, data):
-    """A sheet with dim = [4, 6]: the readout reads 4 + 6 features (no padding), or the top 6."""
+    """A sheet with dim = [4, 6]: the readout reads 4 + 6 features (no padding), the top 6, or
+    the 4 below the top."""
     from neurosim.model import Model
 
     mcfg = CFG.model_config(shared=False, seed=0).updated({"dim": [4, 6]})
     sheet = Model.from_retina(retina, mcfg)
     x = data[0].responses[:8]
     state = sheet.settle(x).state
-    for levels, r in (("all_levels", 10), ("top_level", 6)):
+    for levels, r in (("all_levels", 10), ("top_level", 6), ("below_top", 4)):
         clf = ColumnClassifier(sheet, readout_levels=levels, generator=torch.Generator())
         assert clf.readout.weight.shape == (CFG.n_columns, r, 10)
         feats = clf.features(state)
         assert feats.shape == (8, CFG.n_columns, r)
-        torch.testing.assert_close(feats[..., -6:], state[:, :, 1, :6])
-        if levels == "all_levels":
+        if levels != "below_top":
+            torch.testing.assert_close(feats[..., -6:], state[:, :, 1, :6])
+        if levels != "top_level":
             torch.testing.assert_close(feats[..., :4], state[:, :, 0, :4])
         assert_unshared(clf)
+    one_level = Model.from_retina(retina, mcfg.updated({"n_levels": 1, "dim": 4}))
+    with pytest.raises(ValueError, match="below_top.*n_levels >= 2"):
+        ColumnClassifier(one_level, readout_levels="below_top")
 
 
 def test_every_kind_takes_one_size_per_level(retina, data):
@@ -240,10 +248,43 @@ def test_every_kind_takes_one_size_per_level(retina, data):
             assert model.levels[1][0].in_channels == 6
             assert model.readout.in_channels == 16
             logits = model(x.images[:4])
-        else:
-            assert model.sheet.level_dims == (6, 10)
+        else:  # the FF kinds have a label level of 10 on top, which the readout skips
+            want = (6, 10, 10) if kind in FF_KINDS else (6, 10)
+            assert model.sheet.level_dims == want
             assert model.readout.weight.shape[1] == 16
             logits, _ = model.column_logits(x.responses[:4])
         assert logits.shape[0] == 4 and logits.shape[-1] == 10
     with pytest.raises(ValueError, match="list of n_levels=2"):
         CFG.updated({"model": {"dim": [6, 10, 4]}})
+
+
+def test_ff_kinds_differ_by_exactly_the_codistillation_terms(retina, data):
+    """ff and ff+codistill: the same sheet (the configured levels plus a label level of 10,
+    input normalisation), the same FF rule; their companions differ only in w_consensus and
+    w_neighbour, and both lack the label term FF replaces."""
+    import dataclasses
+
+    from neurosim.forward_forward import ForwardForward
+
+    ff, ffc = (objective_for(k, CFG.objective) for k in FF_KINDS)
+    differ = [
+        f.name
+        for f in dataclasses.fields(ObjectiveConfig)
+        if getattr(ff, f.name) != getattr(ffc, f.name)
+    ]
+    assert differ == ["w_consensus", "w_neighbour"]
+    assert ff.label == ffc.label == "none" and ff.locality == "local"
+    assert ffc.w_consensus == CFG.objective.w_consensus > 0
+    a, b = (build_model(k, retina, CFG, seed=2) for k in FF_KINDS)
+    assert a.sheet.config == b.sheet.config
+    assert a.sheet.config.normalize == "input" and a.sheet.level_dims[-1] == 10
+    assert a.readout_levels == "below_top"
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    fa, fb = (make_loss_fn(k, CFG) for k in FF_KINDS)
+    assert isinstance(fa, ForwardForward) and fa.companion is None
+    assert set(fb.companion.config.active_terms) == {"consensus", "neighbour"}
+    cfg = CFG.updated({"forward_forward": {"positive_goodness": "low", "shortlist": 3}})
+    assert BaselineConfig.from_toml(cfg.to_toml()) == cfg
+    with pytest.raises(ValueError, match="forward_forward.shortlist"):
+        CFG.updated({"forward_forward": {"shortlist": -1}})

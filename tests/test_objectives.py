@@ -255,3 +255,19 @@ def test_confidence_readout_weighs_columns_by_their_confidence(retina, data):
     one_hot = torch.full((1, 2, 10), -1e4)
     one_hot[0, 0, 3] = 1e4
     torch.testing.assert_close(confidence_weights(one_hot), torch.tensor([[1.0, 0.0]]))
+
+
+def test_settle_holds_clamped_levels(retina, data):
+    """``Objective.settle(clamp=)`` reaches the sheet: the clamped level is the given code in
+    the final state, and the rest of the settling changes with it."""
+    model = _classifier(retina)
+    objective = Objective(ObjectiveConfig(label="image"), total_steps=1)
+    batch = _batch(model, data)
+    top = model.sheet.n_levels - 1
+    code = torch.zeros(6, model.sheet.n_columns, model.sheet.level_dims[top])
+    code[..., 0] = 5.0
+    free = objective.settle(model, batch)
+    held = objective.settle(model, batch, clamp={top: code})
+    torch.testing.assert_close(model.sheet.level(held.state, top), code)
+    assert not torch.allclose(model.sheet.level(free.state, top), code)
+    assert not torch.allclose(model.sheet.level(free.state, 0), model.sheet.level(held.state, 0))

@@ -281,3 +281,33 @@ def test_mapping_data_and_unlabelled_of_another_shape_beside_it():
     assert all(b["labels"].shape == (13,) and bool((b["labels"][8:] == -1).all()) for b in seen)
     with pytest.raises(ValueError, match="keys of data"):
         Trainer(model, loss_fn, data, cfg, unlabelled={"labels": torch.zeros(4)})
+
+
+@pytest.mark.parametrize("replicas", [False, True])
+def test_stream_batches_keep_each_example_with_its_label(replicas):
+    """In a stream (steps > 0) every tensor of a batch is indexed by the same draw: inputs,
+    labels (and unlabelled inputs) stay paired, and with N a multiple of the batch size the
+    stream draws the epoch way's batches."""
+    x = torch.arange(24.0)[:, None]
+    y = torch.arange(24)
+    seen = []
+
+    def loss_fn(model, batch, step):
+        seen.append(tuple(t.clone() for t in batch))
+        return {"loss": model.weight.sum() * 0.0}
+
+    data = [(x, y), (x, y)] if replicas else (x, y)
+    unl = [(x + 100, y + 100)] * 2 if replicas else (x + 100, y + 100)
+    cfg = TrainConfig(steps=6, batch_size=4, unlabelled_batch_size=2, seed=3)
+    seeds = [3, 4] if replicas else None
+    Trainer(
+        torch.nn.Linear(1, 1), loss_fn, data, cfg, quiet=True, unlabelled=unl, seeds=seeds
+    ).fit()
+    for bx, by in seen:
+        assert torch.equal(bx[..., 0].long(), by)
+    first = [b[1] for b in seen]
+    seen.clear()
+    epochs = TrainConfig(epochs=1, batch_size=4, seed=3)
+    Trainer(torch.nn.Linear(1, 1), loss_fn, (x, y), epochs, quiet=True).fit()
+    if not replicas:  # replica 0 (seed 3) and the plain stream draw the epoch way's batches
+        assert all(torch.equal(a[:4], b[1]) for a, b in zip(first, seen, strict=True))

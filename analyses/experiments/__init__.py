@@ -60,6 +60,7 @@ EXPERIMENTS: dict[str, str] = {
     "islands": "islands",
     "column-similarity": "column_similarity",
     "brian-parity": "brian_parity",
+    "ff-digits": "ff_digits",
 }
 
 DEFAULT_EXPERIMENT = "transfer"
