@@ -312,7 +312,7 @@ def objective_for(kind: str, objective: ObjectiveConfig) -> ObjectiveConfig:
     _check_kind(kind)
     if kind in FF_KINDS:
         return _ff_companion(kind, objective)
-    off = dict(w_consensus=0.0, w_neighbour=0.0)
+    off = dict(w_consensus=0.0, w_neighbour=0.0, w_temporal=0.0)
     if kind == "codistill":
         return dataclasses.replace(objective, locality="local")
     if kind == "local":

@@ -162,6 +162,11 @@ def test_codistill_and_its_control_differ_by_exactly_the_codistillation_terms():
     ]
     assert differ == ["w_consensus", "w_neighbour"]
     assert dataclasses.replace(codistill, w_consensus=0.0, w_neighbour=0.0) == local
+    # with the temporal term on, it is a co-distillation term too: local has it off
+    video = dataclasses.replace(cfg.objective, w_temporal=1.0)
+    local_v, codistill_v = objective_for("local", video), objective_for("codistill", video)
+    assert local_v.w_temporal == 0.0 and codistill_v.w_temporal == 1.0
+    assert not local_v.learns_from_video and codistill_v.learns_from_video
     lc = objective_for("lc-backprop", cfg.objective)
     differ = [
         f.name

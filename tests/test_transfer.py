@@ -194,3 +194,44 @@ def test_video_protocol_runs_and_only_codistill_learns_from_videos(tmp_path):
     )
     with pytest.raises(ValueError, match="unlabelled_batch_size >= 1"):
         cfg.updated({"baseline": {"unlabelled_batch_size": 0}})
+
+
+def test_an_interrupted_transfer_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """Every unit (kind x retina) is kept as it finishes; Ctrl-C after two units, then the same
+    command trains only the rest and writes the uninterrupted run's results (timings aside)."""
+    from analyses.cli import main as cli_main
+    from analyses.subruns import SubrunStore
+
+    cfg = tmp_path / "small.toml"
+    cfg.write_text('models = ["cnn", "local", "codistill"]\nretinas = ["uniform"]\n')
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    args = ["run", "transfer", "--quick", "--quiet", "--no-figures", "--config", str(cfg), "--out"]
+    assert cli_main([*args, str(whole)]) == 0
+    put, calls = SubrunStore.put, []
+
+    def put_then_interrupt(self, results):
+        calls.append(list(results))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return put(self, results)
+
+    monkeypatch.setattr(SubrunStore, "put", put_then_interrupt)
+    assert cli_main([*args, str(cut)]) == 130
+    monkeypatch.setattr(SubrunStore, "put", put)
+    assert len(list((cut / "subruns").glob("*.npz"))) == 2
+    import analyses.runner as runner
+
+    trained, real = [], runner.run_units
+
+    def counting(units, *a, **k):
+        trained.extend(u.key for u in units)
+        return real(units, *a, **k)
+
+    monkeypatch.setattr(runner, "run_units", counting)
+    assert cli_main([*args, str(cut)]) == 0
+    assert len(trained) == 1  # two of the three units were kept
+    a, b = xr.load_dataset(whole / "results.nc"), xr.load_dataset(cut / "results.nc")
+    for ds in (a, b):
+        for key in ("wall_time_s", "train_wall_time_s", "created_utc", "git_commit"):
+            ds.attrs.pop(key, None)
+    xr.testing.assert_identical(a.drop_vars("train_seconds"), b.drop_vars("train_seconds"))

@@ -391,20 +391,29 @@ def _video_inputs(config: Config, retina, videos, scale: float):
     )
 
 
-def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
-    """Train and score every model x retina x training-set size x seed; see the module doc."""
-    import time
+def check(config: Config) -> None:
+    """The checks that need the data (before any work): every training-set size fits the
+    training canvases of the split."""
+    from analyses.tasks import digits_split
 
-    from analyses.experiments.transfer_results import results_dataset
-    from analyses.runner import Unit, default_workers, run_units
+    n_pool = len(digits_split(test_fraction=config.test_fraction, seed=config.split_seed).y_train)
+    for i, n in enumerate(config.n_train):
+        check_int(f"n_train[{i}]", n, 0, n_pool)
+    check_int("heldout_n_train", config.heldout_n_train, 0, n_pool)
 
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be a transfer Config; got {type(config).__name__}")
-    cv = _canvases(config)
-    n_pool = len(cv.train)
-    n_sizes = sorted({n_pool if n == 0 else n for n in config.n_train})
-    if max(n_sizes) > n_pool:
-        raise ValueError(f"n_train must be at most {n_pool} (the training canvases)")
+
+def _subrun_key(key) -> str:
+    """A job key ``(kind, ("full", retina, n, seed) | ("held", retina, seed))`` as text."""
+    kind, (group, rk, *rest) = key
+    if group == "full":
+        return f"{kind}/{rk}/n={rest[0]}/seed={rest[1]}"
+    return f"{kind}/{rk}/location/seed={rest[0]}"
+
+
+def _units(config: Config, cv: _Canvases, n_sizes: list[int]) -> list:
+    """One unit per kind x retina (x job group with videos): the models trained together."""
+    from analyses.runner import Unit
+
     units = []
     for rk in config.retinas:
         jobs = _retina_jobs(config, rk, cv, n_sizes)
@@ -421,43 +430,112 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
                 cost = _COST.get(kind, 3.0) * len(members) * (4.0 if group == "held" else 1.0)
                 name = f"{kind}/{rk}" + (f"/{group}" if group else "")
                 units.append(Unit(name, kind, keyed, cost=cost))
-    workers = config.workers or default_workers(len(units))
+    return units
+
+
+def run(config: Config, *, device: str = "cpu", quiet: bool = False, store=None) -> xr.Dataset:
+    """Train and score every model x retina x training-set size x seed; see the module doc.
+
+    ``store`` (:class:`analyses.subruns.SubrunStore`, given by ``neurosim run``): every unit is
+    kept as it finishes, and a unit already kept (an interrupted run) is not trained again; the
+    result is the same as an uninterrupted run's.
+    """
+    import time
+
+    from analyses.experiments.transfer_results import results_dataset
+    from analyses.progress import Progress
+    from analyses.runner import default_workers, run_units
+    from neurosim.config import check_device
+
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a transfer Config; got {type(config).__name__}")
+    device = check_device(device)
+    check(config)
+    cv = _canvases(config)
+    n_pool = len(cv.train)
+    n_sizes = sorted({n_pool if n == 0 else n for n in config.n_train})
+    units = _units(config, cv, n_sizes)
+    results, todo = {}, units
+    if store is not None:
+        store.plan([_subrun_key(key) for unit in units for key, _job in unit.jobs])
+        store.begin()
+        todo = []
+        for unit in units:
+            names = [_subrun_key(key) for key, _job in unit.jobs]
+            if all(name in store for name in names):
+                for (key, _job), name in zip(unit.jobs, names, strict=True):
+                    results[key] = _from_arrays(store.get(name))
+            else:
+                todo.append(unit)
+    n_jobs = sum(len(u.jobs) for u in units)
+    kept = n_jobs - sum(len(u.jobs) for u in todo)
+    workers = config.workers or default_workers(max(1, len(todo)))
     checkpoints = sorted(
         {max(1, round(f * config.baseline.steps)) for f in config.wave_checkpoints}
     )
-    progress = _Progress(len(units), quiet=quiet)
     start = time.perf_counter()
-    results = run_units(
-        units,
-        config.baseline,
-        workers=workers,
-        device=device,
-        checkpoints=checkpoints,
-        threads=config.num_threads,
-        on_done=progress.done,
-    )
-    progress.close()
+    with Progress(n_jobs, desc="transfer", quiet=quiet, initial=kept) as progress:
+
+        def done(unit, res) -> None:
+            if store is not None:
+                store.put({_subrun_key(k): _to_arrays(r) for k, r in res.items()})
+            accs = [r.accuracies.get("test", r.accuracies.get("heldout")) for r in res.values()]
+            progress.update(unit.key, score=f"mean accuracy {np.mean(accs):.3f}", n=len(res))
+
+        results.update(
+            run_units(
+                todo,
+                config.baseline,
+                workers=workers,
+                device=device,
+                checkpoints=checkpoints,
+                threads=config.num_threads,
+                on_done=done,
+            )
+        )
     ds = results_dataset(config, n_sizes, results, checkpoints)
     ds.attrs["workers"] = workers
     ds.attrs["train_wall_time_s"] = round(time.perf_counter() - start, 3)
     return ds
 
 
-class _Progress:
-    """A bar over the units (a TTY), silent when ``quiet``."""
+def _to_arrays(r) -> dict[str, np.ndarray]:
+    """A :class:`analyses.runner.JobResult` as named arrays (for the sub-run store)."""
+    out = {f"acc/{k}": np.float64(v) for k, v in r.accuracies.items()}
+    for step, scores in r.checkpoint_accuracies.items():
+        out.update({f"ckpt/{step}/{k}": np.float64(v) for k, v in scores.items()})
+    out.update(
+        final_loss=np.float64(r.final_loss),
+        final_loss_change=np.float64(r.final_loss_change),
+        loss_curve=np.asarray(r.loss_curve, dtype=np.float64),
+        curve_steps=np.asarray(r.curve_steps, dtype=np.int64),
+        train_seconds=np.float64(r.train_seconds),
+        n_parameters=np.int64(r.n_parameters),
+        n_parameters_per_column=np.float64(r.n_parameters_per_column),
+    )
+    return out
 
-    def __init__(self, total: int, *, quiet: bool) -> None:
-        from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, desc="transfer", unit="unit", disable=quiet or None)
+def _from_arrays(a) -> object:
+    """The inverse of :func:`_to_arrays`."""
+    from analyses.runner import JobResult
 
-    def done(self, unit, results) -> None:
-        acc = [r.accuracies.get("test", r.accuracies.get("heldout")) for r in results.values()]
-        self.bar.set_postfix_str(f"{unit.key}: mean acc {np.mean(acc):.3f}", refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
+    ckpt: dict[int, dict[str, float]] = {}
+    for name, v in a.items():
+        if name.startswith("ckpt/"):
+            _, step, test = name.split("/", 2)
+            ckpt.setdefault(int(step), {})[test] = float(v)
+    return JobResult(
+        accuracies={n[4:]: float(v) for n, v in a.items() if n.startswith("acc/")},
+        checkpoint_accuracies=ckpt,
+        final_loss=float(a["final_loss"]),
+        final_loss_change=float(a["final_loss_change"]),
+        loss_curve=[float(v) for v in a["loss_curve"]],
+        curve_steps=[int(v) for v in a["curve_steps"]],
+        train_seconds=float(a["train_seconds"]),
+        n_parameters=int(a["n_parameters"]),
+        n_parameters_per_column=float(a["n_parameters_per_column"]),
+    )
 
 
 # ------------------------------------------------------------------------------------ output
