@@ -44,6 +44,8 @@ __all__ = [
     "mean_ci_text",
     "GapClosed",
     "gap_closed_interval",
+    "PairedDifference",
+    "paired_difference",
 ]
 
 #: the range of an accuracy (or any fraction)
@@ -426,3 +428,47 @@ def _gap_cell(va, vc, vr, level: float, n_resamples: int, seed: int) -> tuple:
     ratio = np.divide(num, den, out=np.full(n_resamples, np.nan), where=den != 0)
     low, high = np.nanpercentile(ratio, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return value, low, high, d_lo, d_hi, n, ""
+
+
+class PairedDifference(NamedTuple):
+    """The mean of ``a - b`` over paired seeds with its Student-t interval.
+
+    Attributes:
+        mean, low, high: the mean difference and its interval (NaN where n < 2).
+        n: the pairs where both are finite.
+        method: how the interval was made.
+    """
+
+    mean: Any
+    low: Any
+    high: Any
+    n: Any
+    method: str
+
+
+def paired_difference(
+    a: Any, b: Any, *, axis: int | str = -1, level: float = 0.95
+) -> PairedDifference:
+    """``a - b`` paired along the seed ``axis``: its mean and ``level`` Student-t interval.
+
+    The difference of two accuracies lies in [-1, 1]; the interval is clipped there. Pairing
+    removes what the seeds share (the same data order and test set), so a small difference can
+    be significant when the seeds agree on it.
+
+    Args:
+        a, b: per-seed values paired along ``axis`` (DataArrays with a dim name, or arrays).
+        axis: the seed axis.
+        level: confidence level in (0, 1).
+
+    Returns:
+        :class:`PairedDifference` (floats for 1-d inputs, else arrays / DataArrays).
+    """
+    (x_a, x_b, _), wrap = _seed_last(a, b, 0.0, axis)
+    d = x_a - x_b
+    ci = confidence_interval(d, axis=-1, level=level, bounds=(-1.0, 1.0))
+    fields = [np.asarray(ci.mean), np.asarray(ci.low), np.asarray(ci.high), np.asarray(ci.n)]
+    if wrap is not None:
+        fields = [wrap(f) for f in fields]
+    elif fields[0].ndim == 0:
+        fields = [float(f) for f in fields[:3]] + [int(fields[3])]
+    return PairedDifference(*fields, f"paired {ci.method} of the per-seed differences")

@@ -235,3 +235,26 @@ def test_an_interrupted_transfer_resumes_to_the_uninterrupted_result(tmp_path, m
         for key in ("wall_time_s", "train_wall_time_s", "created_utc", "git_commit"):
             ds.attrs.pop(key, None)
     xr.testing.assert_identical(a.drop_vars("train_seconds"), b.drop_vars("train_seconds"))
+
+
+def test_verdict_is_recomputed_from_the_stored_accuracies(quick_run):
+    """The verdict's differences and intervals follow from the per-seed accuracies in the file,
+    and the summary prints them first."""
+    from analyses.intervals import paired_difference
+
+    _, ds = quick_run
+    full = ds["accuracy"].sel(n_train=ds["n_train"].values.max())
+    d = paired_difference(full.sel(model="codistill"), full.sel(model="local"), axis="seed")
+    got = ds["codistill_minus_local"].isel(split=0)
+    np.testing.assert_allclose(got.values, d.mean.transpose("retina").values)
+    np.testing.assert_allclose(
+        ds["codistill_minus_local_ci_low"].isel(split=0).values, d.low.transpose("retina").values
+    )
+    held = ds["accuracy_heldout_location"].sel(model="codistill")
+    np.testing.assert_allclose(
+        ds["heldout_above_chance"].values, (held.mean("seed") - 0.1).transpose("retina").values
+    )
+    text = transfer.summary(ds)
+    assert text.startswith("Verdict (2 seeds")
+    assert "co-distillation" in text and "held-out location accuracy" in text
+    assert ds.attrs["protocol"] == "static images"

@@ -57,7 +57,9 @@ _COST = {
 
 
 def _flagship_baseline() -> BaselineConfig:
-    return BaselineConfig(steps=1440, batch_size=16, lr=1e-2)
+    """The flagship's budget: 720 Adam steps of 32 images (the cnn reaches 0.90 on the full
+    uniform split there, as at 1440 steps of 16; docs/measurements/convergence)."""
+    return BaselineConfig(steps=720, batch_size=32, lr=1e-2)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -27,7 +27,7 @@ import xarray as xr
 
 from analyses.intervals import ACCURACY_BOUNDS, confidence_interval, gap_closed_interval
 
-__all__ = ["results_dataset", "summary", "GAP_CONTROLS"]
+__all__ = ["results_dataset", "summary", "verdict_lines", "GAP_CONTROLS"]
 
 #: the controls the gap closed is measured against
 GAP_CONTROLS = ("lc-backprop", "local")
@@ -177,6 +177,7 @@ def results_dataset(
     )
     if config.heldout:
         _held(ds, config, results, checkpoints, steps)
+    _verdict(ds, config)
     ds.attrs.update(
         {
             "title": "co-distilled unshared columns vs weight sharing, uniform vs foveated retina",
@@ -243,6 +244,116 @@ def _held(ds: xr.Dataset, config, results: dict, checkpoints: list[int], steps: 
     )
 
 
+# ------------------------------------------------------------------------------------ verdict
+
+
+def _verdict(ds: xr.Dataset, config) -> None:
+    """The verdict's numbers (see :func:`verdict_lines`): ``codistill - local`` per retina on
+    all the training data and on the held-out location, and codistill's held-out accuracy
+    above chance, each with a paired 95 % t-interval over seeds."""
+    from analyses.intervals import paired_difference
+
+    models = list(config.models)
+    if not {"codistill", "local"} <= set(models):
+        return
+    splits, diffs = [], []
+    full = ds["accuracy"].sel(n_train=ds["n_train"].values.max())
+    splits.append(f"all data (n_train={int(ds['n_train'].values.max())})")
+    diffs.append(
+        paired_difference(full.sel(model="codistill"), full.sel(model="local"), axis="seed")
+    )
+    if "accuracy_heldout_location" in ds:
+        held = ds["accuracy_heldout_location"]
+        splits.append("held-out location")
+        diffs.append(
+            paired_difference(held.sel(model="codistill"), held.sel(model="local"), axis="seed")
+        )
+    ds.coords["split"] = ("split", np.array(splits, dtype=object))
+    for name, field in (("", "mean"), ("_ci_low", "low"), ("_ci_high", "high")):
+        ds[f"codistill_minus_local{name}"] = (
+            ("retina", "split"),
+            np.stack([np.asarray(getattr(d, field).transpose("retina").values) for d in diffs], 1),
+            {
+                "units": "1",
+                "long_name": f"codistill - local accuracy, paired over seeds ({field})",
+                "valid_min": -1.0,
+                "valid_max": 1.0,
+            },
+        )
+    if "accuracy_heldout_location" in ds:
+        held = ds["accuracy_heldout_location"].sel(model="codistill")
+        above = paired_difference(
+            held, 0.0 * held + float(ds.attrs.get("chance_accuracy", 0.1)), axis="seed"
+        )
+        for name, field in (("", "mean"), ("_ci_low", "low"), ("_ci_high", "high")):
+            ds[f"heldout_above_chance{name}"] = (
+                ("retina",),
+                np.asarray(getattr(above, field).transpose("retina").values),
+                {"units": "1", "long_name": f"codistill held-out accuracy - chance ({field})"},
+            )
+    ds.attrs["protocol"] = (
+        f"video ({config.video_mode}, {config.video_frames} frames) for the location split"
+        if config.video
+        else "static images"
+    )
+
+
+def _word(lo: float, hi: float) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "cannot be compared with (too few seeds)"
+    if lo > 0:
+        return "beats"
+    if hi < 0:
+        return "is worse than"
+    return "does not differ significantly from"
+
+
+def verdict_lines(ds: xr.Dataset) -> list[str]:
+    """Per retina: does co-distillation beat ``local`` (difference and 95 % interval), how much
+    of the gap to the cnn does it close, and is its held-out accuracy above chance (under which
+    protocol)? Recomputed from the stored per-seed accuracies."""
+    if "codistill_minus_local" not in ds:
+        return ["Verdict: not available (codistill and local must both be run)"]
+    lines = [
+        f"Verdict ({ds.sizes['seed']} seeds, 95 % paired t-intervals; protocol: "
+        f"{ds.attrs.get('protocol', 'static images')})"
+    ]
+    for rk in ds["retina"].values:
+        parts = []
+        for sp in ds["split"].values:
+            sel = dict(retina=rk, split=sp)
+            m = float(ds["codistill_minus_local"].sel(sel))
+            lo = float(ds["codistill_minus_local_ci_low"].sel(sel))
+            hi = float(ds["codistill_minus_local_ci_high"].sel(sel))
+            parts.append(f"{_word(lo, hi)} local on {sp} ({m:+.3f} [{lo:+.3f}, {hi:+.3f}])")
+        lines.append(f"  {rk}: co-distillation " + "; ".join(parts) + ".")
+        if "gap_closed" in ds and "local" in ds["control"].values:
+            n = ds["n_train"].values.max()
+            sel = dict(control="local", retina=rk, n_train=n)
+            g = float(ds["gap_closed"].sel(sel))
+            if np.isfinite(g):
+                lo, hi = (float(ds[f"gap_closed_ci_{e}"].sel(sel)) for e in ("low", "high"))
+                lines.append(
+                    f"    gap to the cnn closed (vs local, n_train={int(n)}): "
+                    f"{g:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                )
+            else:
+                lines.append(
+                    f"    gap closed vs local: n/a ({ds['gap_closed_reason'].sel(sel).item()})"
+                )
+        if "heldout_above_chance" in ds:
+            m = float(ds["heldout_above_chance"].sel(retina=rk))
+            lo = float(ds["heldout_above_chance_ci_low"].sel(retina=rk))
+            hi = float(ds["heldout_above_chance_ci_high"].sel(retina=rk))
+            word = "above chance" if lo > 0 else ("below chance" if hi < 0 else "not above chance")
+            chance = float(ds.attrs.get("chance_accuracy", 0.1))
+            lines.append(
+                f"    held-out location accuracy {chance + m:.3f} [{chance + lo:.3f}, "
+                f"{chance + hi:.3f}]: {word} ({chance:g})"
+            )
+    return lines
+
+
 # ------------------------------------------------------------------------------------ summary
 
 
@@ -276,10 +387,11 @@ def summary(ds: xr.Dataset) -> str:
     the wave; a ``--quick`` run says it is a smoke test."""
     models = [str(m) for m in ds["model"].values]
     n_seeds = ds.sizes["seed"]
-    lines = [
+    lines = [*verdict_lines(ds), ""]
+    lines.append(
         f"Test accuracy, mean [{ds.attrs.get('ci_method', '95% CI')}] over {n_seeds} seed(s); "
         "chance 0.10"
-    ]
+    )
     rows = [
         (f"{rk} n={int(n)}", dict(retina=rk, n_train=n))
         for rk in ds["retina"].values
