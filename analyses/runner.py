@@ -31,12 +31,15 @@ class Unit:
         kind: the model kind (:data:`analyses.baselines.MODEL_KINDS`).
         jobs: ``[(job key, analyses.baselines.Job)]``: one model per job.
         cost: a relative cost estimate, for scheduling (largest first).
+        config: this unit's :class:`analyses.baselines.BaselineConfig` when it differs from the
+            run's (e.g. fewer steps for a small training set); None = the run's.
     """
 
     key: str
     kind: str
     jobs: list[tuple[Any, Any]]
     cost: float = 1.0
+    config: Any = None
 
 
 @dataclasses.dataclass
@@ -63,6 +66,11 @@ class JobResult:
     train_seconds: float
     n_parameters: int
     n_parameters_per_column: float
+
+
+def _within(checkpoints: Sequence[int], config: Any) -> tuple[int, ...]:
+    """The checkpoints a unit of ``config.steps`` steps reaches."""
+    return tuple(c for c in checkpoints if c < config.steps)
 
 
 def default_workers(n_units: int) -> int:
@@ -173,7 +181,12 @@ def run_units(
             finish(
                 unit,
                 train_unit(
-                    unit.kind, jobs, config, device=device, checkpoints=checkpoints, threads=threads
+                    unit.kind,
+                    jobs,
+                    unit.config or config,
+                    device=device,
+                    checkpoints=_within(checkpoints, unit.config or config),
+                    threads=threads,
                 ),
             )
         return results
@@ -183,9 +196,9 @@ def run_units(
             i,
             unit.kind,
             [job for _key, job in unit.jobs],
-            config,
+            unit.config or config,
             device,
-            tuple(checkpoints),
+            _within(checkpoints, unit.config or config),
             threads,
         )
         for i, unit in enumerate(order)

@@ -31,6 +31,7 @@ Results (``results.nc``): see :func:`analyses.experiments.transfer_results.resul
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +105,11 @@ class Config(_ConfigBase):
         video_saccade_px: the possible jumps of a saccade (px).
         video_start_region: where the videos start (a region name; ``heldout_overlap`` applies).
         n_videos: unlabelled videos (0: one per training digit).
-        convergence_tolerance: a model counts as converged when its training loss changed by
-            less than this (nats) over its last 20 % of steps.
+        max_epochs: a training set of ``n`` canvases trains for at most this many passes
+            (``min(baseline.steps, ceil(max_epochs * n / batch_size))`` steps; 0: always
+            ``baseline.steps``): small sets converge long before the full budget.
+        convergence_tolerance: a model counts as converged when its training loss changed over
+            its last 20 % of steps by less than this fraction of its whole decrease.
         workers: processes training at once (0: one per CPU core, at most one per unit).
         num_threads: torch CPU threads per process (0: leave torch's setting).
         baseline: the models' architecture, objective and training budget
@@ -138,6 +142,7 @@ class Config(_ConfigBase):
     video_saccade_px: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0)
     video_start_region: str = "left"
     n_videos: int = 0
+    max_epochs: int = 50
     convergence_tolerance: float = 0.05
     workers: int = 0
     num_threads: int = 1
@@ -188,6 +193,7 @@ class Config(_ConfigBase):
         check_range(
             "convergence_tolerance", self.convergence_tolerance, 0.0, 10.0, lo_inclusive=False
         )
+        check_int("max_epochs", self.max_epochs, 0, 100_000)
         check_int("workers", self.workers, 0, 256)
         check_int("num_threads", self.num_threads, 0, 256)
         if not isinstance(self.baseline, BaselineConfig):
@@ -412,26 +418,34 @@ def _subrun_key(key) -> str:
     return f"{kind}/{rk}/location/seed={rest[0]}"
 
 
+def job_steps(config: Config, n: int) -> int:
+    """Training steps of a model trained on ``n`` canvases: ``baseline.steps``, capped at
+    ``max_epochs`` passes over the data (0: no cap)."""
+    b = config.baseline
+    if not config.max_epochs:
+        return b.steps
+    return max(1, min(b.steps, math.ceil(config.max_epochs * n / b.batch_size)))
+
+
 def _units(config: Config, cv: _Canvases, n_sizes: list[int]) -> list:
-    """One unit per kind x retina (x job group with videos): the models trained together."""
+    """The units: per kind, the models of both retinas with the same number of steps (and, with
+    videos, the location-restricted ones apart) trained together."""
     from analyses.runner import Unit
 
-    units = []
+    groups: dict[tuple, list] = {}
     for rk in config.retinas:
-        jobs = _retina_jobs(config, rk, cv, n_sizes)
-        # with videos the location-restricted jobs (which have them) are units of their own
-        groups = {"": jobs}
-        if config.video:
-            groups = {
-                "full": [(k, j) for k, j in jobs if k[0] == "full"],
-                "held": [(k, j) for k, j in jobs if k[0] == "held"],
-            }
-        for kind in config.models:
-            for group, members in groups.items():
-                keyed = [((kind, key), job) for key, job in members]
-                cost = _COST.get(kind, 3.0) * len(members) * (4.0 if group == "held" else 1.0)
-                name = f"{kind}/{rk}" + (f"/{group}" if group else "")
-                units.append(Unit(name, kind, keyed, cost=cost))
+        for key, job in _retina_jobs(config, rk, cv, n_sizes):
+            n = key[2] if key[0] == "full" else len(job.train)
+            video = config.video and key[0] == "held"
+            groups.setdefault((job_steps(config, n), video), []).append((key, job))
+    units = []
+    for kind in config.models:
+        for (steps, video), members in sorted(groups.items(), key=lambda g: -g[0][0]):
+            keyed = [((kind, key), job) for key, job in members]
+            cost = _COST.get(kind, 3.0) * len(members) * steps * (4.0 if video else 1.0)
+            unit_config = dataclasses.replace(config.baseline, steps=steps)
+            name = f"{kind}/{steps} steps" + ("/videos" if video else "")
+            units.append(Unit(name, kind, keyed, cost=cost, config=unit_config))
     return units
 
 
@@ -472,9 +486,9 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False, store=None)
     n_jobs = sum(len(u.jobs) for u in units)
     kept = n_jobs - sum(len(u.jobs) for u in todo)
     workers = config.workers or default_workers(max(1, len(todo)))
-    checkpoints = sorted(
-        {max(1, round(f * config.baseline.steps)) for f in config.wave_checkpoints}
-    )
+    # the wave's checkpoints: fractions of the location-restricted models' training
+    held_steps = job_steps(config, len(cv.held_train)) if config.heldout else config.baseline.steps
+    checkpoints = sorted({max(1, round(f * held_steps)) for f in config.wave_checkpoints})
     start = time.perf_counter()
     with Progress(n_jobs, desc="transfer", quiet=quiet, initial=kept) as progress:
 
@@ -495,7 +509,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False, store=None)
                 on_done=done,
             )
         )
-    ds = results_dataset(config, n_sizes, results, checkpoints)
+    ds = results_dataset(config, n_sizes, results, checkpoints, held_steps)
     ds.attrs["workers"] = workers
     ds.attrs["train_wall_time_s"] = round(time.perf_counter() - start, 3)
     return ds

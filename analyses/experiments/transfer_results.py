@@ -92,7 +92,7 @@ def _gap(ds: xr.Dataset, models: list[str], var: str, dims: tuple[str, ...]) -> 
 
 
 def results_dataset(
-    config, n_sizes: list[int], results: dict, checkpoints: list[int]
+    config, n_sizes: list[int], results: dict, checkpoints: list[int], held_steps: int
 ) -> xr.Dataset:
     """The Dataset of a run from its ``{job key: JobResult}`` (keys of
     :func:`analyses.experiments.transfer._retina_jobs`, per model kind)."""
@@ -175,8 +175,23 @@ def results_dataset(
         n_col,
         {"units": "1", "long_name": "parameters used by each column / place"},
     )
+    from analyses.experiments.transfer import job_steps
+
+    ds["training_steps"] = (
+        ("n_train",),
+        np.array([job_steps(config, n) for n in n_sizes], dtype=np.int64),
+        {"units": "steps", "long_name": "Adam steps of a model trained on n_train canvases"},
+    )
+    initial = ds["loss_curve"].isel(curve_step=0)
+    decrease = initial - ds["final_train_loss"]
+    ds["convergence_ratio"] = (
+        np.abs(ds["final_loss_change"]) / decrease.where(decrease > 0)
+    ).assign_attrs(
+        units="1",
+        long_name="|change of the loss over the last 20% of steps| / its whole decrease",
+    )
     if config.heldout:
-        _held(ds, config, results, checkpoints, steps)
+        _held(ds, config, results, checkpoints, held_steps)
     _verdict(ds, config)
     ds.attrs.update(
         {
@@ -193,6 +208,7 @@ def results_dataset(
             "canvas_px": config.canvas_px,
             "digit_px": config.digit_px,
             "training_steps": steps,
+            "max_epochs": config.max_epochs,
             "batch_size": config.baseline.batch_size,
         }
     )
@@ -399,17 +415,21 @@ def summary(ds: xr.Dataset) -> str:
     ]
     lines += _table(ds, "accuracy", rows, models)
     tol = float(ds.attrs.get("convergence_tolerance", 0.05))
-    change = np.abs(ds["final_loss_change"]).max(dim=("retina", "n_train", "seed"))
+    ratio = ds["convergence_ratio"].max(dim=("retina", "n_train", "seed"))
+    steps = ", ".join(
+        f"n={int(n)}: {int(s)}"
+        for n, s in zip(ds["n_train"].values, ds["training_steps"].values, strict=True)
+    )
     lines.append("")
     lines.append(
-        f"Convergence: largest |change of the training loss over the last 20% of "
-        f"{ds.attrs.get('training_steps', '?')} steps| per model (converged if < {tol:g} nats)"
+        f"Convergence ({steps} steps): largest |loss change over the last 20% of steps| / its "
+        f"whole decrease, per model (converged if < {tol:g})"
     )
     lines.append(
         "  "
         + ", ".join(
-            f"{m} {float(change.sel(model=m)):.3f}"
-            + ("" if float(change.sel(model=m)) < tol else " NOT CONVERGED")
+            f"{m} {float(ratio.sel(model=m)):.3f}"
+            + ("" if float(ratio.sel(model=m)) < tol else " NOT CONVERGED")
             for m in models
         )
     )
