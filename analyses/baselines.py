@@ -29,7 +29,8 @@ differ by exactly one thing:
 ``lc-backprop+codistill``
     ``lc-backprop`` plus the same co-distillation terms (end to end).
 ``ff``
-    the unshared sheet trained by Forward-Forward (:mod:`neurosim.forward_forward`, seed 002),
+    the unshared sheet trained by Forward-Forward (:mod:`neurosim.forward_forward`; the
+    Forward-Forward talk),
     the second local rule: the same levels plus a label level of ``N_CLASSES`` units on top
     (clamped to the label code), every net's input length-normalised (``normalize="input"``
     in place of the configured normalisation), the readout reading the levels below the label

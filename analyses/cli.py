@@ -99,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(EXPERIMENTS)} (default: {DEFAULT_EXPERIMENT}), or an "
         "importable 'package.module[:object]' following the experiment protocol",
     )
-    run.add_argument("--config", type=Path, help="TOML file overriding any config field")
+    run.add_argument(
+        "--config",
+        type=Path,
+        help="TOML file overriding any config field, or the name of a config shipped in "
+        "analyses/configs (e.g. decisive)",
+    )
     run.add_argument(
         "--out",
         type=Path,
@@ -130,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------ checks (no files)
 
 
+#: the named configs shipped with the package (``--config decisive``)
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def named_config(value: str | Path) -> Path:
+    """``--config``'s file: ``value`` itself, or ``analyses/configs/<value>.toml`` when
+    ``value`` is a bare name (no directory, no suffix) that is not a file here."""
+    path = Path(value)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    named = CONFIGS_DIR / f"{path.name}.toml"
+    return named if named.is_file() else path
+
+
 def load_config(experiment: str, *, quick: bool, config_file: Path | None, seed: int | None):
     """The validated config of ``experiment``; raises ``ValueError`` naming a bad field."""
     from analyses.experiments import check_config, resolve_experiment
@@ -137,7 +156,7 @@ def load_config(experiment: str, *, quick: bool, config_file: Path | None, seed:
     module = resolve_experiment(experiment)
     cfg = module.Config.quick() if quick else module.Config()
     if config_file is not None:
-        path = Path(config_file)
+        path = named_config(config_file)
         if not path.is_file():
             what = (
                 "is a directory"

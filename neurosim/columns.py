@@ -1,8 +1,8 @@
 """Unshared per-column layers: one weight tensor per layer, ``[n_columns, d_in, d_out]``.
 
-Every column of the cortical sheet owns its own networks (seed 001, 00:07:36-00:13:48: the brain
-cannot share weights between locations). Instead of one ``nn.Linear`` per column, a layer keeps all
-columns' weights in a single tensor and applies them with one batched matmul
+Every column of the cortical sheet owns its own networks (the distillation talk, 00:07:36-00:13:48:
+the brain cannot share weights between locations). Instead of one ``nn.Linear`` per column, a layer
+keeps all columns' weights in a single tensor and applies them with one batched matmul
 (``torch.bmm`` over the column dimension), so the cost is that of one big matmul, not of a Python
 loop over columns.
 

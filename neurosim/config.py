@@ -76,8 +76,9 @@ def check_seed(name: str, value: int, hi: int = 2**31 - 1) -> None:
 
     The default bound fits every generator the package feeds (numpy, torch, scikit-learn).
     """
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+    if isinstance(value, bool) or not isinstance(value, int):  # a numpy integer is not a seed
         raise ValueError(f"{name} must be an integer in [0, {hi}]; got {value!r}")
+    check_int(name, value, 0, hi)
 
 
 def check_per_level(name: str, value: int | tuple[int, ...], n_levels: int) -> tuple[int, ...]:

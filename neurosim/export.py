@@ -411,7 +411,7 @@ def settled_dataset(
             )
         first_step = check_int("n_steps", n_steps, 0)
         traj = settled.state[None]
-    return trajectory_dataset(
+    ds = trajectory_dataset(
         traj,
         dt_ms,
         model.positions_deg,
@@ -419,3 +419,11 @@ def settled_dataset(
         name=name,
         first_step=first_step,
     )
+    steps = tuple(getattr(settled, "recorded_steps", ()) or ())
+    if settled.trajectory is not None and len(steps) + 1 == ds.sizes["time"]:
+        # a record spec with every=k keeps the initial state and every k-th step's
+        t = np.array([0, *steps], dtype=ds["time"].dtype)
+        time_attrs, ms_attrs = dict(ds["time"].attrs), dict(ds["time_ms"].attrs)
+        ds = ds.assign_coords(time=t, time_ms=("time", t * float(dt_ms)))
+        ds["time"].attrs, ds["time_ms"].attrs = time_attrs, ms_attrs
+    return ds

@@ -7,13 +7,14 @@ order ``(batch, column, level, dim)``, time first when present.
 Sources
 -------
 * Soft targets at temperature ``T`` and the ``T**2`` gradient scale: Hinton, Vinyals & Dean (2015),
-  "Distilling the knowledge in a neural network", section 2; seed talk 001, 00:19-00:27.
+  "Distilling the knowledge in a neural network", section 2; the distillation talk, 00:19-00:27.
 * Co-distillation ("peer pressure" between nets after a warm-up): Anil et al. (2018), "Large scale
-  distributed neural network training through online distillation"; seed 001, 00:27-00:29.
-* Consensus co-distillation between columns: seed 001, 00:29-00:34 (each column's bottom-up and
-  top-down nets are trained to agree with the consensus of their level, which already holds the
-  neighbours' opinions); Hinton (2021), "How to represent part-whole hierarchies in a neural
-  network" (GLOM), sections 3 and 9.
+  distributed neural network training through online distillation"; the distillation talk,
+  00:27-00:29.
+* Consensus co-distillation between columns: the distillation talk, 00:29-00:34 (each column's
+  bottom-up and top-down nets are trained to agree with the consensus of their level, which already
+  holds the neighbours' opinions); Hinton (2021), "How to represent part-whole hierarchies in a
+  neural network" (GLOM), sections 3 and 9.
 * Fill-in (denoising) training and contrastive anti-collapse: GLOM (2021) sections 3.3 and 9.3;
   InfoNCE: van den Oord, Li & Vinyals (2018); Chen et al. (2020, SimCLR) eq. 1.
 
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from neurosim.config import check_choice
+from neurosim.config import check_choice, check_int
 
 __all__ = [
     "LOCALITIES",
@@ -190,9 +191,9 @@ def consensus_codistillation_loss(
 
     The consensus of level ``l`` in column ``c`` (the mix of the column's bottom-up and top-down
     predictions, the attention-weighted same-level embeddings of its neighbours, and its previous
-    state) is the *detached* target of both nets that predict level ``l`` in column ``c``
-    (seed 001, 00:31-00:33; GLOM section 3). Because the target holds the neighbours' opinions,
-    minimising this transfers knowledge between columns without sharing weights: local
+    state) is the *detached* target of both nets that predict level ``l`` in column ``c`` (the
+    distillation talk, 00:31-00:33; GLOM section 3). Because the target holds the neighbours'
+    opinions, minimising this transfers knowledge between columns without sharing weights: local
     co-distillation.
 
     Args:
@@ -343,10 +344,8 @@ def draw_fill_in_mask(
     Returns:
         ``[batch, n_columns]`` bool, ``True`` = hidden.
     """
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1; got {batch!r}")
-    if isinstance(n_columns, bool) or not isinstance(n_columns, int) or n_columns < 2:
-        raise ValueError(f"n_columns must be an integer >= 2; got {n_columns!r}")
+    check_int("batch", batch, 1)
+    check_int("n_columns", n_columns, 2)
     if not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) < 1.0:
         raise ValueError(f"fraction must be in (0, 1); got {fraction!r}")
     n_hidden = min(max(int(round(fraction * n_columns)), 1), n_columns - 1)
@@ -701,12 +700,11 @@ def codistillation_weight(step: int, warmup_steps: int, ramp_steps: int = 0) -> 
     """Weight of the peer-agreement term: 0 during warm-up, then a linear ramp to 1.
 
     "You have to start off by letting them learn a bit separately, so they don't become too
-    similar immediately" (seed 001, 00:28). ``step < warmup_steps`` -> 0; then rises linearly
-    over ``ramp_steps`` steps (a step to 1 if ``ramp_steps == 0``) and stays at 1.
+    similar immediately" (the distillation talk, 00:28). ``step < warmup_steps`` -> 0; then rises
+    linearly over ``ramp_steps`` steps (a step to 1 if ``ramp_steps == 0``) and stays at 1.
     """
     for name, value in (("step", step), ("warmup_steps", warmup_steps), ("ramp_steps", ramp_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+        check_int(name, value, 0)
     if step < warmup_steps:
         return 0.0
     if ramp_steps == 0:

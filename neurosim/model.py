@@ -532,15 +532,20 @@ class Model(nn.Module):
         input_mask: torch.Tensor | None,
         weights: list[list[float | torch.Tensor]],
         encoded: torch.Tensor | None,
+        bottom_up: list[torch.Tensor] | None = None,
     ) -> tuple[list[torch.Tensor], StepTerms]:
         """:meth:`step` on the state as a list of levels ``[B, C, dim[l]]`` (what :meth:`settle`
         carries from step to step, so that the state is stacked into one tensor only when it is
-        recorded)."""
+        recorded). ``bottom_up``: this step's bottom-up terms when already computed (the first
+        step from a bottom-up initial state: they are that state's levels)."""
         dyn = self.config.dynamics
         xs = [x.detach() for x in levels] if detach_inputs else levels
         beta = dyn.beta_at(t, n_steps)
-        bu = [self.encode(responses, input_mask) if encoded is None else encoded]
-        bu += [self._out(net(self._in(xs[lv]))) for lv, net in enumerate(self.bottom_up)]
+        if bottom_up is not None:
+            bu = list(bottom_up)
+        else:
+            bu = [self.encode(responses, input_mask) if encoded is None else encoded]
+            bu += [self._out(net(self._in(xs[lv]))) for lv, net in enumerate(self.bottom_up)]
         # The position enters the top-down nets as if concatenated to their input (neural field).
         td: list[torch.Tensor | None] = [
             self._out(net(self._in(xs[lv + 1]), self.position_features))
@@ -617,8 +622,19 @@ class Model(nn.Module):
             )
         # a static image is read once: every step's bottom-up term at level 0 is this tensor
         encoded = self.encode(frames[0], input_mask) if frames.shape[0] == 1 else None
+        clamp = self._clamps(clamp, frames.shape[1])
+        first_bu = None  # the first step's bottom-up terms, when the initial state holds them
         if initial_state is not None:
             state = initial_state
+        elif encoded is not None and self.config.init == "bottom_up" and not clamp:
+            # the bottom-up start is the first step's bottom-up terms: computed once, with the
+            # gradient the step needs (in local mode each level from the detached one below)
+            first_bu = [encoded]
+            for net in self.bottom_up:
+                below = first_bu[-1].detach() if detach_inputs else first_bu[-1]
+                first_bu.append(self._out(net(self._in(below))))
+            start = [x.detach() for x in first_bu] if detach_inputs else first_bu
+            state = self.stack_levels(start)
         elif detach_inputs:
             with torch.no_grad():
                 start = None if encoded is None else encoded.detach()
@@ -626,7 +642,6 @@ class Model(nn.Module):
         else:
             state = self.initial_state(frames[0], input_mask, encoded=encoded)
         weights = consensus_weights(self.term_weights, input_mask)
-        clamp = self._clamps(clamp, frames.shape[1])
         if self.ragged:  # padding is zero by construction; a caller's state may not be
             state = state * self.level_mask
         levels = self._clamped(self._levels(state), clamp)
@@ -636,7 +651,15 @@ class Model(nn.Module):
         for t in range(n):
             frame = frames[min(t, frames.shape[0] - 1)]
             levels, terms = self._step_levels(
-                levels, frame, t, n, detach_inputs, input_mask, weights, encoded
+                levels,
+                frame,
+                t,
+                n,
+                detach_inputs,
+                input_mask,
+                weights,
+                encoded,
+                bottom_up=first_bu if t == 0 else None,
             )
             levels = self._clamped(levels, clamp)
             betas.append(terms.beta)

@@ -2,9 +2,9 @@
 
 Lateral attention (GLOM, Hinton 2021, arXiv:2102.12627, sec. 2 and 5) lets each column average
 the same level of nearby columns. Neighbourhoods widen with level (higher levels represent larger
-wholes), and high levels may add a few sparse long-range neighbours (seed 003). Neighbour sets are
-built once, on the CPU, with :class:`scipy.spatial.cKDTree`, and returned as fixed index tensors,
-so the attention costs O(n_columns * k) and never O(n_columns^2).
+wholes), and high levels may add a few sparse long-range neighbours (the GLOM talk). Neighbour sets
+are built once, on the CPU, with :class:`scipy.spatial.cKDTree`, and returned as fixed index
+tensors, so the attention costs O(n_columns * k) and never O(n_columns^2).
 
 A column is never its own neighbour: its own opinion enters the consensus through the
 "previous state" term of the dynamics, and including it here would count it twice (and, for large
@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+
+from neurosim.config import check_int
 
 __all__ = ["Neighbours", "neighbour_index", "level_neighbours", "widened_k"]
 
@@ -111,8 +113,7 @@ def neighbour_index(
         raise ValueError(f"n_long_range must be in [0, n_columns - 1 - k]; got {n_long_range}")
     mask = None
     if k is not None:
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 1:
-            raise ValueError(f"k must be an integer in [1, {n - 1}] (n_columns - 1); got {k!r}")
+        check_int("k", k, 1, n - 1)
         idx = _knn(pos, k)
     else:
         if not radius_deg > 0 or math.isinf(radius_deg):

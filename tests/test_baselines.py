@@ -288,3 +288,27 @@ def test_ff_kinds_differ_by_exactly_the_codistillation_terms(retina, data):
     assert BaselineConfig.from_toml(cfg.to_toml()) == cfg
     with pytest.raises(ValueError, match="forward_forward.shortlist"):
         CFG.updated({"forward_forward": {"shortlist": -1}})
+
+
+def test_lazy_render_gives_the_render_only_when_read(retina, data):
+    """render="lazy": nothing is rendered until the cnn reads the images; a subset renders its
+    whole pool once; the images equal an eager render up to float rounding."""
+    from analyses.tasks import canvas_split, digits_split
+
+    canv = canvas_split(digits_split(seed=0), canvas_px=16, digit_px=8, n_train=40, seed=0)
+    now = retina_inputs(retina, canv.train.images, canv.train.labels)
+    lazy = retina_inputs(
+        retina,
+        canv.train.images,
+        canv.train.labels,
+        render="lazy",
+        scale=(now.scale, now.image_scale),
+    )
+    part = lazy.subset(np.arange(5, 15))
+    assert lazy.images is None and part.images is None
+    torch.testing.assert_close(part.for_model("cnn"), now.images[5:15], rtol=1e-4, atol=1e-5)
+    assert lazy.images is not None  # the pool was rendered once, for its subsets too
+    torch.testing.assert_close(part.for_model("local"), now.responses[5:15])
+    never = retina_inputs(retina, canv.train.images, canv.train.labels, render=False)
+    with pytest.raises(ValueError, match="render=True"):
+        never.for_model("cnn")

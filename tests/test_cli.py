@@ -474,3 +474,18 @@ def test_the_startup_benchmark_writes_a_row_per_command(tmp_path, capsys):
     assert all(0 < r["min_s"] <= r["median_s"] <= r["max_s"] for r in rows)
     assert all(r["exit_status"] == 0 for r in rows)
     assert "median s" in capsys.readouterr().out
+
+
+def test_a_named_config_is_found_in_the_package(tmp_path):
+    """``--config decisive`` is analyses/configs/decisive.toml; a path still wins."""
+    from analyses.cli import CONFIGS_DIR, load_config, named_config
+
+    assert named_config("decisive") == CONFIGS_DIR / "decisive.toml"
+    assert named_config("decisive").is_file()
+    cfg = load_config("transfer", quick=False, config_file=Path("decisive"), seed=None)
+    assert cfg.video and cfg.n_seeds >= 5
+    local = tmp_path / "decisive"
+    local.write_text("n_seeds = 2\n")
+    assert named_config(local) == local
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config("transfer", quick=False, config_file=Path("no-such-config"), seed=None)

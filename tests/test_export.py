@@ -193,3 +193,23 @@ def test_torch_and_brian2_give_the_same_layout():
     assert check_variable_attrs(brian_ds) == check_variable_attrs(torch_ds) == []
     err = relative_error(brian_ds["rate"].values, torch_ds["rate"].values)
     assert np.all(err < 1e-4), err
+
+
+def test_settled_dataset_of_a_sparse_record_has_the_recorded_times():
+    import torch
+
+    from neurosim.export import settled_dataset
+    from neurosim.model import Model, ModelConfig
+
+    rng = np.random.default_rng(0)
+    model = Model(
+        ModelConfig(n_columns=6, n_levels=2, dim=(3, 4), hidden=(4,), k_cells=3, neighbour_k=2),
+        rng.uniform(-1, 1, (20, 2)),
+        column_positions_deg=rng.uniform(-1, 1, (6, 2)),
+    )
+    out = model.settle(torch.randn(2, 20), n_steps=6, record=("state",), every=3)
+    ds = settled_dataset(out, model)
+    assert ds["time"].values.tolist() == [0, 3, 6]
+    np.testing.assert_allclose(ds["time_ms"].values, [0.0, 15.0, 30.0])
+    np.testing.assert_allclose(ds["rate"].isel(time=-1).values, out.state.detach().numpy())
+    assert ds["x_deg"].shape == (6,)

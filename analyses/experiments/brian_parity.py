@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 
 from neurosim.config import Config as _BaseConfig
-from neurosim.config import check_choice, check_positive_int, check_range, check_seed
+from neurosim.config import check_choice, check_int, check_positive_int, check_range, check_seed
 
 __all__ = ["Config", "run", "figures", "summary", "RESULT_FILE"]
 
@@ -108,9 +108,7 @@ class Config(_BaseConfig):
         check_positive_int("n_steps", self.n_steps)
         check_range("beta", self.beta, 0, 1e6)
         check_range("beta_end", self.beta_end, 0, 1e6)
-        if isinstance(self.train_steps, bool) or not isinstance(self.train_steps, int):
-            raise ValueError(f"train_steps must be an integer >= 0; got {self.train_steps!r}")
-        check_range("train_steps", self.train_steps, 0, None)
+        check_int("train_steps", self.train_steps, 0, 10**6)
         check_positive_int("train_batch", self.train_batch)
         check_positive_int("train_settle_steps", self.train_settle_steps)
         check_range("lr", self.lr, 0, 1, lo_inclusive=False)

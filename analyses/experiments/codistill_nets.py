@@ -1,4 +1,4 @@
-"""Co-distillation of ten small nets on handwritten digits (seed 001, 00:27-00:29).
+"""Co-distillation of ten small nets on handwritten digits (the distillation talk, 00:27-00:29).
 
 Ten small MLPs are trained on the sklearn digits (8x8, offline) four ways:
 
@@ -52,7 +52,7 @@ RESULT_FILE = "results.nc"
 #: the labels of the ``condition`` dimension, in this order
 CONDITIONS = ("independent", "ensemble", "codistilled", "codistilled-subsets")
 
-#: the seed talk's MNIST numbers (10,000 test images), for the summary
+#: the distillation talk's MNIST numbers (10,000 test images), for the summary
 SEED_MNIST_ERRORS = {"independent": 158, "ensemble": 143}
 
 #: images per class of the sklearn digits (1797 in all), which these experiments train on

@@ -1,4 +1,4 @@
-"""Distillation into a small net, and the mythical 3 (seed 001, 00:19-00:27).
+"""Distillation into a small net, and the mythical 3 (the distillation talk, 00:19-00:27).
 
 On the sklearn digits (8x8, offline), per seed:
 
@@ -24,8 +24,9 @@ Rule for the bias raise (documented, uses no test data and no image of a 3): the
 learned a prior for each class, estimated as its mean predicted probability ``pbar_k`` over the
 transfer set. A change of class priors multiplies the posteriors by the ratio of new to old
 priors (Saerens, Latinne & Decaestecker 2002), i.e. adds ``log(pi_new / pi_old)`` to the
-logits. Wanting 3s to be "about as common as other things" (seed 001, 00:26), the new prior of 3
-is the mean learned prior of the other classes, so ``delta = log(mean_{k != 3} pbar_k / pbar_3)``.
+logits. Wanting 3s to be "about as common as other things" (the distillation talk, 00:26), the new
+prior of 3 is the mean learned prior of the other classes, so ``delta = log(mean_{k != 3} pbar_k /
+pbar_3)``.
 The dataset also holds a sweep of ``delta`` (test errors and class-3 accuracy for every shift),
 drawn in the figure, to show where the rule lands.
 
@@ -58,7 +59,7 @@ RESULT_FILE = "results.nc"
 #: labels of the ``model`` dimension
 MODELS = ("small-hard", "big-regularised", "small-soft", "small-soft-no3", "small-soft-no3-bias")
 
-#: the seed talk's MNIST test errors (10,000 test images)
+#: the distillation talk's MNIST test errors (10,000 test images)
 SEED_MNIST_ERRORS = {"small-hard": 146, "big-regularised": 67, "small-soft": 74}
 
 

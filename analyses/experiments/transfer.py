@@ -91,6 +91,7 @@ class Config(_ConfigBase):
         heldout_n_train: training canvases of the location-restricted split (0: all).
         wave_offsets_px: horizontal offsets (left edge of the digit, px) of the wave test sets
             of the location-restricted split, each in ``[0, canvas_px - digit_px]``.
+        wave_n_test: test canvases per offset (0: one per test digit).
         wave_checkpoints: fractions of training, in (0, 1), after which the location-restricted
             models are also scored (the wave over training); the end is always scored.
         video: the video protocol: the location-restricted models also see unlabelled videos of
@@ -133,8 +134,9 @@ class Config(_ConfigBase):
     heldout_test_region: str = "right"
     heldout_overlap: float = 0.25
     heldout_n_train: int = 0
-    wave_offsets_px: tuple[int, ...] = (0, 2, 4, 6, 8, 10, 12)
-    wave_checkpoints: tuple[float, ...] = (0.25, 0.5)
+    wave_offsets_px: tuple[int, ...] = (0, 3, 6, 9, 12)
+    wave_n_test: int = 270
+    wave_checkpoints: tuple[float, ...] = (0.5,)
     video: bool = False
     video_mode: str = "drift"
     video_frames: int = 8
@@ -161,6 +163,7 @@ class Config(_ConfigBase):
         if len(set(self.n_train)) != len(self.n_train):
             raise ValueError(f"n_train must not repeat a size; got {list(self.n_train)}")
         check_int("n_test", self.n_test, 0, 100_000)
+        check_int("wave_n_test", self.wave_n_test, 0, 100_000)
         check_int("heldout_n_train", self.heldout_n_train, 0, 100_000)
         check_int("canvas_px", self.canvas_px, 1, 512)
         check_int("digit_px", self.digit_px, 1, self.canvas_px)
@@ -228,6 +231,7 @@ class Config(_ConfigBase):
             n_cells=128,
             heldout_n_train=48,
             wave_offsets_px=(0, 4, 8),
+            wave_n_test=24,
             wave_checkpoints=(0.5,),
             workers=1,
             baseline=BaselineConfig.quick(steps=4, batch_size=16),
@@ -317,7 +321,7 @@ def _canvases(config: Config) -> _Canvases:
         split.x_test,
         split.y_test,
         col_offsets_px=config.wave_offsets_px,
-        n_images=n_test,
+        n_images=config.wave_n_test or None,
         seed=config.split_seed + 3,
         **common,
     )
@@ -353,7 +357,7 @@ def _retina_jobs(config: Config, rk: str, cv: _Canvases, n_sizes: list[int]):
         pixels_per_deg=config.pixels_per_deg,
         seed=config.split_seed,
     )
-    render = "cnn" in config.models
+    render = "lazy" if "cnn" in config.models else False  # rendered by the cnn's worker
     train = retina_inputs(retina, cv.train.images, cv.train.labels, render=render)
     scale = (train.scale, train.image_scale)
 
