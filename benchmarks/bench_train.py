@@ -218,12 +218,12 @@ def flops_per_step(kind: str, n_columns: int, replicas: int) -> tuple[float, obj
     return float(counter.get_total_flops()), step
 
 
-def throughput(kinds, replicas: int, reps: int = 10) -> list[dict]:
+def throughput(kinds, replicas: int, reps: int = 10, columns=(36, 144)) -> list[dict]:
     import torch
 
     torch.set_num_threads(1)
     rows = []
-    for n_columns in (36, 144):
+    for n_columns in columns:
         for kind in kinds:
             flops, step = flops_per_step(kind, n_columns, replicas)
             for _ in range(2):
@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=72, help="a multiple of 6 and 18")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--replicas", type=int, default=24)
+    parser.add_argument("--columns", type=int, nargs="+", default=[36, 144])
+    parser.add_argument("--reps", type=int, default=10, help="timed steps per row")
     parser.add_argument("--no-compare", action="store_true")
     parser.add_argument("--full-run", action="store_true")
     parser.add_argument("--json", type=Path)
@@ -323,7 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{'col-img/s':>12} {'GFLOP':>8} {'GFLOP/s':>7}"
     )
     report["throughput"] = throughput(
-        ("cnn", "shared-columns", "lc-backprop", "local", "codistill"), args.replicas
+        ("cnn", "shared-columns", "lc-backprop", "local", "codistill"),
+        args.replicas,
+        args.reps,
+        tuple(args.columns),
     )
     if args.full_run:
         report["full_run"] = full_run()

@@ -402,6 +402,34 @@ class Objective:
             return traj[::spf]
         return traj
 
+    def _consensus_term(self, sheet, settled) -> torch.Tensor:
+        """Consensus co-distillation per column ``[R*C]`` over the recorded steps."""
+        return learning.consensus_codistillation_loss(
+            settled.bottom_up,
+            settled.top_down,
+            settled.consensus,
+            top_down_levels=sheet.has_top_down,
+            level_dims=sheet.level_dims if sheet.ragged else None,
+            loss=self.config.consensus_loss,
+            per_column=True,
+        )
+
+    def _neighbour_term(self, sheet, settled, logits: torch.Tensor) -> torch.Tensor:
+        """Output co-distillation per column ``[R*C]``, teachers weighted by the settled
+        attention of ``neighbour_level``."""
+        cfg = self.config
+        lv = cfg.neighbour_level % sheet.n_levels
+        nb = sheet.neighbours[lv]
+        return learning.neighbour_codistillation_loss(
+            logits,
+            nb.index,
+            settled.attention[lv].detach(),
+            cfg.temperature,
+            confidence=cfg.neighbour_confidence,
+            mask=nb.mask,
+            per_column=True,
+        )
+
     def video_terms(self, model, settled, batch, step: int = 0) -> dict[str, torch.Tensor]:
         """The active terms on the batch's videos, per column ``{term: [R*C]}``: ``temporal``,
         ``video_consensus``, ``video_neighbour`` (see the module doc)."""
@@ -411,28 +439,10 @@ class Objective:
             return out
         sheet = model.sheet
         if cfg.w_consensus > 0:
-            out["video_consensus"] = learning.consensus_codistillation_loss(
-                settled.bottom_up,
-                settled.top_down,
-                settled.consensus,
-                top_down_levels=sheet.has_top_down,
-                level_dims=sheet.level_dims if sheet.ragged else None,
-                loss=cfg.consensus_loss,
-                per_column=True,
-            )
+            out["video_consensus"] = self._consensus_term(sheet, settled)
         logits = model.logits(settled.state)
         if cfg.w_neighbour > 0:
-            lv = cfg.neighbour_level % sheet.n_levels
-            nb = sheet.neighbours[lv]
-            out["video_neighbour"] = learning.neighbour_codistillation_loss(
-                logits,
-                nb.index,
-                settled.attention[lv].detach(),
-                cfg.temperature,
-                confidence=cfg.neighbour_confidence,
-                mask=nb.mask,
-                per_column=True,
-            )
+            out["video_neighbour"] = self._neighbour_term(sheet, settled, logits)
         if cfg.w_temporal > 0:
             states = self._frame_states(settled, cfg.steps_per_frame)
             _, weights = self._video(model, batch)
@@ -466,27 +476,9 @@ class Objective:
             return out
         sheet = model.sheet
         if "consensus" in cfg.active_terms:
-            out["consensus"] = learning.consensus_codistillation_loss(
-                settled.bottom_up,
-                settled.top_down,
-                settled.consensus,
-                top_down_levels=sheet.has_top_down,
-                level_dims=sheet.level_dims if sheet.ragged else None,
-                loss=cfg.consensus_loss,
-                per_column=True,
-            )
+            out["consensus"] = self._consensus_term(sheet, settled)
         if "neighbour" in cfg.active_terms:
-            lv = cfg.neighbour_level % sheet.n_levels
-            nb = sheet.neighbours[lv]
-            out["neighbour"] = learning.neighbour_codistillation_loss(
-                logits,
-                nb.index,
-                settled.attention[lv].detach(),
-                cfg.temperature,
-                confidence=cfg.neighbour_confidence,
-                mask=nb.mask,
-                per_column=True,
-            )
+            out["neighbour"] = self._neighbour_term(sheet, settled, logits)
         if "contrastive" in cfg.active_terms:
             out["contrastive"] = torch.stack(
                 [

@@ -54,3 +54,40 @@ def test_benchmark_writes_one_row_per_size(bench_columns, tmp_path, capsys):
     assert all(r["ratio_vs_shared"] > 0 for r in rows)
     assert rows[0]["loop_max_abs_diff"] < 1e-4
     assert "unsh/shared" in capsys.readouterr().out
+
+
+def test_train_benchmark_counts_flops_and_prints_its_table(tmp_path, capsys):
+    """bench_train's throughput part at a tiny size: a row per kind, FLOPs counted by torch,
+    the JSON written (no timing asserted)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_train", ROOT / "benchmarks" / "bench_train.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "t.json"
+    assert (
+        module.main(
+            [
+                "--no-compare",
+                "--replicas",
+                "2",
+                "--columns",
+                "36",
+                "--reps",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rows = json.loads(out.read_text())["throughput"]
+    assert [r["kind"] for r in rows] == [
+        "cnn",
+        "shared-columns",
+        "lc-backprop",
+        "local",
+        "codistill",
+    ]
+    assert all(r["gflop_per_step"] > 0 and r["column_images_per_s"] > 0 for r in rows)
+    assert "GFLOP/s" in capsys.readouterr().out

@@ -20,7 +20,16 @@ def _errorbar(ax, x, ds, var, sel, label, style):
 
 
 def _chance(ax):
-    ax.axhline(0.1, color="0.5", linewidth=0.7, linestyle=":", label="chance (0.1)")
+    from analyses.figures import chance_line
+
+    chance_line(ax, 0.1)
+
+
+def _legend(ax, n_seeds: int, what: str = "95 % CI (t, clipped to [0, 1])") -> None:
+    """One legend for the figure, below the panels, titled with what the error bars show."""
+    from analyses.figures import errorbar_note, legend_outside
+
+    legend_outside(ax, note=errorbar_note(n_seeds, what=what), below=True, ncol=4)
 
 
 def _accuracy(ds: xr.Dataset, out_dir: Path) -> list[Path]:
@@ -79,17 +88,14 @@ def _accuracy(ds: xr.Dataset, out_dir: Path) -> list[Path]:
     ax.set_xlabel("training images")
     ax.set_ylabel("gap closed")
     ax.set_title("(codistill - control) / (cnn - control)")
-    fig.legend(
-        *axes[0][0].get_legend_handles_labels(),
-        loc="outside lower center",
-        ncol=min(6, len(models) + 1),
+    _legend(axes[0][0], n_seeds)
+    ax.legend(
         frameon=False,
-    )
-    ax.legend(frameon=False, fontsize=6, loc="best")
-    fig.suptitle(
-        f"error bars: 95 % CI over {n_seeds} seeds (accuracy: t clipped to [0, 1]; "
-        "gap: paired bootstrap)",
-        fontsize=7,
+        fontsize=6,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        title="gap: 95 % paired\nbootstrap CI",
+        title_fontsize=6,
     )
     return save_figure(fig, out_dir, "transfer_accuracy")
 
@@ -130,10 +136,7 @@ def _location(ds: xr.Dataset, out_dir: Path) -> list[Path]:
         ax.set_title(
             f"{rk} retina: trained on the {ds.attrs.get('heldout_regions', '')}", fontsize=7
         )
-    fig.legend(
-        *axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=3, frameon=False
-    )
-    fig.suptitle(f"error bars: 95 % CI over {ds.sizes['seed']} seeds", fontsize=7)
+    _legend(axes[0][0], ds.sizes["seed"])
     return save_figure(fig, out_dir, "transfer_location")
 
 
@@ -157,22 +160,17 @@ def _wave(ds: xr.Dataset, out_dir: Path) -> list[Path]:
                 err = np.where(np.isfinite(ci[1]), np.vstack([ci[0] - ci[1], ci[2] - ci[0]]), 0)
                 ax.errorbar(offs, ci[0], yerr=err, label=m, capsize=2, markersize=3, **style)
             _chance(ax)
+            trained = str(ds.attrs.get("train_offsets_px", ""))
+            if "-" in trained:
+                lo, hi = (float(v) for v in trained.split("-"))
+                ax.axvspan(lo - 0.5, hi + 0.5, color="0.9", zorder=0, label="offsets trained on")
             ax.set_ylim(0.0, 1.0)
             ax.set_xticks(offs)
             ax.set_xlabel("digit offset (px, left edge)")
             ax.set_ylabel("accuracy")
             ax.set_title(f"{rk}, after {int(step)} steps", fontsize=7)
-    fig.legend(
-        *axes[0][0].get_legend_handles_labels(),
-        loc="outside lower center",
-        ncol=min(6, len(models) + 1),
-        frameon=False,
-    )
-    fig.suptitle(
-        "how far knowledge travels from the trained (left) region; error bars: 95 % "
-        f"CI over {ds.sizes['seed']} seeds",
-        fontsize=7,
-    )
+    fig.suptitle("how far knowledge travels from the trained (left) region", fontsize=8)
+    _legend(axes[0][0], ds.sizes["seed"])
     return save_figure(fig, out_dir, "transfer_wave")
 
 
@@ -200,12 +198,9 @@ def _curves(ds: xr.Dataset, out_dir: Path) -> list[Path]:
         ax.set_xlabel("training step")
         ax.set_ylabel("training loss (nats, mean over seeds)")
         ax.set_title(f"{rk} retina, n_train = {int(n_max)}", fontsize=7)
-    fig.legend(
-        *axes[0][0].get_legend_handles_labels(),
-        loc="outside lower center",
-        ncol=min(6, len(models) + 1),
-        frameon=False,
-    )
+    from analyses.figures import legend_outside
+
+    legend_outside(axes[0][0], below=True, ncol=4)
     return save_figure(fig, out_dir, "transfer_loss")
 
 

@@ -203,6 +203,7 @@ def results_dataset(
             "cnn_input": "retina.render(responses): the responses resampled onto the pixel grid",
             "heldout_regions": f"train {config.heldout_train_region}, test "
             f"{config.heldout_test_region}, overlap {config.heldout_overlap}",
+            "train_offsets_px": _trained_offsets(config),
             "n_cells": config.n_cells,
             "n_columns": config.baseline.model.n_columns,
             "canvas_px": config.canvas_px,
@@ -213,6 +214,15 @@ def results_dataset(
         }
     )
     return ds
+
+
+def _trained_offsets(config) -> str:
+    """The horizontal offsets (px) of the training digits of the location split, "lo-hi"."""
+    from analyses.canvases import Region
+
+    region = Region.named(config.heldout_train_region, config.heldout_overlap)
+    _, _, lo, hi = region.pixels(config.canvas_px, config.canvas_px)
+    return f"{lo}-{hi - config.digit_px}"
 
 
 def _held(ds: xr.Dataset, config, results: dict, checkpoints: list[int], steps: int) -> None:
