@@ -64,7 +64,8 @@ def check_canvas_config(config: Any, models: Sequence[str], min_canvas_px: int) 
     check_int("canvas_px", config.canvas_px, min_canvas_px, 1024)
     if not isinstance(config.baseline, BaselineConfig):
         raise ValueError(f"baseline must be a BaselineConfig; got {config.baseline!r}")
-    check_int("n_cells", config.n_cells, 2 * config.baseline.k_cells)
+    # at most an ON and an OFF cell per pixel of the canvas
+    check_int("n_cells", config.n_cells, 2 * config.baseline.k_cells, 2 * config.canvas_px**2)
     check_range("pixels_per_deg", config.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
     check_int("n_train", config.n_train, 1, 1258)
     check_int("n_accuracy", config.n_accuracy, 1, 539)

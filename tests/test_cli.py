@@ -489,3 +489,28 @@ def test_a_named_config_is_found_in_the_package(tmp_path):
     assert named_config(local) == local
     with pytest.raises(ValueError, match="does not exist"):
         load_config("transfer", quick=False, config_file=Path("no-such-config"), seed=None)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            "[baseline.model]\nn_columns = 100000\n",
+            r"baseline.model.n_columns must be an integer in \[2, 65536\]",
+        ),
+        (
+            "[baseline]\nn_columns = 100000\n",
+            r"baseline.n_columns has moved: it is now n_columns in the \[baseline.model\] table",
+        ),
+        ("n_cells = 100000\n", r"n_cells must be an integer in \[64, 1152\]"),
+    ],
+)
+def test_sizes_have_upper_bounds_checked_before_any_work(tmp_path, capsys, toml, message):
+    """A size far beyond what the machine or the canvas allows fails at once, naming the field
+    and its range (it used to pass and run for minutes in silence)."""
+    cfg = tmp_path / "big.toml"
+    cfg.write_text(toml)
+    out = tmp_path / "out"
+    assert cli.main(["run", "transfer", "--config", str(cfg), "--out", str(out)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()

@@ -46,6 +46,9 @@ def test_dims_coords_and_attrs(quick_run):
     assert list(ds["offset_px"].values) == list(cfg.wave_offsets_px)
     assert list(ds["checkpoint"].values) == [2, 4]  # half-way and the end of 4 steps
     assert ds["final_loss_change"].dims == ("model", "retina", "n_train", "seed")
+    assert ds["generalisation_radius_px"].dims == ("model", "retina")
+    assert ds["convergence_ratio"].dims == ("model", "retina", "n_train", "seed")
+    assert ds["training_steps"].dims == ("n_train",)
     assert ds["accuracy_train_region"].dims == ("model", "retina", "seed")
     assert ds["n_parameters"].dims == ("model", "retina")
     for name in ("accuracy_mean", "accuracy_ci_low", "accuracy_ci_high"):
@@ -258,3 +261,23 @@ def test_verdict_is_recomputed_from_the_stored_accuracies(quick_run):
     assert text.startswith("Verdict (2 seeds")
     assert "co-distillation" in text and "held-out location accuracy" in text
     assert ds.attrs["protocol"] == "static images"
+
+
+def test_generalisation_radius_by_hand():
+    """The radius is where the seed-mean accuracy beyond the trained offsets falls half-way
+    from its trained level to chance, linearly interpolated."""
+    from analyses.experiments.transfer_results import _radius
+
+    cfg = transfer.Config()  # trained offsets 0-3 (left region with overlap 0.25, digit 12)
+    acc = np.array([0.9, 0.9, 0.3, 0.1, 0.1])  # offsets 0, 3, 6, 9, 12
+    ds = xr.Dataset(
+        {
+            "accuracy_by_offset": (
+                ("model", "retina", "seed", "offset_px", "checkpoint"),
+                acc.reshape(1, 1, 1, 5, 1),
+            )
+        },
+        coords={"offset_px": [0, 3, 6, 9, 12]},
+    )
+    # level = (0.9 + 0.1) / 2 = 0.5, reached between 3 (0.9) and 6 (0.3): 3 + 3 * 0.4/0.6 = 5
+    np.testing.assert_allclose(_radius(ds, cfg), [[2.0]])

@@ -88,24 +88,25 @@ class Config(_BaseConfig):
 
     def __post_init__(self) -> None:
         check_seed("seed", self.seed)
-        check_positive_int("n_columns", self.n_columns)
-        if self.n_columns < 4:
-            raise ValueError(f"n_columns must be an integer >= 4; got {self.n_columns}")
-        check_positive_int("n_levels", self.n_levels)
-        check_positive_int("dim", self.dim)
+        # Brian2 builds C * dim neurons per level and their synapses one by one: sizes a laptop
+        # simulates in minutes
+        check_int("n_columns", self.n_columns, 4, 4096)
+        check_int("n_levels", self.n_levels, 1, 16)
+        check_int("dim", self.dim, 1, 256)
         for i, h in enumerate(self.hidden):
-            check_positive_int(f"hidden[{i}]", h)
+            check_int(f"hidden[{i}]", h, 1, 1024)
         check_choice("activation", self.activation, ("gelu", "relu", "tanh", "silu"))
-        check_positive_int("n_cells", self.n_cells)
-        if self.n_cells % 2 or self.n_cells < 8:
+        check_int("image_px", self.image_px, 1, 1024)
+        # at most an ON and an OFF cell per pixel
+        check_int("n_cells", self.n_cells, 8, 2 * self.image_px**2)
+        if self.n_cells % 2:
             raise ValueError(f"n_cells must be an even integer >= 8; got {self.n_cells}")
         check_positive_int("k_cells", self.k_cells, self.n_cells)
         check_range("fov_deg", self.fov_deg, 0, 180, lo_inclusive=False)
-        check_positive_int("image_px", self.image_px)
         check_positive_int("digit_px", self.digit_px, self.image_px)
         check_range("tau_ms", self.tau_ms, 0, None, lo_inclusive=False)
         check_range("dt_ms", self.dt_ms, 0, self.tau_ms, lo_inclusive=False, hi_inclusive=False)
-        check_positive_int("n_steps", self.n_steps)
+        check_int("n_steps", self.n_steps, 1, 10_000)
         check_range("beta", self.beta, 0, 1e6)
         check_range("beta_end", self.beta_end, 0, 1e6)
         check_int("train_steps", self.train_steps, 0, 10**6)

@@ -167,7 +167,8 @@ class Config(_ConfigBase):
         check_int("heldout_n_train", self.heldout_n_train, 0, 100_000)
         check_int("canvas_px", self.canvas_px, 1, 512)
         check_int("digit_px", self.digit_px, 1, self.canvas_px)
-        check_int("n_cells", self.n_cells, self.baseline.model.k_cells, 65_536)
+        # at least the cells one column reads, at most an ON and an OFF cell per pixel
+        check_int("n_cells", self.n_cells, self.baseline.model.k_cells, 2 * self.canvas_px**2)
         check_range("pixels_per_deg", self.pixels_per_deg, 0.0, 1e3, lo_inclusive=False)
         check_range(
             "test_fraction", self.test_fraction, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False

@@ -133,9 +133,7 @@ def _location(ds: xr.Dataset, out_dir: Path) -> list[Path]:
         ax.set_xticks(x, models, rotation=30, ha="right")
         ax.set_ylim(0.0, 1.0)
         ax.set_ylabel("test accuracy")
-        ax.set_title(
-            f"{rk} retina: trained on the {ds.attrs.get('heldout_regions', '')}", fontsize=7
-        )
+        ax.set_title(f"{rk} retina: {ds.attrs.get('heldout_regions', '')}", fontsize=7)
     _legend(axes[0][0], ds.sizes["seed"])
     return save_figure(fig, out_dir, "transfer_location")
 

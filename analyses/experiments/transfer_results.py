@@ -216,6 +216,33 @@ def results_dataset(
     return ds
 
 
+def _radius(ds: xr.Dataset, config) -> np.ndarray:
+    """``[model, retina]`` the generalisation radius (see its long_name)."""
+    lo, hi = (int(v) for v in _trained_offsets(config).split("-"))
+    offs = ds["offset_px"].values.astype(float)
+    chance = 0.1
+    out = np.full((ds.sizes["model"], ds.sizes["retina"]), np.nan)
+    mean = ds["accuracy_by_offset"].isel(checkpoint=-1).mean("seed")
+    inside = (offs >= lo) & (offs <= hi)
+    beyond = offs > hi
+    if not inside.any() or not beyond.any():
+        return out
+    for m in range(ds.sizes["model"]):
+        for r in range(ds.sizes["retina"]):
+            acc = mean.isel(model=m, retina=r).values
+            level = 0.5 * (np.nanmean(acc[inside]) + chance)
+            x = np.concatenate([[hi], offs[beyond]])
+            y = np.concatenate([[np.nanmean(acc[inside])], acc[beyond]])
+            below = np.flatnonzero(y < level)
+            if below.size == 0:
+                out[m, r] = x[-1] - hi  # never drops: at least the widest offset measured
+                continue
+            j = below[0]
+            frac = (y[j - 1] - level) / (y[j - 1] - y[j]) if y[j - 1] != y[j] else 0.0
+            out[m, r] = x[j - 1] + frac * (x[j] - x[j - 1]) - hi
+    return out
+
+
 def _trained_offsets(config) -> str:
     """The horizontal offsets (px) of the training digits of the location split, "lo-hi"."""
     from analyses.canvases import Region
@@ -471,6 +498,16 @@ def summary(ds: xr.Dataset) -> str:
         lines += _table(ds, "accuracy_train_region", rows, models)[1:]
         lines.append("")
         last = int(ds["checkpoint"].values[-1])
+        radius = ds["generalisation_radius_px"]
+        lines.append(
+            "Generalisation radius (px beyond the trained offsets "
+            f"{ds.attrs.get('train_offsets_px', '?')}, where accuracy falls half-way to chance): "
+            + "; ".join(
+                f"{rk} "
+                + ", ".join(f"{m} {float(radius.sel(model=m, retina=rk)):.1f}" for m in models)
+                for rk in ds["retina"].values
+            )
+        )
         lines.append(f"Wave: accuracy by digit offset (px) after {last} steps, seed means")
         offs = [int(o) for o in ds["offset_px"].values]
         left = max(len(str(r)) + len(m) for r in ds["retina"].values for m in models) + 3
