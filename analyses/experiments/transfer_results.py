@@ -192,6 +192,15 @@ def results_dataset(
     )
     if config.heldout:
         _held(ds, config, results, checkpoints, held_steps)
+        ds["generalisation_radius_px"] = (
+            ("model", "retina"),
+            _radius(ds, config),
+            {
+                "units": "px",
+                "long_name": "distance beyond the trained digit offsets at which the seed-mean "
+                "accuracy (end of training) has fallen half-way from its trained level to chance",
+            },
+        )
     _verdict(ds, config)
     ds.attrs.update(
         {
@@ -394,6 +403,18 @@ def verdict_lines(ds: xr.Dataset) -> list[str]:
                 lines.append(
                     f"    gap closed vs local: n/a ({ds['gap_closed_reason'].sel(sel).item()})"
                 )
+        if "gap_closed_heldout_location" in ds and "local" in ds["control"].values:
+            sel = dict(control="local", retina=rk)
+            g = float(ds["gap_closed_heldout_location"].sel(sel))
+            if np.isfinite(g):
+                lo, hi = (
+                    float(ds[f"gap_closed_heldout_location_ci_{e}"].sel(sel))
+                    for e in ("low", "high")
+                )
+                lines.append(
+                    f"    gap to the cnn closed at the held-out location (vs local): "
+                    f"{g:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                )
         if "heldout_above_chance" in ds:
             m = float(ds["heldout_above_chance"].sel(retina=rk))
             lo = float(ds["heldout_above_chance_ci_low"].sel(retina=rk))
@@ -498,16 +519,18 @@ def summary(ds: xr.Dataset) -> str:
         lines += _table(ds, "accuracy_train_region", rows, models)[1:]
         lines.append("")
         last = int(ds["checkpoint"].values[-1])
-        radius = ds["generalisation_radius_px"]
-        lines.append(
-            "Generalisation radius (px beyond the trained offsets "
-            f"{ds.attrs.get('train_offsets_px', '?')}, where accuracy falls half-way to chance): "
-            + "; ".join(
-                f"{rk} "
-                + ", ".join(f"{m} {float(radius.sel(model=m, retina=rk)):.1f}" for m in models)
-                for rk in ds["retina"].values
+        if "generalisation_radius_px" in ds:  # absent from files written before it existed
+            radius = ds["generalisation_radius_px"]
+            lines.append(
+                "Generalisation radius (px beyond the trained offsets "
+                f"{ds.attrs.get('train_offsets_px', '?')}, "
+                "where accuracy falls half-way to chance): "
+                + "; ".join(
+                    f"{rk} "
+                    + ", ".join(f"{m} {float(radius.sel(model=m, retina=rk)):.1f}" for m in models)
+                    for rk in ds["retina"].values
+                )
             )
-        )
         lines.append(f"Wave: accuracy by digit offset (px) after {last} steps, seed means")
         offs = [int(o) for o in ds["offset_px"].values]
         left = max(len(str(r)) + len(m) for r in ds["retina"].values for m in models) + 3
