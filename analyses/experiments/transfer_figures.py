@@ -54,7 +54,7 @@ def _accuracy(ds: xr.Dataset, out_dir: Path) -> list[Path]:
         ax.set_title(f"{rk} retina")
     ax = axes[0][-1]
     for control, style in zip(ds["control"].values, cycle_styles(2), strict=True):
-        for rk, ls in zip(retinas, ("-", "--"), strict=False):
+        for rk, ls, mk in zip(retinas, ("-", "--"), ("o", "^"), strict=False):
             v = ds["gap_closed"].sel(control=control, retina=rk).values
             if not np.any(np.isfinite(v)):
                 continue
@@ -68,7 +68,7 @@ def _accuracy(ds: xr.Dataset, out_dir: Path) -> list[Path]:
                 capsize=2,
                 markersize=4,
                 label=f"vs {control}, {rk}",
-                **{**style, "linestyle": ls},
+                **{**style, "linestyle": ls, "marker": mk, "markerfacecolor": "white"},
             )
     if not np.any(np.isfinite(ds["gap_closed"].values)):
         ax.text(
