@@ -65,8 +65,15 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from neurosim.config import Config, check_choice, check_int, check_range, check_seed
-from neurosim.objectives import _RAMPED, IGNORE_LABEL, Objective, ObjectiveConfig, _label_terms
+from neurosim.config import Config, check_choice, check_int, check_range
+from neurosim.objectives import (
+    _RAMPED,
+    IGNORE_LABEL,
+    Objective,
+    ObjectiveConfig,
+    _label_terms,
+    check_run,
+)
 from neurosim.readout import image_logits
 
 __all__ = [
@@ -349,12 +356,7 @@ class ForwardForward:
         if not isinstance(config, ForwardForwardConfig):
             raise ValueError(f"config must be a ForwardForwardConfig; got {type(config).__name__}")
         self.config = config
-        self.total_steps = check_int("total_steps", total_steps, 1)
-        self.seeds = tuple(int(s) for s in seeds)
-        if not self.seeds:
-            raise ValueError("seeds must hold one seed per replica")
-        for i, s in enumerate(self.seeds):
-            check_seed(f"seeds[{i}]", s)
+        self.total_steps, self.seeds = check_run(total_steps, seeds)
         self.companion = None
         if companion is not None:
             if not isinstance(companion, ObjectiveConfig):

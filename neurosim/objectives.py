@@ -247,6 +247,18 @@ class ObjectiveConfig(Config):
         return any(t != "label" for t in self.active_terms) or self.locality == "local"
 
 
+def check_run(total_steps: int, seeds: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+    """``(total_steps, seeds)`` of an objective, checked: ``total_steps >= 1``, one seed per
+    replica, each in ``[0, MAX_SEED]``."""
+    steps = check_int("total_steps", total_steps, 1)
+    out = tuple(int(s) for s in seeds)
+    if not out:
+        raise ValueError("seeds must hold one seed per replica")
+    for i, s in enumerate(out):
+        check_seed(f"seeds[{i}]", s)
+    return steps, out
+
+
 class Objective:
     """The configured rule (see the module doc) for a run of ``total_steps`` steps.
 
@@ -264,12 +276,7 @@ class Objective:
         if not isinstance(config, ObjectiveConfig):
             raise ValueError(f"config must be an ObjectiveConfig; got {type(config).__name__}")
         self.config = config
-        self.total_steps = check_int("total_steps", total_steps, 1)
-        self.seeds = tuple(int(s) for s in seeds)
-        if not self.seeds:
-            raise ValueError("seeds must hold one seed per replica")
-        for i, s in enumerate(self.seeds):
-            check_seed(f"seeds[{i}]", s)
+        self.total_steps, self.seeds = check_run(total_steps, seeds)
         self.warmup = int(round(config.warmup_fraction * total_steps))
         self.ramp = int(round(config.ramp_fraction * total_steps))
 
