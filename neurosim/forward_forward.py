@@ -1,6 +1,6 @@
 """Forward-Forward on the column sheet: a second local learning rule beside co-distillation.
 
-Seed 002 (Hinton's Forward-Forward talk, 00:07-00:29; Hinton 2022, arXiv:2212.13345). Every layer
+The Forward-Forward talk (Hinton, 00:07-00:29; Hinton 2022, arXiv:2212.13345). Every layer
 is trained on its own to tell positive data (a real image with its correct label) from negative
 data (the same image with a wrong label), and nothing is propagated backwards:
 

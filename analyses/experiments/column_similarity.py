@@ -1,9 +1,9 @@
 """Column similarity: after training, how alike have the unshared columns become?
 
-Seed 001 (00:29-00:34): co-distillation should make columns that share no weights compute
-similar functions, because each learns to agree with what its neighbours say -- the benefit of
-weight sharing without the sharing. This experiment measures how alike the columns of each
-model are, as functions and as weights.
+The distillation talk (00:29-00:34): co-distillation should make columns that share no weights
+compute similar functions, because each learns to agree with what its neighbours say -- the
+benefit of weight sharing without the sharing. This experiment measures how alike the columns of
+each model are, as functions and as weights.
 
 Models (per seed and retina; trained as in :mod:`analyses.baselines`, on single-digit
 canvases, same :class:`BaselineConfig` and budget as the flagship):

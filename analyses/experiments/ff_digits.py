@@ -1,8 +1,9 @@
 """Forward-Forward on flat digits: the sanity check of the rule before it runs on the columns.
 
-Seed 002 (00:07-00:29). The sklearn digits (8x8, offline; the talk's MNIST is 28x28) with no
-retina and one "column": three nets of two hidden ReLU layers of ``hidden`` units, every layer's
-input length-normalised (:func:`neurosim.forward_forward.length_normalise`, 00:09:23):
+The Forward-Forward talk (00:07-00:29). The sklearn digits (8x8, offline; the talk's MNIST is
+28x28) with no retina and one "column": three nets of two hidden ReLU layers of ``hidden``
+units, every layer's input length-normalised (:func:`neurosim.forward_forward.length_normalise`,
+00:09:23):
 
 ``ff``
     feed-forward Forward-Forward (00:07-00:16): the label enters the input as a one-of-N code
@@ -554,7 +555,7 @@ def summary(ds: xr.Dataset) -> str:
     lines = [
         f"Forward-Forward on flat sklearn digits ({int(ds.attrs['n_train'])} train / "
         f"{int(ds.attrs['n_test'])} test, chance 90 % error); test error %, mean "
-        f"[95% t-interval over {n_seeds} seed(s), clipped to [0, 1]]",
+        f"[95% t-interval over {n_seeds} seed(s), clipped to [0, 100] %]",
         f"{'net':<14}" + "".join(f"{m:>24}" for m in ds["scoring"].values),
     ]
     for net in ds["net"].values:

@@ -1,8 +1,9 @@
 """Islands of agreement: do the settled embeddings of the columns group by object?
 
-Seed 001 (00:29-00:34) and GLOM (Hinton 2021, arXiv:2102.12627, sec. 2): nearby columns that
-agree pull each other together through lateral attention, so after settling the columns on one
-object should share an embedding (an *island*), different from the island of another object.
+The distillation talk (00:29-00:34) and GLOM (Hinton 2021, arXiv:2102.12627, sec. 2): nearby
+columns that agree pull each other together through lateral attention, so after settling the
+columns on one object should share an embedding (an *island*), different from the island of
+another object.
 
 Protocol (per seed, per retina, per model):
 
