@@ -304,6 +304,30 @@ def test_every_run_gets_a_directory_of_its_own(tmp_path, monkeypatch, capsys):
 # --------------------------------------------------------------------------- real experiments
 
 
+@pytest.mark.parametrize(
+    "experiment, desc",
+    [
+        ("retina", "retina"),
+        ("islands", "islands"),
+        ("column-similarity", "column-similarity"),
+        ("brian-parity", "brian-parity training"),
+        ("ff-digits", "ff-digits"),
+    ],
+)
+def test_every_experiment_reports_progress_in_a_batch_log(experiment, desc, tmp_path, capsys):
+    """Off a terminal (here: captured stderr) each experiment writes timestamped lines of what
+    finished, with the elapsed time and the ETA, where a tqdm bar alone would write nothing."""
+    assert (
+        cli.main(["run", experiment, "--quick", "--no-figures", "--out", str(tmp_path / "o")]) == 0
+    )
+    lines = capsys.readouterr().err.splitlines()
+    pattern = STAMP + rf" {re.escape(desc)}: (\d+)/(\d+) .* done.*; elapsed \d+:\d\d:\d\d, ETA \S+"
+    matched = [re.fullmatch(pattern, line) for line in lines]
+    assert matched and all(matched), lines
+    done, total = matched[-1].groups()
+    assert done == total  # the last finished unit is always reported
+
+
 def test_a_batch_log_shows_each_finished_sub_run_and_the_quick_run_says_it_is_a_smoke_test(
     tmp_path,
 ):
@@ -443,9 +467,17 @@ def test_sigterm_while_a_figure_is_written_leaves_no_temporary_file(tmp_path):
 
 
 def test_the_python_api_checks_the_device_first():
-    from analyses.experiments import codistill_nets, distill
+    from analyses.experiments import (
+        codistill_nets,
+        column_similarity,
+        distill,
+        ff_digits,
+        islands,
+        retina,
+        transfer,
+    )
 
-    for exp in (codistill_nets, distill):
+    for exp in (codistill_nets, distill, transfer, retina, islands, column_similarity, ff_digits):
         with pytest.raises(ValueError, match=r"^device must be 'cpu', 'cuda' or 'cuda:N'"):
             exp.run(exp.Config.quick(), device="gpu")
         if not torch.cuda.is_available():

@@ -140,13 +140,16 @@ def _images(cfg: Config, n: int, rng: np.random.Generator) -> np.ndarray:
 def _train(model, retina, cfg: Config, rng: np.random.Generator, quiet: bool) -> np.ndarray:
     """A few Adam steps of local consensus co-distillation; returns the loss per step."""
     import torch
-    from tqdm.auto import tqdm
 
+    from analyses.progress import Progress
     from neurosim.learning import consensus_codistillation_loss, detach_inputs_for
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses = []
-    for _ in tqdm(range(cfg.train_steps), desc="train", disable=quiet or None):
+    progress = Progress(
+        cfg.train_steps, desc="brian-parity training", unit="steps", quiet=quiet, min_interval_s=10
+    )
+    for _ in range(cfg.train_steps):
         imgs = _images(cfg, cfg.train_batch, rng)
         resp = torch.as_tensor(retina(imgs), dtype=torch.float32)
         settled = model.settle(
@@ -160,6 +163,8 @@ def _train(model, retina, cfg: Config, rng: np.random.Generator, quiet: bool) ->
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        progress.update(score=f"loss {losses[-1]:.4f}")
+    progress.close()
     return np.asarray(losses, dtype=np.float64)
 
 

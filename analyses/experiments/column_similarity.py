@@ -355,13 +355,14 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         ``weight_similarity [model, retina, seed, layer]``, ``class_agreement``,
         ``centred_accuracy``, ``accuracy [model, retina, seed]``.
     """
-    from tqdm.auto import tqdm
-
     from analyses.column_models import single_digit_canvases
+    from analyses.progress import Progress
     from analyses.tasks import digits_split
+    from neurosim.config import check_device
 
     if not isinstance(config, Config):
         raise ValueError(f"config must be a column-similarity Config; got {type(config).__name__}")
+    device = check_device(device)
     split = digits_split(seed=0)
     seeds = [config.seed + i for i in range(config.n_seeds)]
     models, retinas = list(config.models), list(config.retinas)
@@ -371,7 +372,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
     agree, centred_acc, accuracy = (np.full(shape, np.nan) for _ in range(3))
     weights: dict[tuple[int, int, int], dict[str, float]] = {}
     total = len(seeds) * len(retinas) * len(models)
-    with tqdm(total=total, desc="column-similarity", disable=quiet or None) as bar:
+    with Progress(total, desc="column-similarity", unit="models", quiet=quiet) as bar:
         for si, seed in enumerate(seeds):
             canvases = single_digit_canvases(split, config, seed)
             stimuli = _stimulus_patches(split, config, seed)
@@ -381,7 +382,7 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
                     accuracy[mi, ri, si], func[mi, ri, si] = acc, fs
                     agree[mi, ri, si], centred_acc[mi, ri, si] = ag, ca
                     weights[(mi, ri, si)] = ws
-                    bar.update(1)
+                    bar.update(f"{rkind} seed={seed} {models[mi]}", score=f"accuracy {acc:.3f}")
     layers = list(next(iter(weights.values())))
     wsim = np.full((*shape, len(layers)), np.nan)
     for (mi, ri, si), ws in weights.items():

@@ -447,12 +447,13 @@ def _load(config: Config):
 
 def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
     """Train every net for every seed and score it; see the module doc."""
-    from tqdm.auto import tqdm
-
     from analyses.metrics import confidence_interval
+    from analyses.progress import Progress
+    from neurosim.config import check_device
 
     if not isinstance(config, Config):
         raise ValueError(f"config must be an ff_digits Config; got {type(config).__name__}")
+    device = check_device(device)
     train, (x_te, y_te) = _load(config)
     seeds = [config.seed + i for i in range(config.n_seeds)]
     nets = list(config.nets)
@@ -463,7 +464,8 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     rf = np.full((len(nets), s, h, 8, 8), np.nan)
     label_w = np.full((s, h, N_CLASSES), np.nan)
     xe = torch.as_tensor(x_te, dtype=torch.float32, device=device)[:, None].expand(-1, s, -1)
-    for i, kind in enumerate(tqdm(nets, desc="ff-digits", disable=quiet or None)):
+    progress = Progress(len(nets), desc="ff-digits", unit="nets (all seeds)", quiet=quiet)
+    for i, kind in enumerate(nets):
         net, losses[i], seconds[i] = _train(kind, config, train, seeds, device, quiet=True)
         if kind == "backprop":
             with torch.no_grad():
@@ -475,6 +477,9 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         rf[i], lw = _first_layer(kind, net)
         if lw is not None:
             label_w[:] = lw
+        best = float(np.nanmin(error[i].mean(axis=-1)))
+        progress.update(kind, score=f"test error {100 * best:.2f} %")
+    progress.close()
     ds = xr.Dataset(
         coords={
             "net": ("net", np.array(nets, dtype=object), {"long_name": "net and learning rule"}),

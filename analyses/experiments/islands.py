@@ -409,7 +409,7 @@ def _score_seed(res: _Results, si: int, split, config: Config, device, bar) -> N
                 res.ex_pos_deg[ri] = pos_deg
                 res.ex_pos_px[ri] = pos_px
             del model
-            bar.update(1)
+            bar.update(f"{rkind} seed={seed} {res.models[mi]}", score=f"accuracy {acc:.3f}")
     if si == 0:
         res.ex_image = two.images[res.example]
 
@@ -502,16 +502,17 @@ def run(config: Config, *, device="cpu", quiet: bool = False) -> xr.Dataset:
         (settled), ``example_label [retina, column]`` and column coords ``x_deg``, ``y_deg``,
         ``ecc_deg``, ``row_px``, ``col_px`` on ``(retina, column)``.
     """
-    from tqdm.auto import tqdm
-
+    from analyses.progress import Progress
     from analyses.tasks import digits_split
+    from neurosim.config import check_device
 
     if not isinstance(config, Config):
         raise ValueError(f"config must be an islands Config; got {type(config).__name__}")
+    device = check_device(device)
     split = digits_split(seed=0)
     res = _Results(config)
     total = len(res.seeds) * len(res.retinas) * len(res.models)
-    with tqdm(total=total, desc="islands", disable=quiet or None) as bar:
+    with Progress(total, desc="islands", unit="models", quiet=quiet) as bar:
         for si in range(len(res.seeds)):
             _score_seed(res, si, split, config, device, bar)
     return _dataset(res, config)

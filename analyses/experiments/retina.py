@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from neurosim.config import Config as _BaseConfig
 from neurosim.config import check_choice, check_int, check_range
@@ -122,7 +121,9 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     import torch
 
     import retina
+    from neurosim.config import check_device
 
+    device = check_device(device)
     photo = load_photo(config.photo, config.image_px)
     kw = dict(
         n_cells=config.n_cells,
@@ -137,7 +138,10 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         "foveated": {"log_polar": config.log_polar},
     }
     cells, renders, build_s, nnz, rmse = [], [], [], [], []
-    for kind in tqdm(RETINAS, desc="retinas", disable=quiet or None):
+    from analyses.progress import Progress
+
+    progress = Progress(len(RETINAS), desc="retina", unit="retinas", quiet=quiet)
+    for kind in RETINAS:
         start = time.perf_counter()
         ret = getattr(retina.Retina, kind)(**kw, **extra[kind])
         build_s.append(time.perf_counter() - start)
@@ -154,6 +158,8 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         renders.append(rend)
         nnz.append(ret.applied_nnz)
         rmse.append([float(np.sqrt(((rend - photo)[masks[r]] ** 2).mean())) for r in REGIONS])
+        progress.update(kind, score=f"centre RMSE {rmse[-1][0]:.3f}")
+    progress.close()
     return _dataset(config, photo, cells, renders, build_s, nnz, rmse)
 
 
