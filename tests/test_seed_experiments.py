@@ -198,3 +198,29 @@ def test_figures_label_their_references_and_keep_legends_off_the_data(
     else:
         assert legend.get_title().get_text() == "one seed: no error bars"
         assert texts[-1].startswith("shift by the prior rule (") and "mean over seeds" in texts
+
+
+def test_distill_error_bars_stay_within_zero_and_the_test_set():
+    """Few errors with a large spread: the t interval would reach below 0 errors; the bars are
+    clipped to [0, n_test] and the legend says so."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import xarray as xr
+
+    from analyses.experiments import distill
+
+    errors = np.array([[0.0, 1.0, 40.0], [10.0, 12.0, 11.0]])
+    ds = xr.Dataset(
+        {"test_errors": (("model", "seed"), errors)},
+        coords={"model": ["small", "big"], "seed": [0, 1, 2]},
+        attrs={"n_test": 100},
+    )
+    fig, ax = plt.subplots()
+    bars, _ = distill._draw_models(ax, ds)
+    (segments,) = bars.errorbar.lines[2]
+    lows = [seg[:, 1].min() for seg in segments.get_segments()]
+    assert min(lows) == pytest.approx(0.0)  # cut at 0, not below
+    assert all(seg[:, 1].max() <= 100 for seg in segments.get_segments())
+    plt.close(fig)

@@ -555,7 +555,12 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     with figure_style():
         fig, axes = new_figure(1, 2, width_in=7.0, height_in=3.4)
         handles = _draw_models(axes[0, 0], ds) + _draw_bias_sweep(axes[0, 1], ds)
-        note = errorbar_note(n_seeds) if n_seeds > 1 else "one seed: no error bars"
+        n_test = int(ds.attrs["n_test"])
+        note = (
+            errorbar_note(n_seeds, what=f"95 % t CI clipped to [0, {n_test}] errors")
+            if n_seeds > 1
+            else "one seed: no error bars"
+        )
         legend_outside(axes[0, 1], handles=handles, below=True, note=note)
     return save_figure(fig, out_dir, "distill")
 
@@ -568,12 +573,14 @@ def _draw_models(ax, ds: xr.Dataset) -> list:
     n_test = int(ds.attrs["n_test"])
     models = ds["model"].values.tolist()
     errors = ds["test_errors"].transpose("model", "seed").values
-    ci = confidence_interval(errors, axis=1)
-    half = np.where(np.isfinite(ci.half_width), ci.half_width, 0.0)
+    ci = confidence_interval(errors, axis=1, bounds=(0.0, float(n_test)))
+    # the interval clipped to [0, n_test] errors: asymmetric where a bound cuts it
+    below = np.where(np.isfinite(ci.low), ci.mean - ci.low, 0.0)
+    above = np.where(np.isfinite(ci.high), ci.high - ci.mean, 0.0)
     bars = ax.bar(
         range(len(models)),
         ci.mean,
-        yerr=half if errors.shape[1] > 1 else None,
+        yerr=np.stack([below, above]) if errors.shape[1] > 1 else None,
         capsize=3,
         color="0.85",
         edgecolor=COLORS[0],
