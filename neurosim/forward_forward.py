@@ -53,7 +53,11 @@ Where this deviates from the talk: the talk's layers are ReLU units; a level of 
 rate-dynamics state, a convex combination of its nets' (linear) outputs, the lateral average and
 its previous value, so its "activities" may be negative (goodness is still their sum of squares).
 The neutral-label settling that feeds the readout and proposes hard negatives is one more
-settling per step; the talk does not say how the recurrent net's softmax was fed.
+settling per step; the talk does not say how the recurrent net's softmax was fed. The sheet
+settles for its dynamics' ``n_steps`` (12 by default), not the talk's 8; the learning rate decays
+to zero on a cosine schedule (the talk says only that it decays to zero). Measured: on flat digits
+the rule comes close to backprop, on the column sheet it stays at chance
+(docs/measurements/forward_forward/README.md).
 """
 
 from __future__ import annotations
