@@ -21,6 +21,8 @@ Where the report goes (``stream``, default ``sys.stderr``, so stdout keeps only 
 
   (one line in the log). The ETA extrapolates the sub-runs finished by this process (those
   counted in ``initial``, e.g. kept from an interrupted run, do not speed it up);
+* while a long unit runs, :meth:`heartbeat` repeats the line with ``still working (...)``
+  every ``every_s`` (30 s) in a log, so a batch log is never silent for minutes;
 * ``quiet=True``: nothing at all.
 """
 
@@ -132,6 +134,19 @@ class Progress:
         due = self._last_line is None or now - self._last_line >= self.min_interval_s
         if due or self.count == self.total:
             self.write(self.line(what, score))
+            self._last_line = now
+
+    def heartbeat(self, detail: str | None = None, *, every_s: float = 30.0) -> None:
+        """On a non-terminal, the state line again (``...; still working (<detail>)``) when
+        nothing was written for ``every_s`` seconds, so a log shows that a long unit is alive;
+        nothing on a terminal (the bar shows the time) or when quiet."""
+        if self.quiet or self._bar is not None:
+            return
+        now = self._clock()
+        last = self._start if self._last_line is None else self._last_line
+        if now - last >= every_s:
+            text = self.line()
+            self.write(text + (f"; still working ({detail})" if detail else "; still working"))
             self._last_line = now
 
     def write(self, text: str) -> None:

@@ -148,6 +148,8 @@ def run_units(
     checkpoints: Sequence[int] = (),
     threads: int = 1,
     on_done: Callable[[Unit, dict[Any, JobResult]], None] | None = None,
+    on_wait: Callable[[list[str]], None] | None = None,
+    wait_s: float = 5.0,
 ) -> dict[Any, JobResult]:
     """Train every unit, ``workers`` at a time (1: in this process), largest cost first.
 
@@ -161,6 +163,9 @@ def run_units(
         threads: torch threads per worker.
         on_done: called in this process as ``on_done(unit, {job key: JobResult})`` when a unit
             finishes (to save it, report progress).
+        on_wait: with worker processes, called as ``on_wait([keys of the unfinished units])``
+            every ``wait_s`` seconds in which no unit finished (e.g. a heartbeat in a log).
+        wait_s: see ``on_wait``.
 
     Returns:
         ``{job key: JobResult}`` of every job.
@@ -205,7 +210,16 @@ def run_units(
     ]
     pool = ctx.Pool(min(workers, len(order)))
     try:
-        for i, res in pool.imap_unordered(_indexed_worker, args):
+        pending = set(range(len(order)))
+        it = pool.imap_unordered(_indexed_worker, args)
+        while pending:
+            try:
+                i, res = it.next(timeout=wait_s)
+            except multiprocessing.TimeoutError:
+                if on_wait is not None:
+                    on_wait([order[j].key for j in sorted(pending)])
+                continue
+            pending.discard(i)
             finish(order[i], res)
         pool.close()
     except BaseException:

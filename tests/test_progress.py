@@ -81,3 +81,59 @@ def test_bad_counts_are_refused_naming_them():
         Progress(3, desc="x", initial=4)
     with pytest.raises(ValueError, match="total must be an integer >= 0"):
         Progress(-1, desc="x")
+
+
+def test_a_heartbeat_repeats_the_line_in_a_log_when_nothing_was_written_for_a_while():
+    log, clock = io.StringIO(), Clock()
+    progress = Progress(4, desc="transfer", stream=log, clock=clock)
+    clock.t += 10.0
+    progress.heartbeat("4 units left")  # 10 s of silence: not yet
+    assert log.getvalue() == ""
+    clock.t += 25.0
+    progress.heartbeat("4 units left")
+    (line,) = log.getvalue().splitlines()
+    assert re.fullmatch(
+        STAMP + r" transfer: 0/4 sub-runs done; elapsed 0:00:35, ETA \?; still working "
+        r"\(4 units left\)",
+        line,
+    )
+    clock.t += 5.0
+    progress.heartbeat()  # 5 s after that line: nothing
+    progress.update("a")  # a finished unit is always written
+    clock.t += 30.0
+    progress.heartbeat()
+    assert len(log.getvalue().splitlines()) == 3
+    assert log.getvalue().splitlines()[-1].endswith("; still working")
+    terminal = Terminal()
+    bar = Progress(2, desc="t", stream=terminal, clock=clock)
+    clock.t += 100.0
+    bar.heartbeat("x")  # a terminal has its bar
+    bar.close()
+    assert "still working" not in terminal.getvalue()
+
+
+def test_run_units_with_workers_reports_while_it_waits_and_equals_one_process():
+    from analyses.baselines import BaselineConfig, Job, build_retina, retina_inputs
+    from analyses.runner import Unit, run_units
+    from analyses.tasks import canvas_split, digits_split
+
+    split = digits_split(seed=0)
+    cv = canvas_split(split, canvas_px=24, digit_px=12, n_train=32, n_test=16, seed=0)
+    retina = build_retina("uniform", n_cells=96, canvas_px=24, pixels_per_deg=2.0, seed=0)
+    train = retina_inputs(retina, cv.train.images, cv.train.labels)
+    test = retina_inputs(
+        retina, cv.test.images, cv.test.labels, scale=(train.scale, train.image_scale)
+    )
+    cfg = BaselineConfig.quick().updated({"steps": 4})
+    units = [
+        Unit(f"{k}/uniform", k, [((k, s), Job(retina, train, {"test": test}, s)) for s in (0, 1)])
+        for k in ("local", "lc-backprop")
+    ]
+    waited: list[list[str]] = []
+    two = run_units(units, cfg, workers=2, on_wait=waited.append, wait_s=0.01)
+    one = run_units(units, cfg, workers=1)
+    assert waited and all(set(keys) <= {"local/uniform", "lc-backprop/uniform"} for keys in waited)
+    assert set(two) == set(one)
+    for key in one:
+        assert two[key].loss_curve == one[key].loss_curve
+        assert two[key].accuracies == one[key].accuracies

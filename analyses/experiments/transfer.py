@@ -512,6 +512,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False, store=None)
                 checkpoints=checkpoints,
                 threads=config.num_threads,
                 on_done=done,
+                on_wait=lambda keys: progress.heartbeat(f"{len(keys)} units left"),
             )
         )
     ds = results_dataset(config, n_sizes, results, checkpoints, held_steps)
