@@ -102,7 +102,6 @@ __all__ = [
     "train_jobs",
     "train_and_evaluate",
     "make_loss_fn",
-    "ff_model_config",
 ]
 
 #: the model labels, exactly as they appear in results files
@@ -308,11 +307,13 @@ def objective_for(kind: str, objective: ObjectiveConfig) -> ObjectiveConfig:
     End-to-end kinds train on the label term alone (``lc-backprop+codistill`` adds the
     co-distillation terms), ``local`` is ``codistill`` without ``w_consensus`` and
     ``w_neighbour``, ``codistill`` is the configured rule, local; for the Forward-Forward kinds
-    it is the companion of the FF rule (:func:`_ff_companion`).
+    it is the companion of the FF rule (:func:`analyses.ff_kinds.ff_companion`).
     """
     _check_kind(kind)
     if kind in FF_KINDS:
-        return _ff_companion(kind, objective)
+        from analyses.ff_kinds import ff_companion
+
+        return ff_companion(kind, objective)
     off = dict(w_consensus=0.0, w_neighbour=0.0, w_temporal=0.0)
     if kind == "codistill":
         return dataclasses.replace(objective, locality="local")
@@ -342,7 +343,9 @@ def build_model(kind: str, retina, config: BaselineConfig, *, seed: int, device=
         raise ValueError(f"config must be a BaselineConfig; got {type(config).__name__}")
     check_seed("seed", seed)
     if kind in FF_KINDS:
-        return _ff_classifier(kind, retina, config, seed=seed, device=device)
+        from analyses.ff_kinds import ff_classifier
+
+        return ff_classifier(kind, retina, config, seed=seed, device=device)
     gen = torch.Generator().manual_seed(int(seed) + 7919)
     m = config.model
     if kind == "cnn":
@@ -413,10 +416,13 @@ def evaluate(
     forward_forward: ForwardForwardConfig | None = None,
 ) -> float:
     """Accuracy of the image's logits (:func:`image_logits`) of one model on ``data``; the
-    Forward-Forward kinds answer by goodness (:func:`_evaluate_ff`, with ``forward_forward``'s
-    sign and short list; default :class:`~neurosim.forward_forward.ForwardForwardConfig`)."""
+    Forward-Forward kinds answer by goodness (:func:`analyses.ff_kinds.evaluate_ff`, with
+    ``forward_forward``'s sign and short list; default
+    :class:`~neurosim.forward_forward.ForwardForwardConfig`)."""
     if kind in FF_KINDS:
-        return _evaluate_ff(model, data, forward_forward, batch_size=batch_size, device=device)
+        from analyses.ff_kinds import evaluate_ff
+
+        return evaluate_ff(model, data, forward_forward, batch_size=batch_size, device=device)
     model.eval()
     x = data.for_model(kind)
     correct = 0
@@ -506,7 +512,9 @@ def make_loss_fn(kind: str, config: BaselineConfig, *, seeds: Sequence[int] = (0
     from neurosim.objectives import Objective
 
     if kind in FF_KINDS:
-        return _ff_objective(kind, config, seeds=seeds)
+        from analyses.ff_kinds import ff_objective
+
+        return ff_objective(kind, config, seeds=seeds)
     return Objective(objective_for(kind, config.objective), total_steps=config.steps, seeds=seeds)
 
 
@@ -664,71 +672,3 @@ def train_and_evaluate(
     tests = {"test": tests} if isinstance(tests, RetinaInputs) else dict(tests)
     job = Job(retina=retina, train=train, tests=tests, seed=seed, unlabelled=unlabelled)
     return train_jobs(kind, [job], config, device=device, quiet=quiet)[0]
-
-
-# ------------------------------------------------------------------------------- Forward-Forward
-
-
-def _ff_companion(kind: str, objective: ObjectiveConfig) -> ObjectiveConfig:
-    """The terms an FF kind adds to Forward-Forward: ``ff+codistill`` the configured rule's
-    (local, without its label term, which FF replaces), ``ff`` the same without ``w_consensus``
-    and ``w_neighbour``."""
-    companion = dataclasses.replace(objective, locality="local", label="none")
-    if kind == "ff":
-        return dataclasses.replace(companion, w_consensus=0.0, w_neighbour=0.0)
-    return companion
-
-
-def ff_model_config(config: BaselineConfig, *, seed: int) -> ModelConfig:
-    """The sheet of the FF kinds: ``config.model`` (unshared, ``seed``) with one more level of
-    ``N_CLASSES`` units on top for the label code and every net's input length-normalised."""
-    m = config.model_config(shared=False, seed=seed)
-    dims = (*m.level_dims, N_CLASSES)
-    return dataclasses.replace(m, n_levels=m.n_levels + 1, dim=dims, normalize="input")
-
-
-def _ff_classifier(kind: str, retina, config: BaselineConfig, *, seed: int, device) -> nn.Module:
-    """An untrained FF kind: a :class:`ColumnClassifier` over :func:`ff_model_config` reading
-    the levels below the label (checked unshared)."""
-    from neurosim.model import Model
-
-    gen = torch.Generator().manual_seed(int(seed) + 7919)
-    sheet = Model.from_retina(retina, ff_model_config(config, seed=seed), device=device)
-    fill_in = objective_for(kind, config.objective).w_fill_in > 0
-    model = ColumnClassifier(sheet, readout_levels="below_top", fill_in=fill_in, generator=gen)
-    assert_unshared(model)
-    return model.to(device)
-
-
-def _ff_objective(kind: str, config: BaselineConfig, *, seeds: Sequence[int]):
-    """The :class:`neurosim.forward_forward.ForwardForward` objective of an FF kind."""
-    from neurosim.forward_forward import ForwardForward
-
-    return ForwardForward(
-        config.forward_forward,
-        total_steps=config.steps,
-        seeds=seeds,
-        companion=objective_for(kind, config.objective),
-    )
-
-
-@torch.no_grad()
-def _evaluate_ff(
-    model: nn.Module,
-    data: RetinaInputs,
-    forward_forward: ForwardForwardConfig | None,
-    *,
-    batch_size: int,
-    device,
-) -> float:
-    """Accuracy of Forward-Forward's answer (:func:`neurosim.forward_forward.classify`: the
-    label of highest total goodness, among all or the readout's short list)."""
-    from neurosim.forward_forward import classify
-
-    cfg = ForwardForwardConfig() if forward_forward is None else forward_forward
-    model.eval()
-    correct = 0
-    for lo in range(0, len(data), batch_size):
-        pred = classify(model, data.responses[lo : lo + batch_size].to(device), cfg)[:, 0]
-        correct += int((pred.cpu() == data.labels[lo : lo + batch_size]).sum())
-    return correct / max(len(data), 1)
