@@ -18,8 +18,8 @@ from torch import nn
 from analyses.baselines import N_CLASSES, BaselineConfig, objective_for
 from analyses.inputs import RetinaInputs
 from neurosim.columns import assert_unshared
-from neurosim.forward_forward import ForwardForwardConfig
-from neurosim.model import ModelConfig
+from neurosim.forward_forward import ForwardForward, ForwardForwardConfig, classify
+from neurosim.model import Model, ModelConfig
 from neurosim.objectives import ObjectiveConfig
 from neurosim.readout import ColumnClassifier
 
@@ -47,8 +47,6 @@ def ff_model_config(config: BaselineConfig, *, seed: int) -> ModelConfig:
 def ff_classifier(kind: str, retina, config: BaselineConfig, *, seed: int, device) -> nn.Module:
     """An untrained FF kind: a :class:`ColumnClassifier` over :func:`ff_model_config` reading
     the levels below the label (checked unshared)."""
-    from neurosim.model import Model
-
     gen = torch.Generator().manual_seed(int(seed) + 7919)
     sheet = Model.from_retina(retina, ff_model_config(config, seed=seed), device=device)
     fill_in = objective_for(kind, config.objective).w_fill_in > 0
@@ -59,8 +57,6 @@ def ff_classifier(kind: str, retina, config: BaselineConfig, *, seed: int, devic
 
 def ff_objective(kind: str, config: BaselineConfig, *, seeds: Sequence[int]):
     """The :class:`neurosim.forward_forward.ForwardForward` objective of an FF kind."""
-    from neurosim.forward_forward import ForwardForward
-
     return ForwardForward(
         config.forward_forward,
         total_steps=config.steps,
@@ -80,8 +76,6 @@ def evaluate_ff(
 ) -> float:
     """Accuracy of Forward-Forward's answer (:func:`neurosim.forward_forward.classify`: the
     label of highest total goodness, among all or the readout's short list)."""
-    from neurosim.forward_forward import classify
-
     cfg = ForwardForwardConfig() if forward_forward is None else forward_forward
     model.eval()
     correct = 0

@@ -121,6 +121,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     import torch
 
     import retina
+    from analyses.progress import Progress
     from neurosim.config import check_device
 
     device = check_device(device)
@@ -138,8 +139,6 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         "foveated": {"log_polar": config.log_polar},
     }
     cells, renders, build_s, nnz, rmse = [], [], [], [], []
-    from analyses.progress import Progress
-
     progress = Progress(len(RETINAS), desc="retina", unit="retinas", quiet=quiet)
     for kind in RETINAS:
         start = time.perf_counter()
