@@ -67,6 +67,7 @@ settled sheet.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -251,7 +252,11 @@ def check_run(total_steps: int, seeds: Sequence[int]) -> tuple[int, tuple[int, .
     """``(total_steps, seeds)`` of an objective, checked: ``total_steps >= 1``, one seed per
     replica, each in ``[0, MAX_SEED]``."""
     steps = check_int("total_steps", total_steps, 1)
-    out = tuple(int(s) for s in seeds)
+    # numpy integers become ints; anything else (1.5, "3", True) is refused by check_seed, not
+    # truncated by int()
+    out = tuple(
+        int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool) else s for s in seeds
+    )
     if not out:
         raise ValueError("seeds must hold one seed per replica")
     for i, s in enumerate(out):

@@ -276,3 +276,17 @@ def test_settle_holds_clamped_levels(retina, data):
     torch.testing.assert_close(model.sheet.level(held.state, top), code)
     assert not torch.allclose(model.sheet.level(free.state, top), code)
     assert not torch.allclose(model.sheet.level(free.state, 0), model.sheet.level(held.state, 0))
+
+
+def test_seeds_are_integers_not_truncated():
+    """A float seed was silently truncated by int(); numpy integers stay accepted."""
+    import numpy as np
+
+    from neurosim.objectives import check_run
+
+    assert check_run(10, [np.int64(3), 4]) == (10, (3, 4))
+    for bad in (1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"^seeds\[0\] must be an integer in \[0, "):
+            check_run(10, [bad])
+    with pytest.raises(ValueError, match="seeds must hold one seed per replica"):
+        check_run(10, [])
