@@ -211,7 +211,22 @@ def test_bad_out_and_device_fail_before_anything_is_written(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_out_the_user_cannot_write_is_refused(tmp_path, capsys, monkeypatch):
+    """The same refusal for any user (root included): the writability check answers no for
+    ``locked``, as the file system does for a non-root user in a mode-0555 directory."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(cli, "_writable", lambda path: Path(path) != locked)
+    assert_bad_input(in_process(capsys, "run", FAKE, "--out", locked), "is not writable")
+    assert_bad_input(in_process(capsys, "run", FAKE, "--out", locked / "sub"), "not writable")
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="as root a mode-0555 directory is still writable, so permissions cannot provoke the "
+    "refusal; test_an_out_the_user_cannot_write_is_refused covers the check for every user",
+)
 def test_an_unwritable_out_is_refused(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir()
