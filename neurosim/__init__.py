@@ -53,8 +53,8 @@ _EXPORTS: dict[str, str] = {
     "IGNORE_LABEL": "neurosim.objectives",
     "ForwardForward": "neurosim.forward_forward",
     "ForwardForwardConfig": "neurosim.forward_forward",
-    "collapse_report": "neurosim.learning",
-    "level_rms": "neurosim.learning",
+    "collapse_report": "neurosim.collapse",
+    "level_rms": "neurosim.collapse",
     "Trainer": "neurosim.train",
     "TrainConfig": "neurosim.train",
     # results

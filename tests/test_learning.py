@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from neurosim import collapse as C
 from neurosim import learning as L
 
 
@@ -162,14 +163,14 @@ def test_collapse_report_per_level():
     g = torch.Generator().manual_seed(0)
     state = torch.randn(32, 5, 3, 8, generator=g)
     state[:, :, 1] = 0.7  # level 1 collapsed: same vector for every image
-    var = L.collapse_report(state)
+    var = C.collapse_report(state)
     assert var.shape == (3,)
     assert var[1].item() == 0.0
     assert var[0].item() == pytest.approx(1.0, abs=0.15)
-    rel = L.collapse_report(state, relative=True)
+    rel = C.collapse_report(state, relative=True)
     assert rel[1].item() == 0.0 and 0.8 < rel[2].item() <= 1.0
     with pytest.raises(ValueError, match="state"):
-        L.collapse_report(state[0])
+        C.collapse_report(state[0])
 
 
 def test_smaller_levels_padding_is_left_out_of_the_means():
@@ -179,11 +180,11 @@ def test_smaller_levels_padding_is_left_out_of_the_means():
     dims = (3, 8)
     state = torch.randn(16, 5, 2, 8, generator=g)
     state[:, :, 0, 3:] = 0.0
-    var = L.collapse_report(state, level_dims=dims)
-    torch.testing.assert_close(var[0], L.collapse_report(state[:, :, :1, :3])[0])
-    torch.testing.assert_close(var[1], L.collapse_report(state[:, :, 1:])[0])
-    rel = L.collapse_report(state, relative=True, level_dims=dims)
-    torch.testing.assert_close(rel[0], L.collapse_report(state[:, :, :1, :3], relative=True)[0])
+    var = C.collapse_report(state, level_dims=dims)
+    torch.testing.assert_close(var[0], C.collapse_report(state[:, :, :1, :3])[0])
+    torch.testing.assert_close(var[1], C.collapse_report(state[:, :, 1:])[0])
+    rel = C.collapse_report(state, relative=True, level_dims=dims)
+    torch.testing.assert_close(rel[0], C.collapse_report(state[:, :, :1, :3], relative=True)[0])
     bu, td, cons = (torch.randn(4, 5, 2, 8, generator=g) for _ in range(3))
     for t in (bu, td, cons):
         t[:, :, 0, 3:] = 0.0
@@ -194,7 +195,7 @@ def test_smaller_levels_padding_is_left_out_of_the_means():
     want = want + ((td - cons)[:, :, 0] ** 2).sum(-1).mul(mask).sum() / (mask.sum() * dims[0])
     torch.testing.assert_close(got, want)
     with pytest.raises(ValueError, match=r"level_dims must list 2 sizes.*in \[1, 8\]"):
-        L.collapse_report(state, level_dims=(3, 9))
+        C.collapse_report(state, level_dims=(3, 9))
 
 
 def test_contrastive_training_prevents_collapse_on_small_task():
@@ -227,7 +228,7 @@ def test_contrastive_training_prevents_collapse_on_small_task():
             opt.step()
         with torch.no_grad():
             e = torch.einsum("bci,cio->bco", x, w) + b
-        return L.collapse_report(e.unsqueeze(2), relative=True)[0], mse.item()
+        return C.collapse_report(e.unsqueeze(2), relative=True)[0], mse.item()
 
     collapsed, _ = train(0.0)
     kept, disagreement = train(1.0)

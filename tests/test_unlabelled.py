@@ -20,7 +20,7 @@ import torch
 from analyses.baselines import BaselineConfig, build_model, build_retina, flagship_model
 from analyses.canvases import make_canvas_dataset
 from analyses.tasks import digits_split
-from neurosim.learning import COLLAPSE_THRESHOLD, collapse_report, level_rms
+from neurosim.collapse import COLLAPSE_THRESHOLD, collapse_report, level_rms
 from neurosim.objectives import IGNORE_LABEL, Objective, ObjectiveConfig
 from neurosim.train import TrainConfig, Trainer
 
