@@ -14,6 +14,7 @@ operator (``gaussian_rows``, ``block_average``, ``dog_operator``, ``materialize`
 (:mod:`retina.receptive_fields`, :mod:`retina.sampler`, :mod:`retina.lattice`).
 """
 
+from retina.gray import LUMA_WEIGHTS, to_gray
 from retina.lattice import (
     WATSON_MERIDIANS,
     foveated_lattice,
@@ -26,7 +27,7 @@ from retina.lattice import (
     watson_rgc_density,
 )
 from retina.receptive_fields import CK95_SURROUND_RADIUS_RATIO, CK95_SURROUND_WEIGHT_RATIO
-from retina.sampler import LUMA_WEIGHTS, Retina, to_gray
+from retina.sampler import Retina
 
 __all__ = [
     "Retina",

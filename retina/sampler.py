@@ -35,6 +35,7 @@ from retina._checks import (
     check_seed,
     largest_fov_deg,
 )
+from retina.gray import to_gray
 from retina.lattice import foveated_lattice, uniform_lattice
 from retina.receptive_fields import (
     CK95_SURROUND_RADIUS_RATIO,
@@ -45,32 +46,11 @@ from retina.receptive_fields import (
 )
 from retina.render import RenderSystem, render_system, solve_render
 
-__all__ = ["Retina", "to_gray", "LUMA_WEIGHTS", "MIN_CELLS"]
-
-#: ITU-R BT.601 luma weights used to turn RGB into gray, explicitly (``color=True``)
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+__all__ = ["Retina", "MIN_CELLS"]
 
 
 def _is_torch(x: Any) -> bool:
     return type(x).__module__.split(".")[0] == "torch"
-
-
-def to_gray(images):
-    """RGB -> gray with the BT.601 luma weights :data:`LUMA_WEIGHTS`.
-
-    Args:
-        images: ``[..., 3]`` RGB, numpy or torch.
-
-    Returns:
-        ``[...]`` gray, of the input's kind.
-    """
-    if images.shape[-1] != 3:
-        raise ValueError(
-            f"images must have a last (colour) dimension of size 3 to convert to gray; "
-            f"got shape {tuple(images.shape)}"
-        )
-    r, g, b = LUMA_WEIGHTS
-    return r * images[..., 0] + g * images[..., 1] + b * images[..., 2]
 
 
 def _torch_csr(op: sp.csr_matrix, device, dtype):
