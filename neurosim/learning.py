@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from neurosim.config import check_choice, check_int
+from neurosim.softmax import log_softmax, softmax
 
 __all__ = [
     "LOCALITIES",
@@ -108,7 +109,7 @@ def distillation_kl(
             f"got {tuple(student_logits.shape)}"
         )
     p = teacher_probs.detach()
-    log_q = F.log_softmax(student_logits / t, dim=-1)
+    log_q = log_softmax(student_logits / t)
     # xlogy gives 0 * log 0 = 0 for classes the teacher rules out exactly.
     kl = (torch.xlogy(p, p) - p * log_q).sum(dim=-1)
     return kl.mean() * (t * t)
@@ -134,7 +135,7 @@ def soft_target_loss(
             "teacher_logits must have the shape of student_logits "
             f"{tuple(student_logits.shape)}; got {tuple(teacher_logits.shape)}"
         )
-    teacher_probs = F.softmax(teacher_logits.detach() / t, dim=-1)
+    teacher_probs = softmax(teacher_logits.detach() / t)
     return distillation_kl(student_logits, teacher_probs, t)
 
 
@@ -575,7 +576,7 @@ def neighbour_soft_targets(
     batch, n_columns, _ = logits.shape
     _check_neighbours(n_columns, neighbour_index, attention_weights, batch)
     with torch.no_grad():
-        probs = F.softmax(logits.detach() / t, dim=-1)
+        probs = softmax(logits.detach() / t)
         gathered = probs[:, neighbour_index.to(logits.device).long()]  # [B, C, k, K]
         if attention_weights is None:
             w = torch.ones(gathered.shape[:-1], dtype=probs.dtype, device=probs.device)
@@ -631,7 +632,7 @@ def neighbour_codistillation_loss(
     if not per_column:
         return distillation_kl(logits, target, temperature)
     t = _check_temperature(temperature)
-    log_q = F.log_softmax(logits / t, dim=-1)
+    log_q = log_softmax(logits / t)
     kl = (torch.xlogy(target, target) - target * log_q).sum(dim=-1)  # [B, C]
     return kl.mean(dim=0) * (t * t)
 

@@ -77,6 +77,7 @@ import torch.nn.functional as F
 from neurosim import learning
 from neurosim.config import Config, check_choice, check_int, check_range, check_seed
 from neurosim.readout import image_logits
+from neurosim.softmax import cross_entropy, log_softmax, softmax
 
 __all__ = [
     "IGNORE_LABEL",
@@ -582,16 +583,16 @@ def _label_terms(
             total = w.sum(dim=2, keepdim=True)
             a = torch.where(total > 0, w / total.clamp_min(1e-12), 1.0 / per)
         z = image_logits(logits, n_replicas, a.reshape(b, -1))  # [B, R, K]
-        ce = F.cross_entropy(z.reshape(-1, k), safe.reshape(-1), reduction="none").view(b, -1)
+        ce = cross_entropy(z, safe)  # [B, R]
         ce_mean = (ce * known).sum(dim=0) / n_known  # [R]
-        err = (F.softmax(z, dim=-1) - F.one_hot(safe, k).to(z.dtype)).detach()  # [B, R, K]
+        err = (softmax(z) - F.one_hot(safe, k).to(z.dtype)).detach()  # [B, R, K]
         err = err * known[..., None]
         zc = logits.view(b, n_replicas, per, k) * a[..., None]  # the image's share of each
         s = torch.einsum("brk,brck->rc", err, zc) / n_known[:, None]  # [R, C]
         value = per * s + (ce_mean - s.sum(dim=1)).detach()[:, None]
         return value.reshape(-1)
     y_col = safe.repeat_interleave(per, dim=1)  # [B, R*C]
-    ce = F.cross_entropy(logits.reshape(-1, k), y_col.reshape(-1), reduction="none").view(b, -1)
+    ce = cross_entropy(logits, y_col)  # [B, R*C]
     w = known.repeat_interleave(per, dim=1).to(logits.dtype)
     if mode == "object":
         if object_weights is None:
@@ -631,9 +632,9 @@ def _temporal_terms(
     if n_frames < 2:
         raise ValueError("the temporal term needs videos of at least 2 frames")
     logits = torch.stack([model.logits(states[f]) for f in range(1, n_frames + 1)])  # [F, V, C, K]
-    log_q = F.log_softmax(logits / t, dim=-1)
+    log_q = log_softmax(logits / t)
     if teacher == "local":
-        p = F.softmax(logits[:-1].detach() / t, dim=-1)  # frame f teaches frame f + 1
+        p = softmax(logits[:-1].detach() / t)  # frame f teaches frame f + 1
         conf = learning.teacher_confidence(p)
         kl = (torch.xlogy(p, p) - p * log_q[1:]).sum(dim=-1)  # [F - 1, V, C]
         return (conf * kl).mean(dim=(0, 1)) * (t * t)
@@ -643,7 +644,7 @@ def _temporal_terms(
     w_first = object_weights[:, 0]  # [V, R*C]: who sees the object on the first frame
     w_last = object_weights[:, -1]  # who sees it on the last
     z = image_logits(logits[0].detach(), n_rep, w_first)  # [V, R, K]
-    p = F.softmax(z / t, dim=-1)
+    p = softmax(z / t)
     conf = learning.teacher_confidence(p)  # [V, R]
     per = logits.shape[2] // n_rep
     p_col = p.repeat_interleave(per, dim=1)  # [V, R*C, K]

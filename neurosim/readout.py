@@ -22,6 +22,7 @@ from torch import nn
 
 from neurosim.columns import ColumnLinear
 from neurosim.config import check_choice, check_int
+from neurosim.softmax import softmax
 
 __all__ = [
     "ColumnClassifier",
@@ -209,6 +210,6 @@ def confidence_weights(column_logits: torch.Tensor) -> torch.Tensor:
     """``[B, C]`` confidence of every column's soft prediction: ``1 - H(softmax(z)) / log K``
     (1 for a one-hot prediction, 0 for a uniform one) of ``column_logits [B, C, K]``."""
     k = column_logits.shape[-1]
-    p = torch.softmax(column_logits, dim=-1)
+    p = softmax(column_logits)
     entropy = -torch.xlogy(p, p).sum(dim=-1)
     return (1.0 - entropy / math.log(k)).clamp(0.0, 1.0)
