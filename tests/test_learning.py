@@ -374,3 +374,22 @@ def test_locality_local_mode_no_gradient_across_time():
         )
         (g,) = torch.autograd.grad(loss, [start], allow_unused=True)
         assert (g is not None and float(g.abs().sum()) > 0) == reaches, locality
+
+
+def test_cosine_consensus_error_is_one_minus_torchs_cosine_similarity():
+    """The cosine term's own formula equals ``1 - F.cosine_similarity`` (eps 1e-8), zero
+    vectors included, per column and for the scalar, with and without top-down levels."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(3)
+    bu, td, c = (torch.randn(2, 3, 5, 3, 4, generator=gen, dtype=torch.float64) for _ in range(3))
+    bu[0, 0, 0, 0] = 0.0  # a zero prediction: the eps floor
+    c[1, 1, 1, 1] = 0.0
+    levels = torch.tensor([True, True, False])
+    err_bu = 1 - F.cosine_similarity(bu, c, dim=-1, eps=1e-8)  # [T, B, C, L]
+    err_td = (1 - F.cosine_similarity(td, c, dim=-1, eps=1e-8))[..., :2]
+    want_cols = err_bu.mean(dim=(0, 1, 3)) + err_td.mean(dim=(0, 1, 3))
+    got_cols = L.consensus_codistillation_loss(bu, td, c, loss="cosine", per_column=True)
+    torch.testing.assert_close(got_cols, want_cols, rtol=1e-12, atol=1e-12)
+    got = L.consensus_codistillation_loss(bu, td, c, top_down_levels=levels, loss="cosine")
+    torch.testing.assert_close(got, err_bu.mean() + err_td.mean(), rtol=1e-12, atol=1e-12)
