@@ -503,8 +503,9 @@ def contrastive_loss(
     else:
         anchors = embeddings
         n_col = embeddings.shape[1]
-        if not (isinstance(groups, int) and groups >= 1 and n_col % groups == 0):
-            raise ValueError(f"groups must be an integer >= 1 dividing C={n_col}; got {groups!r}")
+        groups = check_int("groups", groups, 1, n_col)
+        if n_col % groups:
+            raise ValueError(f"groups must divide the number of columns C={n_col}; got {groups}")
         if positives is None:
             per_group = n_col // groups
             if per_group < 2:

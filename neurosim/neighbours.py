@@ -176,14 +176,14 @@ def level_neighbours(
     n = pos.shape[0]
     if not growth >= 1 or math.isinf(growth):
         raise ValueError(f"growth must be in [1, inf); got {growth!r}")
-    if k is not None and not isinstance(k, int):
+    if k is not None and not isinstance(k, (int, np.integer)):
         ks: tuple[int, ...] | None = tuple(k)
         if len(ks) != n_levels:
             raise ValueError(f"k must have n_levels={n_levels} entries; got {len(ks)}")
     elif k is not None:
-        if isinstance(k, bool) or not 1 <= k <= n - 1:
-            raise ValueError(f"k must be an integer in [1, {n - 1}] (n_columns - 1); got {k!r}")
-        ks = widened_k(k, growth, n_levels, n)
+        ks = widened_k(
+            check_int("k (neighbours, at most n_columns - 1)", k, 1, n - 1), growth, n_levels, n
+        )
     else:
         ks = None
     out = []
