@@ -3,7 +3,8 @@
 For each model size, the same simulation (one stimulus, ``n_steps`` Euler steps of the same
 ``dt_ms``, float64) runs in
 
-* torch: ``Model.settle(..., return_trajectory=True)`` (best of ``--repeats``);
+* torch: ``Model.settle(..., record=("state",))``, the trajectory of the states as Brian2's
+  monitors record it (best of ``--repeats``);
 * Brian2 with Cython code generation, in a fresh Python process with an *empty* cache directory
   (cold: every code object is generated and compiled), then a second network in the same process
   (compiled modules reused from memory: the steady-state run time), then a second fresh process
@@ -82,7 +83,7 @@ def worker(args: dict) -> dict:
     model = _model(args["n_columns"], args["n_levels"], args["dim"], args["n_steps"])
     resp = _responses()
     with torch.no_grad():
-        ref = model.settle(resp[None], return_trajectory=True).trajectory.numpy()
+        ref = model.settle(resp[None], record=("state",)).trajectory.numpy()
     out = {"import_s": import_s, "runs": []}
     for _ in range(2 if args["second"] else 1):
         t1 = time.perf_counter()
@@ -123,10 +124,10 @@ def bench_size(n_columns: int, n_levels: int, dim: int, n_steps: int, repeats: i
     resp = _responses()[None]
     times = []
     with torch.no_grad():
-        model.settle(resp, return_trajectory=True)
+        model.settle(resp, record=("state",))
         for _ in range(repeats):
             t0 = time.perf_counter()
-            model.settle(resp, return_trajectory=True)
+            model.settle(resp, record=("state",))
             times.append(time.perf_counter() - t0)
     torch_s = min(times)
     base = dict(n_columns=n_columns, n_levels=n_levels, dim=dim, n_steps=n_steps)

@@ -329,6 +329,28 @@ def trajectory_dataset(
         ValueError: a shape that does not match (naming the argument and the expected shape),
             a non-float trajectory, ``dt_ms`` not in (0, inf), non-zero padding.
     """
+    traj = _trajectory_array(trajectory)
+    n_t, n_b, n_c, n_lv, d = traj.shape
+    dt_ms = _check_dt_ms(dt_ms)
+    first_step = check_int("first_step", first_step, 0)
+    pos = _column_positions(positions_deg, n_c)
+    dims = _level_dims(level_dims, n_lv, d)
+    mask = np.arange(d)[None, :] < np.asarray(dims)[:, None]  # [L, D]
+    ragged = not mask.all()
+    variables = {name: (traj, STATE_DIMS, long_name)}
+    variables.update(_term_variables(terms, (n_t - 1, n_b, n_c, n_lv, d)))
+    if ragged:
+        _check_padding(variables, mask, dims)
+    coords = _state_coords(pos, dims, mask, n_b, (first_step, n_t, dt_ms), with_steps=bool(terms))
+    data = {
+        key: _state_variable(key, arr, var_dims, text, ragged)
+        for key, (arr, var_dims, text) in variables.items()
+    }
+    return xr.Dataset(data, coords=coords, attrs={"dt_ms": dt_ms})
+
+
+def _trajectory_array(trajectory: Any) -> np.ndarray:
+    """``trajectory`` as a float array ``[time, stimulus, column, level, unit]`` (checked)."""
     traj = _float_array("trajectory", trajectory)
     if traj.ndim != 5:
         raise ValueError(
@@ -336,44 +358,58 @@ def trajectory_dataset(
             f"{traj.shape} (one stimulus [T, C, L, D]: pass trajectory[:, None]; one state "
             "[B, C, L, D]: state[None])"
         )
-    n_t, n_b, n_c, n_lv, d = traj.shape
+    return traj
+
+
+def _check_dt_ms(dt_ms: Any) -> float:
+    """``dt_ms`` checked: a finite number of ms > 0 (numpy scalars as Python floats)."""
     if isinstance(dt_ms, (np.floating, np.integer)):
         dt_ms = float(dt_ms)
     check_range("dt_ms", dt_ms, 0, None, lo_inclusive=False)
     if dt_ms == float("inf"):
         raise ValueError(f"dt_ms must be finite; got {dt_ms!r}")
-    first_step = check_int("first_step", first_step, 0)
+    return dt_ms
+
+
+def _column_positions(positions_deg: Any, n_columns: int) -> np.ndarray:
+    """``positions_deg`` as float64 ``[n_columns, 2]`` (checked against the trajectory)."""
     pos = _float_array("positions_deg", positions_deg).astype(np.float64)
-    if pos.shape != (n_c, 2):
+    if pos.shape != (n_columns, 2):
         raise ValueError(
-            f"positions_deg must have shape [{n_c}, 2] (one (x, y) per column of the "
+            f"positions_deg must have shape [{n_columns}, 2] (one (x, y) per column of the "
             f"trajectory); got {pos.shape}"
         )
-    dims = _level_dims(level_dims, n_lv, d)
-    mask = np.arange(d)[None, :] < np.asarray(dims)[:, None]  # [L, D]
-    ragged = not mask.all()
-    variables = {name: (traj, STATE_DIMS, long_name)}
-    n_terms = n_t - 1
+    return pos
+
+
+def _term_variables(
+    terms: dict[str, Any] | None, shape: tuple[int, ...]
+) -> dict[str, tuple[np.ndarray, tuple[str, ...], str]]:
+    """The per-step ``terms`` as variables on dim ``step``, each checked to be ``shape``."""
+    variables = {}
     for key, values in (terms or {}).items():
         arr = _float_array(f"terms[{key!r}]", values)
-        if arr.shape != (n_terms, n_b, n_c, n_lv, d):
+        if arr.shape != shape:
             raise ValueError(
-                f"terms[{key!r}] must have shape {(n_terms, n_b, n_c, n_lv, d)} (one step fewer "
+                f"terms[{key!r}] must have shape {shape} (one step fewer "
                 f"than the trajectory); got {arr.shape}"
             )
         variables[key] = (arr, ("step", *STATE_DIMS[1:]), f"{key} term of each Euler step")
+    return variables
+
+
+def _check_padding(
+    variables: dict[str, tuple[np.ndarray, tuple[str, ...], str]],
+    mask: np.ndarray,
+    dims: tuple[int, ...],
+) -> None:
+    """Every variable checked to be zero where ``mask [L, D]`` is False (level padding)."""
     for key, (arr, _, _) in variables.items():
-        if ragged and np.any(arr[..., ~mask]):
+        if np.any(arr[..., ~mask]):
             raise ValueError(
                 f"{key} must be zero on the padding of smaller levels (level l beyond unit "
                 f"level_dims[l] = {dims}); got non-zero values there"
             )
-    coords = _state_coords(pos, dims, mask, n_b, (first_step, n_t, dt_ms), with_steps=bool(terms))
-    data = {
-        key: _state_variable(key, arr, var_dims, text, ragged)
-        for key, (arr, var_dims, text) in variables.items()
-    }
-    return xr.Dataset(data, coords=coords, attrs={"dt_ms": dt_ms})
 
 
 def settled_dataset(

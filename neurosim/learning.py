@@ -232,17 +232,7 @@ def consensus_codistillation_loss(
     if consensus.ndim < 3:
         raise ValueError(f"consensus must be [..., C, L, D]; got {tuple(consensus.shape)}")
     target = consensus.detach()
-    lead_cols = consensus.shape[:-2]
-    n_levels = consensus.shape[-2]
-    weight = None
-    if mask is not None:
-        try:
-            m = torch.broadcast_to(mask.to(consensus.dtype), lead_cols)
-        except RuntimeError:
-            raise ValueError(
-                f"mask must broadcast to [..., C] = {tuple(lead_cols)}; got {tuple(mask.shape)}"
-            ) from None
-        weight = m.unsqueeze(-1).expand(*lead_cols, n_levels)
+    weight = _column_weight(mask, consensus)
     check_choice("loss", loss, ("mse", "cosine"))
     if per_column or loss == "cosine":
         return _consensus_per_vector(
@@ -252,26 +242,45 @@ def consensus_codistillation_loss(
     total = _masked_mean((bottom_up - target) ** 2, weight, entries)
     if top_down is None:
         return total
-    if top_down.shape != consensus.shape:
+    td = _top_down_mse(top_down, target, weight, entries, top_down_levels)
+    return total if td is None else total + td
+
+
+def _column_weight(mask: torch.Tensor | None, consensus: torch.Tensor) -> torch.Tensor | None:
+    """``mask`` checked and broadcast to per-(column, level) weights ``[..., C, L]``."""
+    if mask is None:
+        return None
+    lead_cols = consensus.shape[:-2]
+    try:
+        m = torch.broadcast_to(mask.to(consensus.dtype), lead_cols)
+    except RuntimeError:
         raise ValueError(
-            f"top_down must have the shape of consensus {tuple(consensus.shape)}; "
+            f"mask must broadcast to [..., C] = {tuple(lead_cols)}; got {tuple(mask.shape)}"
+        ) from None
+    return m.unsqueeze(-1).expand(*lead_cols, consensus.shape[-2])
+
+
+def _top_down_mse(
+    top_down: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    entries: torch.Tensor | None,
+    top_down_levels: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """Mean squared top-down error over the levels that have a top-down net (None if none)."""
+    if top_down.shape != target.shape:
+        raise ValueError(
+            f"top_down must have the shape of consensus {tuple(target.shape)}; "
             f"got {tuple(top_down.shape)}"
         )
-    if top_down_levels is None:
-        levels = torch.ones(n_levels, dtype=torch.bool, device=consensus.device)
-        levels[-1] = False
-    else:
-        levels = top_down_levels.to(device=consensus.device, dtype=torch.bool)
-        if levels.shape != (n_levels,):
-            raise ValueError(
-                f"top_down_levels must have shape [L] = ({n_levels},); got {tuple(levels.shape)}"
-            )
+    n_levels = target.shape[-2]
+    levels = _top_down_levels(top_down_levels, n_levels, target.device)
     if not bool(levels.any()):
-        return total
-    td_weight = levels.to(consensus.dtype).expand(*lead_cols, n_levels)
+        return None
+    td_weight = levels.to(target.dtype).expand(*target.shape[:-2], n_levels)
     if weight is not None:
         td_weight = td_weight * weight
-    return total + _masked_mean((top_down - target) ** 2, td_weight, entries)
+    return _masked_mean((top_down - target) ** 2, td_weight, entries)
 
 
 def _top_down_levels(top_down_levels, n_levels, device):
@@ -485,6 +494,16 @@ def contrastive_loss(
         ``[C]`` with ``per_column``.
     """
     t = _check_temperature(temperature)
+    anchors, pos = _contrastive_views(embeddings, positives, groups, per_column)
+    if detach_positives:
+        pos = pos.detach()
+    return _info_nce(anchors, pos, t, per_column)
+
+
+def _contrastive_views(
+    embeddings: torch.Tensor, positives: torch.Tensor | None, groups: int, per_column: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`contrastive_loss`'s anchors and positives ``[B, C, D]`` (arguments checked)."""
     if embeddings.ndim not in (2, 3):
         raise ValueError(f"embeddings must be [B, D] or [B, C, D]; got {tuple(embeddings.shape)}")
     batch = embeddings.shape[0]
@@ -499,29 +518,29 @@ def contrastive_loss(
         if per_column:
             raise ValueError("per_column needs embeddings [B, C, D]")
         anchors = embeddings.unsqueeze(1)  # [B, 1, D]
-        pos = anchors.detach() if positives is None else positives.unsqueeze(1)
-    else:
-        anchors = embeddings
-        n_col = embeddings.shape[1]
-        groups = check_int("groups", groups, 1, n_col)
-        if n_col % groups:
-            raise ValueError(f"groups must divide the number of columns C={n_col}; got {groups}")
-        if positives is None:
-            per_group = n_col // groups
-            if per_group < 2:
-                raise ValueError("embeddings [B, C, D] need C >= 2 columns per group")
-            e = embeddings.view(batch, groups, per_group, -1)
-            total = e.sum(dim=2, keepdim=True)
-            pos = ((total - e) / (per_group - 1)).view_as(embeddings)
-        else:
-            pos = positives
-    if detach_positives:
-        pos = pos.detach()
+        return anchors, anchors.detach() if positives is None else positives.unsqueeze(1)
+    n_col = embeddings.shape[1]
+    groups = check_int("groups", groups, 1, n_col)
+    if n_col % groups:
+        raise ValueError(f"groups must divide the number of columns C={n_col}; got {groups}")
+    if positives is not None:
+        return embeddings, positives
+    per_group = n_col // groups
+    if per_group < 2:
+        raise ValueError("embeddings [B, C, D] need C >= 2 columns per group")
+    e = embeddings.view(batch, groups, per_group, -1)
+    total = e.sum(dim=2, keepdim=True)
+    return embeddings, ((total - e) / (per_group - 1)).view_as(embeddings)
+
+
+def _info_nce(anchors: torch.Tensor, pos: torch.Tensor, t: float, per_column: bool) -> torch.Tensor:
+    """Cross-entropy of each anchor ``[B, C, D]`` picking its positive out of the batch."""
+    batch = anchors.shape[0]
     a = F.normalize(anchors, dim=-1)
     p = F.normalize(pos, dim=-1)
     # logits[c, b, b'] = cos(anchor[b, c], positive[b', c]) / T
     logits = torch.einsum("bcd,ecd->cbe", a, p) / t
-    target = torch.arange(batch, device=embeddings.device).expand(logits.shape[0], batch)
+    target = torch.arange(batch, device=anchors.device).expand(logits.shape[0], batch)
     ce = F.cross_entropy(logits.reshape(-1, batch), target.reshape(-1), reduction="none")
     if per_column:
         return ce.view(logits.shape[0], batch).mean(dim=1)

@@ -486,6 +486,42 @@ class Model(nn.Module):
             output or a convex combination of states, and a step is a convex combination of
             the state and the consensus.
         """
+        n, names, frames = self._settle_args(
+            inputs, n_steps, record, every, return_trajectory, input_mask
+        )
+        # a static image is read once: every step's bottom-up term at level 0 is this tensor
+        encoded = self.encode(frames[0], input_mask) if frames.shape[0] == 1 else None
+        clamp = self._clamps(clamp, frames.shape[1])
+        state, first_bu = self._settle_start(
+            frames, input_mask, encoded, initial_state, detach_inputs, clamp
+        )
+        levels, terms, states, kept, recorded, betas = self._settle_steps(
+            state,
+            frames,
+            n,
+            names,
+            every,
+            detach_inputs,
+            input_mask,
+            encoded,
+            first_bu,
+            clamp,
+        )
+        state = states[-1] if states is not None and recorded and recorded[-1] == n else None
+        if state is None:
+            state = self.stack_levels(levels)
+        return Settled(state, states, kept, terms, tuple(recorded), tuple(betas), input_mask)
+
+    def _settle_args(
+        self,
+        inputs: torch.Tensor,
+        n_steps: int | None,
+        record: Sequence[str],
+        every: int,
+        return_trajectory: bool,
+        input_mask: torch.Tensor | None,
+    ) -> tuple[int, tuple[str, ...], torch.Tensor]:
+        """:meth:`settle`'s step count, record names and frames ``[T_in, B, n_cells]`` (checked)."""
         n = self.config.dynamics.n_steps if n_steps is None else n_steps
         check_int("n_steps", n, 1, 100_000)
         check_int("every", every, 1)
@@ -498,13 +534,21 @@ class Model(nn.Module):
                 f"input_mask must have shape [batch, {self.n_columns}]; "
                 f"got {tuple(input_mask.shape)}"
             )
-        # a static image is read once: every step's bottom-up term at level 0 is this tensor
-        encoded = self.encode(frames[0], input_mask) if frames.shape[0] == 1 else None
-        clamp = self._clamps(clamp, frames.shape[1])
-        first_bu = None  # the first step's bottom-up terms, when the initial state holds them
+        return n, names, frames
+
+    def _settle_start(
+        self,
+        frames: torch.Tensor,
+        input_mask: torch.Tensor | None,
+        encoded: torch.Tensor | None,
+        initial_state: torch.Tensor | None,
+        detach_inputs: bool,
+        clamp: dict[int, torch.Tensor],
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """:meth:`settle`'s initial state, and the first step's bottom-up terms if it holds them."""
         if initial_state is not None:
-            state = initial_state
-        elif encoded is not None and self.config.init == "bottom_up" and not clamp:
+            return initial_state, None
+        if encoded is not None and self.config.init == "bottom_up" and not clamp:
             # the bottom-up start is the first step's bottom-up terms: computed once, with the
             # gradient the step needs (in local mode each level from the detached one below)
             first_bu = [encoded]
@@ -512,13 +556,34 @@ class Model(nn.Module):
                 below = first_bu[-1].detach() if detach_inputs else first_bu[-1]
                 first_bu.append(self._out(net(self._in(below))))
             start = [x.detach() for x in first_bu] if detach_inputs else first_bu
-            state = self.stack_levels(start)
-        elif detach_inputs:
+            return self.stack_levels(start), first_bu
+        if detach_inputs:
             with torch.no_grad():
                 start = None if encoded is None else encoded.detach()
-                state = self.initial_state(frames[0], input_mask, encoded=start)
-        else:
-            state = self.initial_state(frames[0], input_mask, encoded=encoded)
+                return self.initial_state(frames[0], input_mask, encoded=start), None
+        return self.initial_state(frames[0], input_mask, encoded=encoded), None
+
+    def _settle_steps(
+        self,
+        state: torch.Tensor,
+        frames: torch.Tensor,
+        n: int,
+        names: tuple[str, ...],
+        every: int,
+        detach_inputs: bool,
+        input_mask: torch.Tensor | None,
+        encoded: torch.Tensor | None,
+        first_bu: list[torch.Tensor] | None,
+        clamp: dict[int, torch.Tensor],
+    ) -> tuple[
+        list[torch.Tensor],
+        StepTerms,
+        list[torch.Tensor] | None,
+        dict[str, list[StepTerms]],
+        list[int],
+        list[float],
+    ]:
+        """:meth:`settle`'s ``n`` steps from ``state``, recording ``names`` every ``every``-th."""
         weights = consensus_weights(self.term_weights, input_mask)
         if self.ragged:  # padding is zero by construction; a caller's state may not be
             state = state * self.level_mask
@@ -547,10 +612,7 @@ class Model(nn.Module):
                     states.append(self.stack_levels(levels))
                 for k in kept.values():
                     k.append(terms)
-        state = states[-1] if states is not None and recorded and recorded[-1] == n else None
-        if state is None:
-            state = self.stack_levels(levels)
-        return Settled(state, states, kept, terms, tuple(recorded), tuple(betas), input_mask)
+        return levels, terms, states, kept, recorded, betas
 
     def _clamps(self, clamp, batch: int) -> dict[int, torch.Tensor]:
         """``clamp`` checked: level -> ``[B, C, dim[level]]``."""

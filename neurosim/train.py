@@ -273,6 +273,28 @@ class Trainer:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn
+        self._set_data(data)
+        self.separate = False
+        self.unlabelled_keys = None
+        self.unlabelled = self._unlabelled(unlabelled)
+        self.seeds = self._seeds(seeds)
+        self.n_examples = self.data[0][0].shape[0]
+        self.quiet = quiet
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.eval_fn = eval_fn
+        self.after_step = after_step
+        self._set_schedule()
+        self._set_optimizer(model, parameters)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.epoch = 0  # completed epochs
+        self._perm: torch.Tensor | None = None  # current epoch's permutation (epochs)
+        self._step_records: list[dict[str, Any]] = []
+        self._epoch_records: list[dict[str, float]] = []
+
+    def _set_data(self, data: Any) -> None:
+        """Check ``data``; set ``replicated``, ``keys``, ``data`` (per replica), ``n_replicas``."""
+        config = self.config
         self.replicated = isinstance(data, list)
         datasets = data if self.replicated else [data]
         if self.replicated and not config.steps:
@@ -285,15 +307,10 @@ class Trainer:
             raise ValueError("every replica's data must have the same keys")
         self.data = [tensors for _keys, tensors in parsed]
         self.n_replicas = len(self.data)
-        self.separate = False
-        self.unlabelled_keys = None
-        self.unlabelled = self._unlabelled(unlabelled)
-        self.seeds = self._seeds(seeds)
-        self.n_examples = self.data[0][0].shape[0]
-        self.quiet = quiet
-        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
-        self.eval_fn = eval_fn
-        self.after_step = after_step
+
+    def _set_schedule(self) -> None:
+        """Set ``steps_per_epoch``, ``total_steps`` and ``streams`` (None for epochs)."""
+        config = self.config
         if config.steps:
             self.steps_per_epoch = math.ceil(self.n_examples / config.batch_size)
             self.total_steps = config.steps
@@ -329,6 +346,12 @@ class Trainer:
                 self.steps_per_epoch = math.ceil(self.n_examples / config.batch_size)
             self.total_steps = self.steps_per_epoch * config.epochs
             self.streams = None
+
+    def _set_optimizer(
+        self, model: torch.nn.Module, parameters: Sequence[torch.nn.Parameter] | None
+    ) -> None:
+        """Set the Adam ``optimizer`` and its learning-rate ``scheduler``."""
+        config = self.config
         params = list(model.parameters()) if parameters is None else list(parameters)
         self.optimizer = torch.optim.Adam(
             params,
@@ -341,12 +364,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(config, s, self.steps_per_epoch)
         )
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.step = 0
-        self.epoch = 0  # completed epochs
-        self._perm: torch.Tensor | None = None  # current epoch's permutation (epochs)
-        self._step_records: list[dict[str, Any]] = []
-        self._epoch_records: list[dict[str, float]] = []
 
     def _unlabelled(self, unlabelled: Any):
         if unlabelled is None:

@@ -162,6 +162,33 @@ class Retina:
         Raises:
             ValueError: naming the bad argument and its allowed range.
         """
+        self._set_sites(site_positions_deg, fov_deg, image_shape, pixels_per_deg, fixation_px, kind)
+        check_receptive_fields(
+            center_sigma_per_spacing,
+            surround_radius_ratio,
+            surround_weight,
+            truncate,
+            coarse_sigma_px,
+            render_regularization,
+            render_iterations,
+        )
+        self.surround_weight = float(surround_weight)
+        self.render_regularization = float(render_regularization)
+        self.render_iterations = int(render_iterations)
+        self.spacing_deg = local_spacing_deg(self.site_positions_deg)
+        self.sigma_center_deg = center_sigma_per_spacing * self.spacing_deg
+        self.sigma_surround_deg = surround_radius_ratio * self.sigma_center_deg
+        #: the ON operator as a multi-scale sum [(factor, P, M)]: A = sum M @ P (applied form)
+        self.levels = self._dog_levels(pixels_per_deg, truncate, coarse_sigma_px)
+        self.cells = self._cells_dataset()
+        self._torch_ops: dict[tuple[str, Any], Any] = {}
+        self._np_levels: dict[np.dtype, Any] = {}
+        self._render_factor = None
+
+    def _set_sites(
+        self, site_positions_deg, fov_deg, image_shape, pixels_per_deg, fixation_px, kind: str
+    ) -> None:
+        """Check and set the sites (and cell positions), the image geometry and ``kind``."""
         sites = np.asarray(site_positions_deg, dtype=float)
         if sites.ndim != 2 or sites.shape[1] != 2:
             raise ValueError(
@@ -176,30 +203,21 @@ class Retina:
             raise ValueError(f"site_positions_deg must lie within +-fov_deg/2 = {fov_deg / 2:g}")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}; got {kind!r}")
-        check_receptive_fields(
-            center_sigma_per_spacing,
-            surround_radius_ratio,
-            surround_weight,
-            truncate,
-            coarse_sigma_px,
-            render_regularization,
-            render_iterations,
-        )
         self.kind = kind
         self.fov_deg = float(fov_deg)
         self.pixels_per_deg = float(pixels_per_deg)
-        self.surround_weight = float(surround_weight)
-        self.render_regularization = float(render_regularization)
-        self.render_iterations = int(render_iterations)
         self.site_positions_deg = sites
         self.n_sites = len(sites)
         self.n_cells = 2 * self.n_sites
-        self.spacing_deg = local_spacing_deg(sites)
-        self.sigma_center_deg = center_sigma_per_spacing * self.spacing_deg
-        self.sigma_surround_deg = surround_radius_ratio * self.sigma_center_deg
-        centres_px = self.deg_to_px(sites)[:, ::-1]  # dog_operator takes (col, row)
-        #: the ON operator as a multi-scale sum [(factor, P, M)]: A = sum M @ P (applied form)
-        self.levels = dog_operator(
+        self.positions_deg = np.concatenate([sites, sites])
+
+    def _dog_levels(
+        self, pixels_per_deg, truncate: float, coarse_sigma_px: float | None
+    ) -> list[tuple[int, sp.csr_matrix | None, sp.csr_matrix]]:
+        """The ON operator of the sites' DoG fields as a multi-scale sum ``[(factor, P, M)]``."""
+        # dog_operator takes (col, row)
+        centres_px = self.deg_to_px(self.site_positions_deg)[:, ::-1]
+        return dog_operator(
             centres_px,
             self.sigma_center_deg * pixels_per_deg,
             self.sigma_surround_deg * pixels_per_deg,
@@ -208,11 +226,6 @@ class Retina:
             truncate=truncate,
             coarse_sigma_px=coarse_sigma_px,
         )
-        self.positions_deg = np.concatenate([sites, sites])
-        self.cells = self._cells_dataset()
-        self._torch_ops: dict[tuple[str, Any], Any] = {}
-        self._np_levels: dict[np.dtype, Any] = {}
-        self._render_factor = None
 
     @functools.cached_property
     def site_operator(self) -> sp.csr_matrix:

@@ -155,7 +155,7 @@ def _train(model, retina, cfg: Config, rng: np.random.Generator, quiet: bool) ->
         settled = model.settle(
             resp,
             n_steps=cfg.train_settle_steps,
-            return_trajectory=True,
+            record=("bottom_up", "top_down", "consensus"),
             detach_inputs=detach_inputs_for("local"),
         )
         loss = consensus_codistillation_loss(settled.bottom_up, settled.top_down, settled.consensus)
@@ -249,7 +249,7 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
     t0 = time.perf_counter()
     with torch.no_grad():
         resp = torch.as_tensor(retina(image), dtype=torch.float64)[None]
-        settled = model.settle(resp, n_steps=cfg.n_steps, return_trajectory=True)
+        settled = model.settle(resp, n_steps=cfg.n_steps, record=("state",))
     torch_s = time.perf_counter() - t0
 
     net = brian.build_network(

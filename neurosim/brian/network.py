@@ -7,7 +7,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -379,6 +379,40 @@ def build_network(
         RuntimeError: ``codegen="cython"`` without a working compiler.
     """
     b2 = import_brian2()
+    spec, drive = _drive(
+        model, responses, image, retina, dt_ms, duration_ms, initial_state, poisson_gain_hz, seed
+    )
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = resolve_codegen(codegen, cache)
+    return _assemble_network(b2, spec, drive, record_terms, target, cache, seed)
+
+
+class _Drive(NamedTuple):
+    """What drives a run: time step, steps, Poisson gain, stimulus, initial state, betas."""
+
+    dt: float
+    n_steps: int
+    gain_hz: float | None
+    frames: np.ndarray
+    is_image: bool
+    retina: Any
+    x0: np.ndarray
+    betas: np.ndarray
+
+
+def _drive(
+    model: Any,
+    responses: Any,
+    image: Any,
+    retina: Any,
+    dt_ms: Any,
+    duration_ms: Any,
+    initial_state: Any,
+    poisson_gain_hz: Any,
+    seed: int,
+) -> tuple[ModelSpec, _Drive]:
+    """:func:`build_network`'s model spec and checked run arguments, in the order it checks them."""
     spec = model_spec(model)
     dt, n_steps = _steps(spec, dt_ms, duration_ms)
     check_seed("seed", seed)
@@ -387,11 +421,19 @@ def build_network(
     is_image = image is not None
     x0 = _initial_state(model, spec, initial_state, frames, retina, is_image)
     betas = np.array([spec.dynamics.beta_at(t, n_steps) for t in range(n_steps)], dtype=np.float64)
+    return spec, _Drive(dt, n_steps, gain_hz, frames, is_image, retina, x0, betas)
 
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    target = resolve_codegen(codegen, cache)
 
+def _assemble_network(
+    b2: Any,
+    spec: ModelSpec,
+    drive: _Drive,
+    record_terms: bool,
+    target: str,
+    cache: Path,
+    seed: int,
+) -> BrianNetwork:
+    """The Brian2 objects of ``spec`` assembled (and timed) into a :class:`BrianNetwork`."""
     t0 = time.perf_counter()
     # Build with the numpy target: ``Synapses.connect`` runs its generated code once, at build
     # time, so compiling it with Cython would cost one compilation per Synapses for nothing.
@@ -400,27 +442,27 @@ def build_network(
         objects = assemble(
             b2,
             spec,
-            dt_ms=dt,
-            frames=frames,
-            is_image=is_image,
-            retina=retina,
-            x0=x0,
-            betas=betas,
+            dt_ms=drive.dt,
+            frames=drive.frames,
+            is_image=drive.is_image,
+            retina=drive.retina,
+            x0=drive.x0,
+            betas=drive.betas,
             record_terms=record_terms,
-            gain_hz=gain_hz,
+            gain_hz=drive.gain_hz,
         )
     return BrianNetwork(
         **objects,
-        n_steps=n_steps,
-        dt_ms=dt,
-        duration_ms=n_steps * dt,
+        n_steps=drive.n_steps,
+        dt_ms=drive.dt,
+        duration_ms=drive.n_steps * drive.dt,
         codegen=target,
         cache_dir=cache,
         seed=seed,
         build_s=time.perf_counter() - t0,
         spec=spec,
-        initial_state=x0,
-        betas=betas,
+        initial_state=drive.x0,
+        betas=drive.betas,
     )
 
 
