@@ -1,3 +1,4 @@
+"""The training runner's process settings."""
 
 
 def test_keep_freed_memory_tunes_glibc_once():
