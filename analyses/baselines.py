@@ -607,6 +607,18 @@ def train_jobs(
         unlabelled=unlabelled,
         seeds=seeds,
     )
+    scores, seconds = _fit_and_score(trainer, stacked, kind, jobs, config, checkpoints, device)
+    history = trainer.history_dataset()
+    return [
+        _trained_model(
+            kind, stacked, r, history, scores[r], config.steps, seconds, n_total, n_per_column
+        )
+        for r, _job in enumerate(jobs)
+    ]
+
+
+def _fit_and_score(trainer, stacked, kind: str, jobs: list[Job], config, checkpoints, device):
+    """Train up to each checkpoint and the last step, scoring every replica on its tests there."""
     stops = sorted({check_int("checkpoint", int(c), 1, config.steps) for c in checkpoints})
     stops = [*(c for c in stops if c < config.steps), config.steps]
     scores: list[dict[int, dict[str, float]]] = [{} for _ in jobs]
@@ -626,30 +638,28 @@ def train_jobs(
                 )
                 for name, data in job.tests.items()
             }
-    seconds = time.perf_counter() - start
-    history = trainer.history_dataset()
-    out = []
-    for r, _job in enumerate(jobs):
-        model = stacked.replica(r).eval()
-        h = history.isel(replica=r) if "replica" in history.dims else history
-        mean, change = loss_tail(h["replica_loss"].values)
-        accs = scores[r][config.steps]
-        out.append(
-            TrainedModel(
-                kind=kind,
-                model=model,
-                accuracy=next(iter(accs.values())),
-                accuracies=accs,
-                n_parameters=n_total,
-                n_parameters_per_column=n_per_column,
-                history=h,
-                train_seconds=seconds,
-                final_loss=mean,
-                final_loss_change=change,
-                checkpoint_accuracies=scores[r],
-            )
-        )
-    return out
+    return scores, time.perf_counter() - start
+
+
+def _trained_model(kind, stacked, r, history, scores, steps, seconds, n_total, n_per_column):
+    """Replica ``r`` unstacked, as a :class:`TrainedModel` with its history and scores."""
+    model = stacked.replica(r).eval()
+    h = history.isel(replica=r) if "replica" in history.dims else history
+    mean, change = loss_tail(h["replica_loss"].values)
+    accs = scores[steps]
+    return TrainedModel(
+        kind=kind,
+        model=model,
+        accuracy=next(iter(accs.values())),
+        accuracies=accs,
+        n_parameters=n_total,
+        n_parameters_per_column=n_per_column,
+        history=h,
+        train_seconds=seconds,
+        final_loss=mean,
+        final_loss_change=change,
+        checkpoint_accuracies=scores,
+    )
 
 
 def train_and_evaluate(

@@ -291,6 +291,43 @@ def make_canvas_dataset(
     Returns:
         CanvasDataset (shapes in its docstring).
     """
+    x, y, height, width, digit_px, n_digits, ink_threshold = _checked_canvas_args(
+        x, y, canvas_px, digit_px, n_digits, ink_threshold
+    )
+    r_lo, c_lo, rows, cols = _placement_grid(region, height, width, digit_px, n_digits)
+    n_src = x.shape[0]
+    if n_digits == 2 and n_src < 2:
+        raise ValueError("two digits per canvas need at least two source images")
+    n = n_src if n_images is None else check_int("n_images", n_images, 1)
+
+    rng = np.random.default_rng(check_int("seed", seed))
+    source = _draw_sources(rng, n, n_src, n_digits, sequential=n_images is None)
+
+    offsets = _draw_offsets(rng, n, rows, cols, digit_px, n_digits)
+    top_left = offsets + np.array([r_lo, c_lo], np.int64)
+
+    images, masks = _paste_digits(x, source, top_left, (height, width), digit_px, ink_threshold)
+    labels = y[source].astype(np.int64)
+    return CanvasDataset(
+        images=images,
+        labels=labels[:, 0] if n_digits == 1 else labels,
+        masks=masks,
+        centres_px=top_left.astype(np.float64) + (digit_px - 1) / 2.0,
+        top_left_px=top_left,
+        source_index=source,
+        digit_px=digit_px,
+    )
+
+
+def _checked_canvas_args(
+    x: np.ndarray,
+    y: np.ndarray,
+    canvas_px: int | Sequence[int],
+    digit_px: int,
+    n_digits: int,
+    ink_threshold: float,
+) -> tuple[np.ndarray, np.ndarray, int, int, int, int, float]:
+    """The validated images, labels, canvas size, digit size, digit count and ink threshold."""
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim != 3:
@@ -305,6 +342,13 @@ def make_canvas_dataset(
     ink_threshold = _as_float("ink_threshold", ink_threshold, 0.0, 1.0)
     if ink_threshold >= 1.0:
         raise ValueError(f"ink_threshold must be in [0, 1); got {ink_threshold!r}")
+    return x, y, height, width, digit_px, n_digits, ink_threshold
+
+
+def _placement_grid(
+    region: Region | str | None, height: int, width: int, digit_px: int, n_digits: int
+) -> tuple[int, int, int, int]:
+    """The region's first row and column and its counts of allowed top-left rows and columns."""
     if region is None:
         region = Region()
     elif isinstance(region, str):
@@ -325,14 +369,15 @@ def make_canvas_dataset(
             f"region of {r_hi - r_lo}x{c_hi - c_lo} px cannot hold two non-overlapping digits of "
             f"digit_px={digit_px}: one side must be at least {2 * digit_px} px"
         )
-    n_src = x.shape[0]
-    if n_digits == 2 and n_src < 2:
-        raise ValueError("two digits per canvas need at least two source images")
-    n = n_src if n_images is None else check_int("n_images", n_images, 1)
+    return r_lo, c_lo, rows, cols
 
-    rng = np.random.default_rng(check_int("seed", seed))
+
+def _draw_sources(
+    rng: np.random.Generator, n: int, n_src: int, n_digits: int, *, sequential: bool
+) -> np.ndarray:
+    """``[n, n_digits]`` source-image indices: in order or drawn, the second among the others."""
     source = np.zeros((n, n_digits), np.int64)
-    if n_images is None:
+    if sequential:
         source[:, 0] = np.arange(n)
     else:
         source[:, 0] = rng.choice(n_src, size=n, replace=n > n_src)
@@ -340,15 +385,31 @@ def make_canvas_dataset(
         # uniform over the other images: draw from n_src - 1 and skip the first digit's index
         other = rng.integers(0, n_src - 1, n)
         source[:, 1] = other + (other >= source[:, 0])
+    return source
 
+
+def _draw_offsets(
+    rng: np.random.Generator, n: int, rows: int, cols: int, digit_px: int, n_digits: int
+) -> np.ndarray:
+    """``[n, n_digits, 2]`` top-left offsets (row, col) of the digits within the region."""
     if n_digits == 1:
-        offsets = np.stack([rng.integers(0, rows, n), rng.integers(0, cols, n)], axis=1).reshape(
+        return np.stack([rng.integers(0, rows, n), rng.integers(0, cols, n)], axis=1).reshape(
             n, 1, 2
         )
-    else:
-        offsets = _place_two(rng, n, rows, cols, digit_px)
-    top_left = offsets + np.array([r_lo, c_lo], np.int64)
+    return _place_two(rng, n, rows, cols, digit_px)
 
+
+def _paste_digits(
+    x: np.ndarray,
+    source: np.ndarray,
+    top_left: np.ndarray,
+    canvas_hw: tuple[int, int],
+    digit_px: int,
+    ink_threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The canvases ``[n, h, w]`` and per-digit masks ``[n, k, h, w]`` of the pasted digits."""
+    n, n_digits = source.shape
+    height, width = canvas_hw
     used, inverse = np.unique(source, return_inverse=True)
     patches = _scale_digits(x[used], digit_px)[inverse.reshape(source.shape)]  # [n, k, d, d]
 
@@ -361,16 +422,7 @@ def make_canvas_dataset(
         cc = top_left[:, k, 1, None, None] + span[None, None, :]
         images[b, rr, cc] = np.maximum(images[b, rr, cc], patches[:, k])
         masks[b, k, rr, cc] = patches[:, k] > ink_threshold
-    labels = y[source].astype(np.int64)
-    return CanvasDataset(
-        images=images,
-        labels=labels[:, 0] if n_digits == 1 else labels,
-        masks=masks,
-        centres_px=top_left.astype(np.float64) + (digit_px - 1) / 2.0,
-        top_left_px=top_left,
-        source_index=source,
-        digit_px=digit_px,
-    )
+    return images, masks
 
 
 def canvas_split(

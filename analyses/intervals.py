@@ -181,30 +181,10 @@ def confidence_interval(
 
     level = _check_level(level)
     bounds = _check_bounds(_attrs_bounds(values) if bounds is None else bounds)
-    is_xr = hasattr(values, "dims") and hasattr(values, "get_axis_num")
-    if is_xr:
-        if isinstance(axis, str) and axis not in values.dims:
-            raise ValueError(f"axis must be one of the dims {list(values.dims)}; got {axis!r}")
-        ax = values.get_axis_num(axis) if isinstance(axis, str) else axis
-        arr = _np(values.values, "values")
-    else:
-        if isinstance(axis, str):
-            raise ValueError("axis may be a dim name only for an xarray.DataArray")
-        ax = axis
-        arr = _np(values, "values")
-    if arr.ndim == 0:
-        raise ValueError("values must have at least one dimension")
-    if not -arr.ndim <= ax < arr.ndim:
-        raise ValueError(f"axis must be in [{-arr.ndim}, {arr.ndim - 1}]; got {axis!r}")
+    is_xr, ax, arr = _reduction_array(values, axis)
     finite = np.isfinite(arr)
     if bounds is not None:
-        fin = arr[finite]
-        tol = 1e-9 * (bounds[1] - bounds[0])
-        if fin.size and (fin.min() < bounds[0] - tol or fin.max() > bounds[1] + tol):
-            raise ValueError(
-                f"values must lie in bounds [{bounds[0]:g}, {bounds[1]:g}]; found "
-                f"[{fin.min():.6g}, {fin.max():.6g}]"
-            )
+        _check_within(arr[finite], bounds)
     n = finite.sum(axis=ax)
     filled = np.where(finite, arr, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -220,16 +200,49 @@ def confidence_interval(
     method = f"{100 * level:g} % Student-t CI of the mean{_bounds_text(bounds)}"
     fields: list[Any] = [mean, low, high, half, n, reason]
     if is_xr:
-        import xarray as xr
-
-        dims = [d for i, d in enumerate(values.dims) if i != ax % arr.ndim]
-        coords = {
-            k: v for k, v in values.coords.items() if values.dims[ax % arr.ndim] not in v.dims
-        }
-        fields = [xr.DataArray(f, dims=dims, coords=coords) for f in fields]
+        fields = _as_dataarrays(fields, values, ax % arr.ndim)
     elif mean.ndim == 0:
         fields = [float(f) for f in fields[:4]] + [int(fields[4]), str(fields[5])]
     return ConfidenceInterval(*fields[:5], method, fields[5])
+
+
+def _reduction_array(values: Any, axis: int | str) -> tuple[bool, int, np.ndarray]:
+    """Whether ``values`` is a DataArray, the integer axis to reduce and the numpy values."""
+    is_xr = hasattr(values, "dims") and hasattr(values, "get_axis_num")
+    if is_xr:
+        if isinstance(axis, str) and axis not in values.dims:
+            raise ValueError(f"axis must be one of the dims {list(values.dims)}; got {axis!r}")
+        ax = values.get_axis_num(axis) if isinstance(axis, str) else axis
+        arr = _np(values.values, "values")
+    else:
+        if isinstance(axis, str):
+            raise ValueError("axis may be a dim name only for an xarray.DataArray")
+        ax = axis
+        arr = _np(values, "values")
+    if arr.ndim == 0:
+        raise ValueError("values must have at least one dimension")
+    if not -arr.ndim <= ax < arr.ndim:
+        raise ValueError(f"axis must be in [{-arr.ndim}, {arr.ndim - 1}]; got {axis!r}")
+    return is_xr, ax, arr
+
+
+def _check_within(fin: np.ndarray, bounds: tuple[float, float]) -> None:
+    """Raise ``ValueError`` when a finite value lies outside ``bounds`` (beyond rounding)."""
+    tol = 1e-9 * (bounds[1] - bounds[0])
+    if fin.size and (fin.min() < bounds[0] - tol or fin.max() > bounds[1] + tol):
+        raise ValueError(
+            f"values must lie in bounds [{bounds[0]:g}, {bounds[1]:g}]; found "
+            f"[{fin.min():.6g}, {fin.max():.6g}]"
+        )
+
+
+def _as_dataarrays(fields: list[Any], values: Any, ax: int) -> list[Any]:
+    """The fields as DataArrays with the dims and coords of ``values`` less dim ``ax``."""
+    import xarray as xr
+
+    dims = [d for i, d in enumerate(values.dims) if i != ax]
+    coords = {k: v for k, v in values.coords.items() if values.dims[ax] not in v.dims}
+    return [xr.DataArray(f, dims=dims, coords=coords) for f in fields]
 
 
 def mean_ci_text(

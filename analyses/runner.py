@@ -213,22 +213,43 @@ def run_units(
             on_done(unit, done)
 
     if workers == 1 or len(order) <= 1:
-        for unit in order:
-            jobs = [job for _key, job in unit.jobs]
-            finish(
-                unit,
-                train_unit(
-                    unit.kind,
-                    jobs,
-                    unit.config or config,
-                    device=device,
-                    checkpoints=_within(checkpoints, unit.config or config),
-                    threads=threads,
-                ),
-            )
+        _run_here(order, config, device, checkpoints, threads, finish)
         return results
     ctx = multiprocessing.get_context("spawn")
-    args = [
+    args = _worker_args(order, config, device, checkpoints, threads)
+    _run_pool(ctx, order, args, workers, finish, on_wait, wait_s)
+    return results
+
+
+def _run_here(
+    order: list[Unit],
+    config: Any,
+    device: str,
+    checkpoints: Sequence[int],
+    threads: int,
+    finish: Callable[[Unit, list[JobResult]], None],
+) -> None:
+    """Train the units one after the other in this process."""
+    for unit in order:
+        jobs = [job for _key, job in unit.jobs]
+        finish(
+            unit,
+            train_unit(
+                unit.kind,
+                jobs,
+                unit.config or config,
+                device=device,
+                checkpoints=_within(checkpoints, unit.config or config),
+                threads=threads,
+            ),
+        )
+
+
+def _worker_args(
+    order: list[Unit], config: Any, device: str, checkpoints: Sequence[int], threads: int
+) -> list[tuple]:
+    """The :func:`_indexed_worker` task of each unit of ``order``."""
+    return [
         (
             i,
             unit.kind,
@@ -240,6 +261,18 @@ def run_units(
         )
         for i, unit in enumerate(order)
     ]
+
+
+def _run_pool(
+    ctx: Any,
+    order: list[Unit],
+    args: list[tuple],
+    workers: int,
+    finish: Callable[[Unit, list[JobResult]], None],
+    on_wait: Callable[[list[str]], None] | None,
+    wait_s: float,
+) -> None:
+    """Train the units in worker processes of ``ctx``, finishing each as it returns."""
     pool = ctx.Pool(min(workers, len(order)))
     try:
         pending = set(range(len(order)))
@@ -259,4 +292,3 @@ def run_units(
         raise
     finally:
         pool.join()
-    return results

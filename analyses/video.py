@@ -124,6 +124,22 @@ def moving_digits(
     src = (
         np.arange(n) if n_videos is None else rng.choice(x.shape[0], size=n, replace=n > x.shape[0])
     )
+    bounds = _start_bounds(start_region, side, d, f, step, mode, saccade_px)
+    pos = _positions(rng, n, f, side, d, step, mode, bounds)
+    frames, masks = _render_frames(_scale_digits(x[src], d), pos, side, ink_threshold)
+    return VideoDataset(frames.clip(0, 1), y[src].astype(np.int64), pos, masks, d)
+
+
+def _start_bounds(
+    start_region: Region | None,
+    side: int,
+    d: int,
+    f: int,
+    step: float,
+    mode: str,
+    saccade_px: Sequence[float],
+) -> tuple[int, int, int, float, np.ndarray]:
+    """The start's row range, column range ``(r_lo, r_hi, c_lo, c_max)`` and the jumps."""
     region = (start_region or Region()).validated()
     r_lo, r_hi, c_lo, c_hi = region.pixels(side, side)
     jumps = np.asarray(saccade_px, dtype=float)
@@ -137,6 +153,21 @@ def moving_digits(
             f"no start in the region {tuple(region)} keeps a {d}-px digit on the {side}-px "
             f"canvas for {f} frames of {step:g} px"
         )
+    return r_lo, r_hi, c_lo, c_max, jumps
+
+
+def _positions(
+    rng: np.random.Generator,
+    n: int,
+    f: int,
+    side: int,
+    d: int,
+    step: float,
+    mode: str,
+    bounds: tuple[int, int, int, float, np.ndarray],
+) -> np.ndarray:
+    """``[n, f, 2]`` top-left (row, col) of each video's digit per frame, drawn from ``rng``."""
+    r_lo, r_hi, c_lo, c_max, jumps = bounds
     rows = rng.integers(r_lo, r_hi - d + 1, n).astype(float)
     cols = (
         c_lo + rng.random(n) * (c_max - c_lo)
@@ -152,7 +183,14 @@ def moving_digits(
         half = f // 2
         for i in range(n):
             pos[i, half:, 1] += rng.choice(jumps[cols[i] + jumps <= side - d])
-    patches = _scale_digits(x[src], d)
+    return pos
+
+
+def _render_frames(
+    patches: np.ndarray, pos: np.ndarray, side: int, ink_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frames ``[n, f, side, side]`` (unclipped) and their ink masks."""
+    n, f = pos.shape[:2]
     frames = np.zeros((n, f, side, side), np.float32)
     masks = np.zeros((n, f, side, side), bool)
     for i in range(n):  # videos are built once per run; numpy inside
@@ -160,7 +198,7 @@ def moving_digits(
             img = _paste(patches[i], pos[i, t, 0], pos[i, t, 1], side)
             frames[i, t] = img
             masks[i, t] = img > ink_threshold
-    return VideoDataset(frames.clip(0, 1), y[src].astype(np.int64), pos, masks, d)
+    return frames, masks
 
 
 def column_object_weights(

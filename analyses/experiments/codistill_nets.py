@@ -201,7 +201,6 @@ def _train_group(
     import torch
 
     from neurosim.columns import ColumnMLP
-    from neurosim.learning import codistillation_weight, distillation_kl
     from neurosim.train import TrainConfig, Trainer
 
     n_nets, m = table.shape
@@ -218,7 +217,33 @@ def _train_group(
     full_steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     warmup = config.warmup_epochs * full_steps_per_epoch
     ramp = config.ramp_epochs * full_steps_per_epoch
-    t = config.temperature
+    loss_fn = _group_loss(
+        xt, yt, tab, n_classes, peer_weight, warmup, ramp, config.temperature, device
+    )
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        schedule="cosine",
+        seed=order_seed,
+    )
+    trainer = Trainer(model, loss_fn, torch.arange(m), cfg, device=device, quiet=quiet)
+    trainer.fit()
+    model.eval()
+    with torch.no_grad():
+        xe = torch.as_tensor(x_test, dtype=torch.float32, device=device)
+        probs = torch.softmax(model(xe[:, None, :].expand(-1, n_nets, -1)), dim=-1)
+    return probs.cpu().numpy()
+
+
+def _group_loss(xt, yt, tab, n_classes: int, peer_weight: float, warmup, ramp, t, device: str):
+    """The group's loss: cross-entropy plus the ramped KL to the mean of the other nets."""
+    import torch
+
+    from neurosim.learning import codistillation_weight, distillation_kl
+
+    n_nets = tab.shape[0]
     diag = torch.eye(n_nets, dtype=torch.bool, device=device)
 
     def loss_fn(net, batch, step):
@@ -244,21 +269,7 @@ def _train_group(
             out["loss"] = ce
         return out
 
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        schedule="cosine",
-        seed=order_seed,
-    )
-    trainer = Trainer(model, loss_fn, torch.arange(m), cfg, device=device, quiet=quiet)
-    trainer.fit()
-    model.eval()
-    with torch.no_grad():
-        xe = torch.as_tensor(x_test, dtype=torch.float32, device=device)
-        probs = torch.softmax(model(xe[:, None, :].expand(-1, n_nets, -1)), dim=-1)
-    return probs.cpu().numpy()
+    return loss_fn
 
 
 #: the trainings of one seed, each one sub-run; "subsets-alone" is the no-peers baseline

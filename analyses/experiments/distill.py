@@ -415,13 +415,9 @@ def _dataset(config: Config, seeds, done, y_te, *, n_train: int, n_transfer_no3:
     c3 = config.omitted_class
     s_n = len(seeds)
     n_classes = done["small-hard"]["test_logits"].shape[-1]
-    test_logits = {stage: done[stage]["test_logits"] for stage in STAGES}
+    test_logits, deltas = _with_bias_model(done, c3, s_n)
     no3 = test_logits["small-soft-no3"]
     mean_probs = done["small-soft-no3"]["learned_prior"]
-    deltas = np.array([bias_raise(mean_probs[s], c3) for s in range(s_n)])
-    shifted = no3.copy()
-    shifted[..., c3] += deltas[None, :]
-    test_logits["small-soft-no3-bias"] = shifted
 
     is3 = y_te == c3
     pred = {m: test_logits[m].argmax(-1) for m in MODELS}  # [n_test, S]
@@ -429,62 +425,11 @@ def _dataset(config: Config, seeds, done, y_te, *, n_train: int, n_transfer_no3:
     acc3 = np.stack([(pred[m][is3] == c3).mean(0) for m in MODELS])
     err_not3 = np.stack([(pred[m][~is3] != y_te[~is3, None]).sum(0) for m in MODELS])
     sweep = np.linspace(0.0, config.bias_sweep_max, 41)
-    sweep_err = np.empty((s_n, sweep.size))
-    sweep_acc3 = np.empty((s_n, sweep.size))
-    for k, d in enumerate(sweep):
-        logit = no3.copy()
-        logit[..., c3] += d
-        p = logit.argmax(-1)
-        sweep_err[:, k] = (p != y_te[:, None]).sum(0)
-        sweep_acc3[:, k] = (p[is3] == c3).mean(0)
+    sweep_err, sweep_acc3 = _bias_sweep(no3, y_te, is3, c3, sweep, s_n)
 
     n_test = len(y_te)
     ds = xr.Dataset(
-        {
-            "test_errors": (
-                ("model", "seed"),
-                errors,
-                {"units": "count", "long_name": "test-set errors"},
-            ),
-            "test_error_rate": (
-                ("model", "seed"),
-                errors / n_test,
-                {"units": "1", "long_name": "fraction of the test set wrong"},
-            ),
-            "class3_accuracy": (
-                ("model", "seed"),
-                acc3,
-                {"units": "1", "long_name": f"fraction of test images of class {c3} recognised"},
-            ),
-            "errors_on_other_classes": (
-                ("model", "seed"),
-                err_not3.astype(float),
-                {"units": "count", "long_name": f"test errors on images not of class {c3}"},
-            ),
-            "bias_shift": (
-                ("seed",),
-                deltas,
-                {"units": "1", "long_name": f"logit added to class {c3} by the prior rule"},
-            ),
-            "learned_prior": (
-                ("seed", "class"),
-                mean_probs,
-                {
-                    "units": "1",
-                    "long_name": "no-3 net: mean predicted probability per class, transfer set",
-                },
-            ),
-            "sweep_test_errors": (
-                ("seed", "shift"),
-                sweep_err,
-                {"units": "count", "long_name": f"test errors of the no-{c3} net vs bias shift"},
-            ),
-            "sweep_class3_accuracy": (
-                ("seed", "shift"),
-                sweep_acc3,
-                {"units": "1", "long_name": f"class-{c3} accuracy of the no-{c3} net vs shift"},
-            ),
-        },
+        _data_vars(c3, n_test, errors, acc3, err_not3, deltas, mean_probs, sweep_err, sweep_acc3),
         coords={
             "model": list(MODELS),
             "seed": seeds,
@@ -506,6 +451,92 @@ def _dataset(config: Config, seeds, done, y_te, *, n_train: int, n_transfer_no3:
         }
     )
     return ds
+
+
+def _with_bias_model(done, c3: int, s_n: int) -> tuple[dict, np.ndarray]:
+    """The stages' test logits plus the no-3 net with its class-3 bias raised, and the raises."""
+    test_logits = {stage: done[stage]["test_logits"] for stage in STAGES}
+    no3 = test_logits["small-soft-no3"]
+    mean_probs = done["small-soft-no3"]["learned_prior"]
+    deltas = np.array([bias_raise(mean_probs[s], c3) for s in range(s_n)])
+    shifted = no3.copy()
+    shifted[..., c3] += deltas[None, :]
+    test_logits["small-soft-no3-bias"] = shifted
+    return test_logits, deltas
+
+
+def _bias_sweep(
+    no3: np.ndarray, y_te: np.ndarray, is3: np.ndarray, c3: int, sweep: np.ndarray, s_n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[S, shift]`` test errors and class-3 accuracy of the no-3 net per class-3 bias shift."""
+    sweep_err = np.empty((s_n, sweep.size))
+    sweep_acc3 = np.empty((s_n, sweep.size))
+    for k, d in enumerate(sweep):
+        logit = no3.copy()
+        logit[..., c3] += d
+        p = logit.argmax(-1)
+        sweep_err[:, k] = (p != y_te[:, None]).sum(0)
+        sweep_acc3[:, k] = (p[is3] == c3).mean(0)
+    return sweep_err, sweep_acc3
+
+
+def _data_vars(
+    c3: int,
+    n_test: int,
+    errors: np.ndarray,
+    acc3: np.ndarray,
+    err_not3: np.ndarray,
+    deltas: np.ndarray,
+    mean_probs: np.ndarray,
+    sweep_err: np.ndarray,
+    sweep_acc3: np.ndarray,
+) -> dict:
+    """The data variables of the results Dataset, with their attributes."""
+    return {
+        "test_errors": (
+            ("model", "seed"),
+            errors,
+            {"units": "count", "long_name": "test-set errors"},
+        ),
+        "test_error_rate": (
+            ("model", "seed"),
+            errors / n_test,
+            {"units": "1", "long_name": "fraction of the test set wrong"},
+        ),
+        "class3_accuracy": (
+            ("model", "seed"),
+            acc3,
+            {"units": "1", "long_name": f"fraction of test images of class {c3} recognised"},
+        ),
+        "errors_on_other_classes": (
+            ("model", "seed"),
+            err_not3.astype(float),
+            {"units": "count", "long_name": f"test errors on images not of class {c3}"},
+        ),
+        "bias_shift": (
+            ("seed",),
+            deltas,
+            {"units": "1", "long_name": f"logit added to class {c3} by the prior rule"},
+        ),
+        "learned_prior": (
+            ("seed", "class"),
+            mean_probs,
+            {
+                "units": "1",
+                "long_name": "no-3 net: mean predicted probability per class, transfer set",
+            },
+        ),
+        "sweep_test_errors": (
+            ("seed", "shift"),
+            sweep_err,
+            {"units": "count", "long_name": f"test errors of the no-{c3} net vs bias shift"},
+        ),
+        "sweep_class3_accuracy": (
+            ("seed", "shift"),
+            sweep_acc3,
+            {"units": "1", "long_name": f"class-{c3} accuracy of the no-{c3} net vs shift"},
+        ),
+    }
 
 
 def summary(ds: xr.Dataset) -> str:

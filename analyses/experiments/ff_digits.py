@@ -447,7 +447,6 @@ def _load(config: Config):
 
 def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Dataset:
     """Train every net for every seed and score it; see the module doc."""
-    from analyses.metrics import confidence_interval
     from analyses.progress import Progress
     from neurosim.config import check_device
 
@@ -480,6 +479,16 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         best = float(np.nanmin(error[i].mean(axis=-1)))
         progress.update(kind, score=f"test error {100 * best:.2f} %")
     progress.close()
+    arrays = (error, losses, seconds, rf, label_w)
+    return _results(config, nets, seeds, arrays, n_train=len(train[1]), n_test=len(y_te))
+
+
+def _results(config: Config, nets, seeds, arrays, *, n_train: int, n_test: int) -> xr.Dataset:
+    """The results Dataset of :func:`run` from its errors, losses, times and weights."""
+    from analyses.metrics import confidence_interval
+
+    error, losses, seconds, rf, label_w = arrays
+    h = config.hidden
     ds = xr.Dataset(
         coords={
             "net": ("net", np.array(nets, dtype=object), {"long_name": "net and learning rule"}),
@@ -527,8 +536,8 @@ def run(config: Config, *, device: str = "cpu", quiet: bool = False) -> xr.Datas
         {
             "title": "Forward-Forward vs backprop on flat sklearn digits",
             "dataset": "sklearn load_digits 8x8, pixels / 16",
-            "n_train": len(train[1]),
-            "n_test": len(y_te),
+            "n_train": n_train,
+            "n_test": n_test,
             "chance_error": 0.9,
             "interval": "95% Student-t over seeds, clipped to [0, 1]",
             "goodness": f"sum of squares, positive data {config.positive_goodness}",
@@ -585,7 +594,7 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     every net and method with its interval."""
     import matplotlib.pyplot as plt
 
-    from analyses.figures import STYLE, new_figure, save_figure
+    from analyses.figures import STYLE, save_figure
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -612,13 +621,7 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
         for net in nets:
             w = ds["receptive_field"].sel(net=net, seed=seed).values  # [H, 8, 8]
             lw = ds["label_weights"].sel(seed=seed).values if net == "ff" else None  # [H, K]
-            flat = (
-                w.reshape(len(w), -1)
-                if lw is None
-                else np.concatenate([w.reshape(len(w), -1), lw], 1)
-            )
-            units = np.argsort(-np.sqrt((flat**2).sum(axis=1)))[:n_show]
-            vmax = float(np.abs(flat[units]).max()) or 1.0
+            units, vmax = _largest_units(w, lw, n_show)
             style = dict(cmap="RdBu_r", vmin=-vmax, vmax=vmax)
             for j, u in enumerate(units):
                 ax = fig.add_subplot(grid[r, j])
@@ -647,6 +650,19 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
             fontsize=7,
         )
     paths = save_figure(fig, out_dir, "ff_digits_fields")
+    return paths + _errors_figure(ds, out_dir, nets)
+
+
+def _largest_units(w: np.ndarray, lw: np.ndarray | None, n_show: int) -> tuple[np.ndarray, float]:
+    """The ``n_show`` units of largest weight norm (pixels, labels) and their largest |weight|."""
+    flat = w.reshape(len(w), -1) if lw is None else np.concatenate([w.reshape(len(w), -1), lw], 1)
+    units = np.argsort(-np.sqrt((flat**2).sum(axis=1)))[:n_show]
+    return units, float(np.abs(flat[units]).max()) or 1.0
+
+
+def _errors_figure(ds: xr.Dataset, out_dir: Path, nets: list[str]) -> list[Path]:
+    """``ff_digits_errors``: every net's test error per scoring method, with its interval."""
+    from analyses.figures import new_figure, save_figure
 
     methods = [str(m) for m in ds["scoring"].values]
     fig, axes = new_figure(1, 1, width_in=4.5, height_in=2.8)
@@ -674,5 +690,4 @@ def figures(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("test error (%)")
     ax.set_title(f"flat digits, {ds.sizes['seed']} seed(s); bars: 95 % t-interval")
     ax.legend(frameon=False, title="scored by", fontsize=6, title_fontsize=6)
-    paths += save_figure(fig, out_dir, "ff_digits_errors")
-    return paths
+    return save_figure(fig, out_dir, "ff_digits_errors")

@@ -98,6 +98,27 @@ def results_dataset(
     :func:`analyses.experiments.transfer._retina_jobs`, per model kind)."""
     models, retinas, seeds = list(config.models), list(config.retinas), config.seeds
     steps = config.baseline.steps
+    (acc, secs, loss, change, curves, n_par, n_col), first = _job_arrays(
+        models, retinas, n_sizes, seeds, results
+    )
+    dims4 = ("model", "retina", "n_train", "seed")
+    ds = xr.Dataset(coords=_coords(models, retinas, n_sizes, seeds, first.curve_steps))
+    ds["accuracy"] = (dims4, acc, {**_ACC, "long_name": "test accuracy"})
+    ci_method = _with_interval(ds, "accuracy", "test accuracy", ("model", "retina", "n_train"))
+    _gap(ds, models, "accuracy", ("retina", "n_train"))
+    _add_training(ds, dims4, secs, loss, change, curves, n_par, n_col)
+    _add_convergence(ds, config, n_sizes)
+    if config.heldout:
+        _add_location_split(ds, config, results, checkpoints, held_steps)
+    _verdict(ds, config)
+    ds.attrs.update(_run_attrs(config, ci_method, steps))
+    return ds
+
+
+def _job_arrays(
+    models: list[str], retinas: list[str], n_sizes: list[int], seeds, results: dict
+) -> tuple[tuple[np.ndarray, ...], object]:
+    """The per-job arrays ``[model, retina, n_train, seed]`` and the first result."""
     shape = (len(models), len(retinas), len(n_sizes), len(seeds))
     acc, secs, loss, change = _array(shape), _array(shape), _array(shape), _array(shape)
     first = next(iter(results.values()))
@@ -120,7 +141,12 @@ def results_dataset(
         change[m, r, ni, si] = res.final_loss_change
         curves[m, r, ni, si, : len(res.loss_curve)] = res.loss_curve
         n_par[m, r], n_col[m, r] = res.n_parameters, res.n_parameters_per_column
-    coords = {
+    return (acc, secs, loss, change, curves, n_par, n_col), first
+
+
+def _coords(models: list[str], retinas: list[str], n_sizes: list[int], seeds, curve_steps) -> dict:
+    """The coordinates of the results Dataset."""
+    return {
         "model": ("model", np.array(models, dtype=object)),
         "retina": ("retina", np.array(retinas, dtype=object)),
         "n_train": ("n_train", np.array(n_sizes, dtype=np.int64), {"units": "images"}),
@@ -128,15 +154,23 @@ def results_dataset(
         "control": ("control", np.array(GAP_CONTROLS, dtype=object)),
         "curve_step": (
             "curve_step",
-            np.array(first.curve_steps, dtype=np.int64),
+            np.array(curve_steps, dtype=np.int64),
             {"units": "steps"},
         ),
     }
-    dims4 = ("model", "retina", "n_train", "seed")
-    ds = xr.Dataset(coords=coords)
-    ds["accuracy"] = (dims4, acc, {**_ACC, "long_name": "test accuracy"})
-    ci_method = _with_interval(ds, "accuracy", "test accuracy", ("model", "retina", "n_train"))
-    _gap(ds, models, "accuracy", ("retina", "n_train"))
+
+
+def _add_training(
+    ds: xr.Dataset,
+    dims4: tuple[str, ...],
+    secs: np.ndarray,
+    loss: np.ndarray,
+    change: np.ndarray,
+    curves: np.ndarray,
+    n_par: np.ndarray,
+    n_col: np.ndarray,
+) -> None:
+    """Add the training diagnostics and the parameter counts."""
     ds["train_seconds"] = (
         dims4,
         secs,
@@ -175,6 +209,10 @@ def results_dataset(
         n_col,
         {"units": "1", "long_name": "parameters used by each column / place"},
     )
+
+
+def _add_convergence(ds: xr.Dataset, config, n_sizes: list[int]) -> None:
+    """Add ``training_steps`` per ``n_train`` and the ``convergence_ratio``."""
     from analyses.experiments.transfer import job_steps
 
     ds["training_steps"] = (
@@ -190,39 +228,44 @@ def results_dataset(
         units="1",
         long_name="|change of the loss over the last 20% of steps| / its whole decrease",
     )
-    if config.heldout:
-        _held(ds, config, results, checkpoints, held_steps)
-        ds["generalisation_radius_px"] = (
-            ("model", "retina"),
-            _radius(ds, config),
-            {
-                "units": "px",
-                "long_name": "distance beyond the trained digit offsets at which the seed-mean "
-                "accuracy (end of training) has fallen half-way from its trained level to chance",
-            },
-        )
-    _verdict(ds, config)
-    ds.attrs.update(
+
+
+def _add_location_split(
+    ds: xr.Dataset, config, results: dict, checkpoints: list[int], held_steps: int
+) -> None:
+    """Add the location-restricted split, its wave and the generalisation radius."""
+    _held(ds, config, results, checkpoints, held_steps)
+    ds["generalisation_radius_px"] = (
+        ("model", "retina"),
+        _radius(ds, config),
         {
-            "title": "co-distilled unshared columns vs weight sharing, uniform vs foveated retina",
-            "chance_accuracy": 0.1,
-            "ci_method": ci_method,
-            "confidence_level": 0.95,
-            "convergence_tolerance": config.convergence_tolerance,
-            "cnn_input": "retina.render(responses): the responses resampled onto the pixel grid",
-            "heldout_regions": f"train {config.heldout_train_region}, test "
-            f"{config.heldout_test_region}, overlap {config.heldout_overlap}",
-            "train_offsets_px": _trained_offsets(config),
-            "n_cells": config.n_cells,
-            "n_columns": config.baseline.model.n_columns,
-            "canvas_px": config.canvas_px,
-            "digit_px": config.digit_px,
-            "training_steps": steps,
-            "max_epochs": config.max_epochs,
-            "batch_size": config.baseline.batch_size,
-        }
+            "units": "px",
+            "long_name": "distance beyond the trained digit offsets at which the seed-mean "
+            "accuracy (end of training) has fallen half-way from its trained level to chance",
+        },
     )
-    return ds
+
+
+def _run_attrs(config, ci_method: str, steps: int) -> dict:
+    """The global attributes of the results Dataset."""
+    return {
+        "title": "co-distilled unshared columns vs weight sharing, uniform vs foveated retina",
+        "chance_accuracy": 0.1,
+        "ci_method": ci_method,
+        "confidence_level": 0.95,
+        "convergence_tolerance": config.convergence_tolerance,
+        "cnn_input": "retina.render(responses): the responses resampled onto the pixel grid",
+        "heldout_regions": f"train {config.heldout_train_region}, test "
+        f"{config.heldout_test_region}, overlap {config.heldout_overlap}",
+        "train_offsets_px": _trained_offsets(config),
+        "n_cells": config.n_cells,
+        "n_columns": config.baseline.model.n_columns,
+        "canvas_px": config.canvas_px,
+        "digit_px": config.digit_px,
+        "training_steps": steps,
+        "max_epochs": config.max_epochs,
+        "batch_size": config.baseline.batch_size,
+    }
 
 
 def _radius(ds: xr.Dataset, config) -> np.ndarray:
@@ -472,6 +515,17 @@ def summary(ds: xr.Dataset) -> str:
         for n in ds["n_train"].values
     ]
     lines += _table(ds, "accuracy", rows, models)
+    lines += _convergence_lines(ds, models)
+    lines += _gap_lines(ds)
+    if "accuracy_heldout_location" in ds:
+        lines += _location_lines(ds, models)
+    lines += _parameter_lines(ds, models)
+    return "\n".join(lines)
+
+
+def _convergence_lines(ds: xr.Dataset, models: list[str]) -> list[str]:
+    """The summary's convergence paragraph: the largest loss-change ratio per model."""
+    lines = []
     tol = float(ds.attrs.get("convergence_tolerance", 0.05))
     ratio = ds["convergence_ratio"].max(dim=("retina", "n_train", "seed"))
     steps = ", ".join(
@@ -491,6 +545,12 @@ def summary(ds: xr.Dataset) -> str:
             for m in models
         )
     )
+    return lines
+
+
+def _gap_lines(ds: xr.Dataset) -> list[str]:
+    """The summary's gap-closed paragraph, per control and retina."""
+    lines = []
     lines.append("")
     lines.append(
         "Gap closed = (codistill - control) / (cnn - control), seed means [95% paired bootstrap CI]"
@@ -510,36 +570,47 @@ def summary(ds: xr.Dataset) -> str:
                     short = "cnn - control not significant" if "not significant" in why else why
                     cells.append(f"n={int(n)}: n/a ({short})")
             lines.append(f"  vs {control:<12} {rk:<9} " + "; ".join(cells))
-    if "accuracy_heldout_location" in ds:
-        lines.append("")
-        lines.append(f"Location-restricted split ({ds.attrs.get('heldout_regions', '')})")
-        rows = [(f"{rk} held out", dict(retina=rk)) for rk in ds["retina"].values]
-        lines += _table(ds, "accuracy_heldout_location", rows, models)
-        rows = [(f"{rk} train region", dict(retina=rk)) for rk in ds["retina"].values]
-        lines += _table(ds, "accuracy_train_region", rows, models)[1:]
-        lines.append("")
-        last = int(ds["checkpoint"].values[-1])
-        if "generalisation_radius_px" in ds:  # absent from files written before it existed
-            radius = ds["generalisation_radius_px"]
-            lines.append(
-                "Generalisation radius (px beyond the trained offsets "
-                f"{ds.attrs.get('train_offsets_px', '?')}, "
-                "where accuracy falls half-way to chance): "
-                + "; ".join(
-                    f"{rk} "
-                    + ", ".join(f"{m} {float(radius.sel(model=m, retina=rk)):.1f}" for m in models)
-                    for rk in ds["retina"].values
-                )
+    return lines
+
+
+def _location_lines(ds: xr.Dataset, models: list[str]) -> list[str]:
+    """The summary's location-restricted split: tables, generalisation radius and the wave."""
+    lines = []
+    lines.append("")
+    lines.append(f"Location-restricted split ({ds.attrs.get('heldout_regions', '')})")
+    rows = [(f"{rk} held out", dict(retina=rk)) for rk in ds["retina"].values]
+    lines += _table(ds, "accuracy_heldout_location", rows, models)
+    rows = [(f"{rk} train region", dict(retina=rk)) for rk in ds["retina"].values]
+    lines += _table(ds, "accuracy_train_region", rows, models)[1:]
+    lines.append("")
+    last = int(ds["checkpoint"].values[-1])
+    if "generalisation_radius_px" in ds:  # absent from files written before it existed
+        radius = ds["generalisation_radius_px"]
+        lines.append(
+            "Generalisation radius (px beyond the trained offsets "
+            f"{ds.attrs.get('train_offsets_px', '?')}, "
+            "where accuracy falls half-way to chance): "
+            + "; ".join(
+                f"{rk} "
+                + ", ".join(f"{m} {float(radius.sel(model=m, retina=rk)):.1f}" for m in models)
+                for rk in ds["retina"].values
             )
-        lines.append(f"Wave: accuracy by digit offset (px) after {last} steps, seed means")
-        offs = [int(o) for o in ds["offset_px"].values]
-        left = max(len(str(r)) + len(m) for r in ds["retina"].values for m in models) + 3
-        lines.append(f"{'':<{left}}" + "".join(f"{o:>7}" for o in offs))
-        wave = ds["accuracy_by_offset"].sel(checkpoint=last).mean("seed")
-        for rk in ds["retina"].values:
-            for m in models:
-                vals = wave.sel(model=m, retina=rk).values
-                lines.append(f"{rk + ' ' + m:<{left}}" + "".join(f"{v:>7.2f}" for v in vals))
+        )
+    lines.append(f"Wave: accuracy by digit offset (px) after {last} steps, seed means")
+    offs = [int(o) for o in ds["offset_px"].values]
+    left = max(len(str(r)) + len(m) for r in ds["retina"].values for m in models) + 3
+    lines.append(f"{'':<{left}}" + "".join(f"{o:>7}" for o in offs))
+    wave = ds["accuracy_by_offset"].sel(checkpoint=last).mean("seed")
+    for rk in ds["retina"].values:
+        for m in models:
+            vals = wave.sel(model=m, retina=rk).values
+            lines.append(f"{rk + ' ' + m:<{left}}" + "".join(f"{v:>7.2f}" for v in vals))
+    return lines
+
+
+def _parameter_lines(ds: xr.Dataset, models: list[str]) -> list[str]:
+    """The summary's parameter counts, total stored and per column, per retina."""
+    lines = []
     lines.append("")
     lines.append("Parameters: total stored (per column/place)")
     for rk in ds["retina"].values:
@@ -549,4 +620,4 @@ def summary(ds: xr.Dataset) -> str:
             per = ds["n_parameters_per_column"].sel(model=m, retina=rk).values
             parts.append(f"{m} {int(total)} ({per:.0f})" if np.isfinite(total) else f"{m} n/a")
         lines.append(f"{rk!s:<9}" + ", ".join(parts))
-    return "\n".join(lines)
+    return lines
