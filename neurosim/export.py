@@ -423,7 +423,7 @@ def settled_dataset(
     """:func:`trajectory_dataset` of a :class:`neurosim.model.Settled` and the model it came from.
 
     Reads only ``settled.trajectory`` ``[n_steps + 1, B, C, L, D]`` or, when that is None
-    (``settle(..., return_trajectory=False)``), ``settled.state`` ``[B, C, L, D]`` as the one
+    (settled without ``"state"`` in ``record``), ``settled.state`` ``[B, C, L, D]`` as the one
     time ``n_steps``; and from the model ``positions_deg [C, 2]`` (deg), ``level_dims`` and
     ``config.dynamics.dt_ms``.
 
@@ -442,8 +442,8 @@ def settled_dataset(
     if traj is None:
         if n_steps is None:
             raise ValueError(
-                "n_steps must be given when settled.trajectory is None (settled with "
-                "return_trajectory=False): the final state's time is n_steps * dt_ms"
+                "n_steps must be given when settled.trajectory is None (settled without "
+                "'state' in record): the final state's time is n_steps * dt_ms"
             )
         first_step = check_int("n_steps", n_steps, 0)
         traj = settled.state[None]
