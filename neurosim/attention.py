@@ -33,6 +33,8 @@ import warnings
 import torch
 from torch.autograd.function import once_differentiable
 
+from neurosim.softmax import softmax
+
 __all__ = ["lateral_attention"]
 
 
@@ -77,7 +79,6 @@ class _Graph:
         self.n = n = batch * c
         self.itype = torch.int32 if n * k < 2**31 - 1 else torch.long
         self.index = index
-        self.values = index.clone()  # what the patterns were built from
         self.rows = torch.arange(batch, device=dev)[:, None]
         self.crow = (torch.arange(n + 1, device=dev) * k).to(self.itype)
         self.col = (self.rows * c + index.reshape(-1)[None]).reshape(-1).to(self.itype)
@@ -120,7 +121,7 @@ class _Graph:
         return out.values().view(self.shape)
 
 
-_GRAPHS: collections.OrderedDict[tuple[int, int], _Graph] = collections.OrderedDict()
+_GRAPHS: collections.OrderedDict[tuple[int, int, int], _Graph] = collections.OrderedDict()
 _GRAPHS_MAX = 32
 
 
@@ -130,14 +131,15 @@ def _graph(index: torch.Tensor, batch: int) -> _Graph:
     A settling run calls the attention of every level at every step with the same neighbour
     index, so the CSR patterns (and the transposed one the backward pass needs) are built on
     the first call only. A cached graph holds its index, so the key's ``id`` cannot be reused by
-    another tensor while it is cached, and a copy of its values: an index changed in place
-    (no longer equal to the copy; ``[C, K]`` integers compared per call) builds a new graph. At
-    most ``_GRAPHS_MAX`` graphs are kept (least recently used dropped).
+    another tensor while it is cached; an in-place change of the index (a new ``_version``,
+    torch's counter of in-place writes) builds a new graph. The counter, not a comparison of
+    the values, because a comparison is a host sync per call on a GPU. At most ``_GRAPHS_MAX``
+    graphs are kept (least recently used dropped).
     """
-    key = (id(index), batch)
+    key = (id(index), index._version, batch)
     with _sparse_lock:
         graph = _GRAPHS.get(key)
-        if graph is not None and graph.index is index and torch.equal(graph.values, index):
+        if graph is not None and graph.index is index:
             _GRAPHS.move_to_end(key)
             return graph
     graph = _Graph(index, batch)
@@ -164,11 +166,7 @@ def _weights(
     shifted = (raw - raw.amax(dim=-1, keepdim=True)) * beta
     if valid is not None:
         shifted = shifted.masked_fill(~valid, float("-inf"))
-    # exp / sum instead of torch.softmax: K is a handful of neighbours, and torch's kernel,
-    # vectorised along the last axis, is ~5x slower on such short rows (the max entry is
-    # exp(0) = 1, so the sum is >= 1)
-    e = shifted.exp()
-    weights = e / e.sum(dim=-1, keepdim=True)
+    weights = softmax(shifted)  # K is a handful of neighbours: neurosim.softmax's short path
     if mask is not None:
         weights = weights * mask
     return weights
