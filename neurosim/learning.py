@@ -242,8 +242,10 @@ def consensus_codistillation_loss(
     total = _masked_mean((bottom_up - target) ** 2, weight, entries)
     if top_down is None:
         return total
-    td = _top_down_mse(top_down, target, weight, entries, top_down_levels)
-    return total if td is None else total + td
+    td_weight = _top_down_weight(top_down, target, weight, top_down_levels)
+    if td_weight is None:
+        return total
+    return total + _masked_mean((top_down - target) ** 2, td_weight, entries)
 
 
 def _column_weight(mask: torch.Tensor | None, consensus: torch.Tensor) -> torch.Tensor | None:
@@ -260,14 +262,14 @@ def _column_weight(mask: torch.Tensor | None, consensus: torch.Tensor) -> torch.
     return m.unsqueeze(-1).expand(*lead_cols, consensus.shape[-2])
 
 
-def _top_down_mse(
+def _top_down_weight(
     top_down: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor | None,
-    entries: torch.Tensor | None,
     top_down_levels: torch.Tensor | None,
 ) -> torch.Tensor | None:
-    """Mean squared top-down error over the levels that have a top-down net (None if none)."""
+    """Weights ``[..., C, L]`` of the top-down errors: the levels that have a top-down net,
+    times ``weight`` (None when no level has one); ``top_down``'s shape checked."""
     if top_down.shape != target.shape:
         raise ValueError(
             f"top_down must have the shape of consensus {tuple(target.shape)}; "
@@ -278,9 +280,7 @@ def _top_down_mse(
     if not bool(levels.any()):
         return None
     td_weight = levels.to(target.dtype).expand(*target.shape[:-2], n_levels)
-    if weight is not None:
-        td_weight = td_weight * weight
-    return _masked_mean((top_down - target) ** 2, td_weight, entries)
+    return td_weight if weight is None else td_weight * weight
 
 
 def _top_down_levels(top_down_levels, n_levels, device):
@@ -336,17 +336,9 @@ def _consensus_per_vector(bu, td, target, weight, level_dims, td_levels, loss, p
     out = _reduce(errors, weight, per_column)
     if td is None:
         return out
-    if td.shape != target.shape:
-        raise ValueError(
-            f"top_down must have the shape of consensus {tuple(target.shape)}; "
-            f"got {tuple(td.shape)}"
-        )
-    levels = _top_down_levels(td_levels, target.shape[-2], target.device)
-    if not bool(levels.any()):
+    td_w = _top_down_weight(td, target, weight, td_levels)
+    if td_w is None:
         return out
-    td_w = levels.to(target.dtype).expand(errors.shape)
-    if weight is not None:
-        td_w = td_w * weight
     return out + _reduce(_vector_errors(td, target, level_dims, loss, target_sq), td_w, per_column)
 
 
