@@ -210,7 +210,7 @@ def flops_per_step(kind: str, n_columns: int, replicas: int) -> tuple[float, obj
     else:
         x = torch.randn(16, replicas, retina.n_cells, generator=g)
     y = torch.randint(0, 10, (16, replicas), generator=g)
-    opt = torch.optim.Adam(stacked.parameters(), lr=1e-3, foreach=True)
+    opt = torch.optim.Adam(stacked.parameters(), lr=1e-3, fused=True)  # as the Trainer
 
     def step():
         terms = objective(stacked, (x, y), 50)
