@@ -644,14 +644,16 @@ class Retina:
         estimated from both polarities ``(r_on - r_off) / 2`` and
         ``lam = render_regularization``. Each cell's equation is weighted by its kernel's norm
         so small foveal and large peripheral fields count alike; where cells are sparse the
-        prior interpolates smoothly between them. Solved by Jacobi-preconditioned conjugate
-        gradients, all images of the batch at once, for at most ``n_iter`` (default
-        ``render_iterations``) iterations or a relative residual of 1e-6.
+        prior interpolates smoothly between them. All images of the batch are solved at once:
+        exactly (a Cholesky factor built once per retina) for images of at most
+        :data:`retina.render.DIRECT_MAX_PX` pixels, else by Jacobi-preconditioned conjugate
+        gradients for at most ``n_iter`` (default ``render_iterations``) iterations or a relative
+        residual of 1e-6.
 
         Args:
             responses: ``[batch, n_cells]`` or ``[n_cells]``, finite (numpy or torch).
             n_iter: conjugate-gradient iterations at most (>= 1; default
-                ``render_iterations``).
+                ``render_iterations``; images small enough for the direct solve need none).
 
         Returns:
             ``[batch, H, W]`` (``[H, W]`` for ``[n_cells]``): numpy in -> numpy out; torch

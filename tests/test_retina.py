@@ -530,3 +530,38 @@ def test_package_exports_the_user_surface_only():
     from retina.sampler import MIN_CELLS
 
     assert MIN_CELLS == 8
+
+
+@pytest.mark.parametrize("kind", ["uniform", "foveated"])
+def test_small_images_render_by_a_direct_solve_equal_to_conjugate_gradients(kind):
+    """An image of at most DIRECT_MAX_PX pixels is rendered with the Cholesky factor of the
+    normal equations; conjugate gradients on the same system reach the same images."""
+    from retina.render import DIRECT_MAX_PX, solve_render
+
+    kw = dict(n_cells=288, fov_deg=12.0, image_shape=(24, 24), pixels_per_deg=2.0, seed=0)
+    r = getattr(retina.Retina, kind)(**kw)
+    assert 24 * 24 <= DIRECT_MAX_PX
+    system = r._render_system()
+    assert system.cholesky is not None
+    x = np.random.default_rng(5).random((7, 24, 24))
+    direct = r.render(r(x))
+    resp = r(x)
+    r_site = (0.5 * (resp[:, : r.n_sites] - resp[:, r.n_sites :])).T
+    cg = solve_render(system._replace(cholesky=None), r._numpy_levels(np.float64), r_site, 2000)
+    cg = cg.T.reshape(direct.shape)
+    assert np.abs(direct - cg).max() < 1e-4 * np.abs(direct).max()
+    # the direct solution satisfies the normal equations to rounding
+    from retina.render import _operators
+
+    adjoint, _, apply = _operators(system, r._numpy_levels(np.float64))
+    flat = direct.reshape(7, -1).T
+    rhs = adjoint(system.weight[:, None] * r_site)
+    assert np.abs(apply(flat) - rhs).max() < 1e-9 * np.abs(rhs).max()
+
+
+def test_large_images_keep_the_conjugate_gradient_solver(small_pair):
+    """A 64 x 64 image is over DIRECT_MAX_PX: no dense factor is built."""
+    from retina.render import DIRECT_MAX_PX
+
+    assert H * W > DIRECT_MAX_PX
+    assert small_pair[0]._render_system().cholesky is None
