@@ -538,6 +538,21 @@ def test_a_named_config_is_found_in_the_package(tmp_path):
         load_config("transfer", quick=False, config_file=Path("no-such-config"), seed=None)
 
 
+def test_the_named_configs_load_and_keep_their_measured_budgets():
+    """Every config shipped in analyses/configs loads; the decisive ones keep the 720 steps they
+    were measured at, static-5seeds runs the default budget with 5 seeds."""
+    from analyses.cli import CONFIGS_DIR, load_config
+    from analyses.experiments.transfer import Config
+
+    names = sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+    assert {"decisive", "decisive-broadcast", "static-5seeds"} <= set(names)
+    cfgs = {n: load_config("transfer", quick=False, config_file=Path(n), seed=None) for n in names}
+    assert cfgs["decisive"].baseline.steps == cfgs["decisive-broadcast"].baseline.steps == 720
+    static = cfgs["static-5seeds"]
+    assert static.n_seeds == 5 and static.models == ("cnn", "local", "codistill")
+    assert static.baseline.steps == Config().baseline.steps and static.max_epochs == 50
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [

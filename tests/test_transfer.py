@@ -281,3 +281,17 @@ def test_generalisation_radius_by_hand():
     )
     # level = (0.9 + 0.1) / 2 = 0.5, reached between 3 (0.9) and 6 (0.3): 3 + 3 * 0.4/0.6 = 5
     np.testing.assert_allclose(_radius(ds, cfg), [[2.0]])
+
+
+def test_the_default_budget_is_fifty_passes_over_every_training_set():
+    """The flagship trains every model 50 epochs (batch 32): 157, 469 and 1966 steps for the
+    default training sets of 100, 300 and all 1258 canvases, at most baseline.steps."""
+    import math
+
+    from analyses.experiments.transfer import Config, job_steps
+
+    cfg = Config()
+    assert cfg.max_epochs == 50 and cfg.baseline.batch_size == 32
+    assert [job_steps(cfg, n) for n in (100, 300, 1258)] == [157, 469, 1966]
+    assert job_steps(cfg, 10**6) == cfg.baseline.steps == 2000
+    assert all(job_steps(cfg, n) == math.ceil(50 * n / 32) for n in (100, 300, 1258))
