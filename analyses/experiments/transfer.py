@@ -61,8 +61,8 @@ def _flagship_baseline() -> BaselineConfig:
     """The flagship's budget: at most 2000 Adam steps of 32 images, i.e. with ``max_epochs = 50``
     fifty passes over every training set (1966 steps on all 1258 canvases). Every model kind's
     loss is flat over its last 20 % there; at 720 steps shared-columns and codistill were still
-    falling and codistill's deficit against ``local`` was twice as large
-    (docs/measurements/transfer/README.md, "Budget")."""
+    falling and codistill's deficit against ``local`` looked 2-5x larger
+    (docs/measurements/transfer/README.md, section 1)."""
     return BaselineConfig(steps=2000, batch_size=32, lr=1e-2)
 
 
