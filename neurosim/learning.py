@@ -605,8 +605,9 @@ def neighbour_soft_targets(
     _check_neighbours(n_columns, neighbour_index, attention_weights, batch)
     with torch.no_grad():
         probs = softmax(logits.detach() / t)
-        flat = neighbour_index.to(logits.device).long().reshape(-1)  # index_select, not
-        # probs[:, neighbour_index]: the same gather, several times faster on CPU
+        # index_select on the flat index, not probs[:, neighbour_index]: the same gather,
+        # several times faster on CPU (see Model.column_inputs); gathered is [B, C, k, K]
+        flat = neighbour_index.to(logits.device).long().reshape(-1)
         gathered = probs.index_select(1, flat).view(batch, *neighbour_index.shape, -1)
         if attention_weights is None:
             w = torch.ones(gathered.shape[:-1], dtype=probs.dtype, device=probs.device)
