@@ -375,7 +375,9 @@ def test_a_batch_log_shows_each_finished_sub_run_and_the_quick_run_says_it_is_a_
 def test_ctrl_c_keeps_the_finished_sub_runs_and_the_same_command_resumes_exactly(tmp_path, capsys):
     """SIGINT after two sub-runs: exit 130 and what was kept; the re-run equals a full run."""
     cfg = tmp_path / "slow.toml"
-    cfg.write_text("n_seeds = 2\nepochs = 3\n")  # 8 sub-runs of about half a second
+    # 8 sub-runs of about a quarter of a second each (with 3 epochs, 0.05-0.1 s: the run could
+    # finish between the second kept sub-run and the signal)
+    cfg.write_text("n_seeds = 2\nepochs = 20\n")
     out = tmp_path / "out"
     args = ["run", "codistill-nets", "--quick", "--config", str(cfg), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
