@@ -204,6 +204,8 @@ class BaselineConfig(Config):
         weight_decay: L2 penalty (>= 0).
         grad_clip: gradient-norm clip of each model (> 0).
         eval_batch_size: images per forward pass when scoring (>= 1).
+        flush_denormals: flush denormal floats to zero while training on a CPU
+            (:attr:`neurosim.train.TrainConfig.flush_denormals`; the same models, faster).
         forward_forward: the Forward-Forward rule of the ``ff`` kinds
             (:class:`neurosim.forward_forward.ForwardForwardConfig`,
             ``[baseline.forward_forward]``).
@@ -221,6 +223,7 @@ class BaselineConfig(Config):
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     eval_batch_size: int = 256
+    flush_denormals: bool = True
     forward_forward: ForwardForwardConfig = dataclasses.field(default_factory=ForwardForwardConfig)
 
     moved_keys = {
@@ -595,6 +598,7 @@ def train_jobs(
         weight_decay=config.weight_decay,
         schedule="cosine",
         grad_clip=config.grad_clip,
+        flush_denormals=config.flush_denormals,
         seed=seeds[0],
     )
     trainer = Trainer(

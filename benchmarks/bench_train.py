@@ -5,7 +5,9 @@ Three measurements, each printed as a table (``--json FILE`` writes them all):
 1. **old vs new on the flagship grid at equal steps.** The commit before the batched training
    (``--old-commit``, checked out into a git worktree) trains every model of the grid one after
    the other, as it did; this tree trains the same grid with every kind x retina as one unit of
-   stacked replicas, first in one process (``new 1 proc``), then in ``--workers`` processes.
+   stacked replicas, first in one process (``new 1 proc``), then in ``--workers`` processes;
+   and, unless ``--no-denormal-row``, in one process computing with denormal floats as the old
+   code did (``denormals kept``: what :mod:`neurosim.denormals` saves).
    Both in this one run, one after the other, so the ratio compares like with like. The grid
    is chosen so that both draw the same batches (training-set sizes that are multiples of the
    batch size, ``steps`` a multiple of every epoch's length) and run the old rule (no layer
@@ -105,7 +107,7 @@ def run_old(commit: str, steps: int) -> dict:
     return json.loads(line[4:])
 
 
-def _old_rule(kind: str, steps: int):
+def _old_rule(kind: str, steps: int, flush_denormals: bool = True):
     """This tree's BaselineConfig running the old rule for ``kind``."""
     from analyses.baselines import BaselineConfig, flagship_model
     from neurosim.objectives import ObjectiveConfig
@@ -117,13 +119,20 @@ def _old_rule(kind: str, steps: int):
         )
     else:
         objective = ObjectiveConfig.local_codistillation()
-    return BaselineConfig(model=model, objective=objective, steps=steps, batch_size=16)
+    return BaselineConfig(
+        model=model,
+        objective=objective,
+        steps=steps,
+        batch_size=16,
+        flush_denormals=flush_denormals,
+    )
 
 
-def run_new(steps: int, workers: int) -> dict:
+def run_new(steps: int, workers: int, flush_denormals: bool = True) -> dict:
     """This tree's grid: every kind x retina one unit of stacked replicas, all units in one
     :func:`analyses.runner.run_units` call (as ``neurosim run`` trains them), each unit with
-    its kind's old rule."""
+    its kind's old rule (``flush_denormals=False``: computing with denormals, as the old code
+    did)."""
     import torch
 
     from analyses.baselines import Job, build_retina, retina_inputs
@@ -153,8 +162,9 @@ def run_new(steps: int, workers: int) -> dict:
                 for n in SIZES:
                     job = Job(retina, train.subset(order[:n]), {"test": test}, seed)
                     jobs.append((f"{kind}|{rk}|{n}|{seed}", job))
-            units.append(Unit(f"{kind}/{rk}", kind, jobs, config=_old_rule(kind, steps)))
-    res = run_units(units, _old_rule("cnn", steps), workers=workers)
+            rule = _old_rule(kind, steps, flush_denormals)
+            units.append(Unit(f"{kind}/{rk}", kind, jobs, config=rule))
+    res = run_units(units, _old_rule("cnn", steps, flush_denormals), workers=workers)
     losses = {key: r.loss_curve for key, r in res.items()}
     return {"seconds": time.perf_counter() - start, "losses": losses}
 
@@ -290,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--columns", type=int, nargs="+", default=[36, 144])
     parser.add_argument("--reps", type=int, default=10, help="timed steps per row")
     parser.add_argument("--no-compare", action="store_true")
+    parser.add_argument(
+        "--no-denormal-row",
+        action="store_true",
+        help="skip the 1-process run that computes with denormals (neurosim.denormals)",
+    )
     parser.add_argument("--full-run", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -301,19 +316,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compare:
         n_models = len(OLD_KINDS) * len(RETINAS) * len(SIZES) * len(SEEDS)
         old = run_old(args.old_commit, args.steps)
+        kept = None if args.no_denormal_row else run_new(args.steps, 1, flush_denormals=False)
         new1 = run_new(args.steps, 1)
         new2 = run_new(args.steps, args.workers)
         diffs = loss_differences(old, new1, args.steps)
         print(f"\nold vs new on the flagship grid: {n_models} models x {args.steps} steps")
-        print(f"{'code':>22} {'wall s':>8} {'model-steps/s':>14} {'x old':>7}")
-        for name, res in (
-            ("old (one by one)", old),
-            ("new 1 proc", new1),
-            (f"new {args.workers} procs", new2),
-        ):
+        print(f"{'code':>26} {'wall s':>8} {'model-steps/s':>14} {'x old':>7}")
+        rows = [("old (one by one)", old)]
+        if kept is not None:
+            rows.append(("new 1 proc, denormals kept", kept))
+        rows += [("new 1 proc", new1), (f"new {args.workers} procs", new2)]
+        for name, res in rows:
             rate = n_models * args.steps / res["seconds"]
             print(
-                f"{name:>22} {res['seconds']:>8.1f} {rate:>14.1f} "
+                f"{name:>26} {res['seconds']:>8.1f} {rate:>14.1f} "
                 f"{old['seconds'] / res['seconds']:>7.2f}"
             )
         print(
@@ -324,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         report["compare"] = dict(
             old_seconds=old["seconds"],
+            new_1proc_denormals_kept_seconds=None if kept is None else kept["seconds"],
             new_1proc_seconds=new1["seconds"],
             new_workers_seconds=new2["seconds"],
             workers=args.workers,
